@@ -1,0 +1,111 @@
+"""The main flow: ingest -> transform -> index -> validate.
+
+Run it ad hoc with ``python flows/main.py`` (embedded defaults: no accounts, no servers), import it
+in a notebook (``from flows.main import data_pipeline``) or deploy it from ``prefect.yaml``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python flows/main.py` from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+import flows  # noqa: F401  (offline defaults)
+from flows.index import index
+from flows.ingest import ingest
+from flows.transform import transform
+from tasks.index import IndexResult
+from tasks.ingest import IngestResult
+from tasks.transform import DbtResult
+from tasks.validate import ValidationReport
+from tasks.steps import validate_task
+
+
+class PipelineParams(BaseModel):
+    """Parameters of :func:`data_pipeline` (shown as a form in the Prefect UI)."""
+
+    sources: list[str] | None = Field(
+        default=None, description="Sources to load (names from the sources file); all if empty."
+    )
+    probe_query: str | None = Field(
+        default=None, description="Query the validate step must find results for."
+    )
+
+
+@dataclass
+class PipelineSummary:
+    """What a run did, stage by stage."""
+
+    ingest: list[IngestResult] = field(default_factory=list)
+    dbt: DbtResult | None = None
+    index: list[IndexResult] = field(default_factory=list)
+    validation: ValidationReport | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_text(self) -> str:
+        """A short human-readable report."""
+        lines = ["Pipeline summary"]
+        rows = sum(r.rows for r in self.ingest)
+        lines.append(f"  ingest     {rows} rows loaded " + ", ".join(
+            f"{r.source}.{t}={n}" for r in self.ingest for t, n in r.rows_by_table.items()
+        ) + f"  ({self.seconds.get('ingest', 0):.1f}s)")
+        if self.dbt:
+            lines.append(
+                f"  transform  {self.dbt.models_built} models built, {self.dbt.tests_passed} "
+                f"tests passed, {self.dbt.tests_failed} failed  ({self.seconds.get('transform', 0):.1f}s)"
+            )
+        for r in self.index:
+            lines.append(
+                f"  index      {r.namespace}: {r.documents} documents, {r.embedded} chunks "
+                f"embedded, {r.unchanged} unchanged, {r.deleted} deleted, {r.vectors_in_store} "
+                f"vectors stored  ({self.seconds.get('index', 0):.1f}s)"
+            )
+        if self.validation:
+            passed = sum(1 for _, ok, _ in self.validation.checks if ok)
+            lines.append(
+                f"  validate   {passed}/{len(self.validation.checks)} checks passed  "
+                f"({self.seconds.get('validate', 0):.1f}s)"
+            )
+        return "\n".join(lines)
+
+
+@flow(name="data-pipeline", log_prints=True)
+def data_pipeline(params: PipelineParams | None = None) -> PipelineSummary:
+    """Load the sources, build the dbt models, index the documents and validate the result."""
+    params = params or PipelineParams()
+    summary = PipelineSummary()
+
+    start = time.monotonic()
+    summary.ingest = ingest(params.sources)
+    summary.seconds["ingest"] = time.monotonic() - start
+
+    start = time.monotonic()
+    summary.dbt = transform()
+    summary.seconds["transform"] = time.monotonic() - start
+
+    start = time.monotonic()
+    summary.index = index()
+    summary.seconds["index"] = time.monotonic() - start
+
+    start = time.monotonic()
+    summary.validation = validate_task(summary.index, summary.dbt, params.probe_query)
+    summary.seconds["validate"] = time.monotonic() - start
+    return summary
+
+
+if __name__ == "__main__":
+    from tasks.search import search
+
+    result = data_pipeline()
+    print(result.to_text())
+    example = "a light tent for two people backpacking in the rain"
+    print(f'\nExample search: "{example}"')
+    for hit in search(example, top_k=3):
+        print(f"  {hit.score:.3f}  {hit.title}  [{hit.document_id}]")

@@ -1,0 +1,205 @@
+"""Documents to embed, declared in the dbt project and read from the warehouse.
+
+A dbt model opts in to indexing with ``meta.embedding`` in its yml (see
+``dbt_models/models/analytics/_analytics__models.yml``)::
+
+    config:
+      meta:
+        embedding:
+          id_column: document_id
+          text_columns: [title, body]
+          text_separator: "\\n\\n"
+          title_column: title
+          url_column: url
+          updated_at_column: updated_at
+          metadata_columns: [category, brand, price]
+          namespace: products
+
+so analysts add a model to the index without touching Python. The declarations are read from
+dbt's ``target/manifest.json``, written by every dbt invocation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tasks.errors import ConfigError
+from tasks.settings import check_identifier
+from tasks.stores.base import MetadataValue, check_namespace
+from tasks.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+
+class EmbeddingSpec(BaseModel):
+    """``meta.embedding`` of one dbt model, plus where the model lives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="dbt unique id, e.g. model.semantic_index.documents")
+    schema_name: str
+    relation: str
+    id_column: str
+    text_columns: list[str] = Field(min_length=1)
+    text_separator: str = "\n\n"
+    title_column: str | None = None
+    url_column: str | None = None
+    updated_at_column: str | None = None
+    metadata_columns: list[str] = Field(default_factory=list)
+    namespace: str
+
+    @field_validator("schema_name", "relation", "id_column", "title_column", "url_column",
+                     "updated_at_column")
+    @classmethod
+    def _ident(cls, value: str | None) -> str | None:
+        return None if value is None else check_identifier(value, "column or relation name")
+
+    @field_validator("text_columns", "metadata_columns")
+    @classmethod
+    def _idents(cls, values: list[str]) -> list[str]:
+        return [check_identifier(v, "column name") for v in values]
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return check_namespace(value)
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column the indexer reads, without repeats, id first."""
+        wanted = [self.id_column, *self.text_columns, self.title_column, self.url_column,
+                  self.updated_at_column, *self.metadata_columns]
+        return list(dict.fromkeys(c for c in wanted if c))
+
+
+@dataclass(frozen=True)
+class Document:
+    """One row of a documents model, ready to chunk."""
+
+    id: str
+    text: str
+    title: str | None
+    url: str | None
+    updated_at: str | None
+    metadata: dict[str, MetadataValue] = field(default_factory=dict)
+
+
+def load_specs(dbt_project_dir: Path) -> list[EmbeddingSpec]:
+    """Every model with ``meta.embedding`` in the dbt manifest.
+
+    Raises:
+        ConfigError: no manifest yet, a declaration is malformed, or two models share a namespace.
+    """
+    manifest_path = dbt_project_dir / "target" / "manifest.json"
+    if not manifest_path.is_file():
+        raise ConfigError(
+            f"No dbt manifest at {manifest_path}: run the transform step (or `dbt parse`) first."
+        )
+    manifest = json.loads(manifest_path.read_text())
+    specs: list[EmbeddingSpec] = []
+    for unique_id, node in manifest.get("nodes", {}).items():
+        if node.get("resource_type") != "model":
+            continue
+        meta = (node.get("config") or {}).get("meta") or node.get("meta") or {}
+        declared = meta.get("embedding")
+        if not declared:
+            continue
+        try:
+            specs.append(
+                EmbeddingSpec(
+                    model=unique_id,
+                    schema_name=node["schema"],
+                    relation=node.get("alias") or node["name"],
+                    **declared,
+                )
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(f"meta.embedding of {unique_id} is invalid: {problems}") from None
+    namespaces = [s.namespace for s in specs]
+    if len(namespaces) != len(set(namespaces)):
+        raise ConfigError(f"Two dbt models declare the same embedding namespace: {namespaces}")
+    return specs
+
+
+def fetch_documents(warehouse: Warehouse, spec: EmbeddingSpec) -> Iterator[Document]:
+    """Stream the documents of ``spec`` from the warehouse, ordered by id.
+
+    Raises:
+        ConfigError: a declared column does not exist in the model.
+    """
+    with warehouse.connect() as conn:
+        existing = {
+            r[0]
+            for r in conn.execute(
+                "select column_name from information_schema.columns "
+                "where table_schema = %s and table_name = %s",
+                (spec.schema_name, spec.relation),
+            ).fetchall()
+        }
+        if not existing:
+            raise ConfigError(
+                f"{spec.schema_name}.{spec.relation} does not exist: run the transform step first."
+            )
+        missing = [c for c in spec.columns if c not in existing]
+        if missing:
+            raise ConfigError(
+                f"meta.embedding of {spec.model} names columns {missing} that "
+                f"{spec.schema_name}.{spec.relation} does not have."
+            )
+        query = sql.SQL("select {cols} from {schema}.{rel} order by {id}").format(
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns),
+            schema=sql.Identifier(spec.schema_name),
+            rel=sql.Identifier(spec.relation),
+            id=sql.Identifier(spec.id_column),
+        )
+        with conn.cursor(name="documents") as cur:
+            cur.itersize = 2000
+            cur.execute(query)
+            for row in cur:
+                yield _to_document(spec, dict(zip(spec.columns, row, strict=True)))
+
+
+def _to_document(spec: EmbeddingSpec, row: dict[str, Any]) -> Document:
+    text = spec.text_separator.join(
+        str(row[c]).strip() for c in spec.text_columns if row[c] is not None and str(row[c]).strip()
+    )
+    metadata = {
+        c: v for c in spec.metadata_columns if (v := to_metadata_value(row[c])) is not None
+    }
+    updated = row[spec.updated_at_column] if spec.updated_at_column else None
+    return Document(
+        id=str(row[spec.id_column]),
+        text=text,
+        title=str(row[spec.title_column]) if spec.title_column and row[spec.title_column] else None,
+        url=str(row[spec.url_column]) if spec.url_column and row[spec.url_column] else None,
+        updated_at=to_metadata_value(updated),  # type: ignore[arg-type]
+        metadata=metadata,
+    )
+
+
+def to_metadata_value(value: Any) -> MetadataValue | None:
+    """A warehouse value as a flat metadata value (dates as ISO strings; nulls dropped)."""
+    if value is None:
+        return None
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return str(value)

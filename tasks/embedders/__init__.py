@@ -1,0 +1,37 @@
+"""Embedders: one module per provider behind :class:`~tasks.embedders.base.Embedder`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from tasks.embedders.base import Embedder
+from tasks.settings import LocalEmbedderConfig, OpenAIEmbedderConfig, Settings, get_settings
+
+
+def make_embedder(config: LocalEmbedderConfig | OpenAIEmbedderConfig) -> Embedder:
+    """The embedder for a provider config."""
+    if isinstance(config, OpenAIEmbedderConfig):
+        from tasks.embedders.openai import OpenAIEmbedder
+
+        return OpenAIEmbedder(config)
+    from tasks.embedders.local import LocalEmbedder
+
+    return LocalEmbedder(config)
+
+
+@lru_cache(maxsize=4)
+def _cached(config_json: str, provider: str) -> Embedder:
+    model = OpenAIEmbedderConfig if provider == "openai" else LocalEmbedderConfig
+    return make_embedder(model.model_validate_json(config_json))
+
+
+def get_embedder(settings: Settings | None = None) -> Embedder:
+    """The configured embedder, created once per process (models load once)."""
+    config = (settings or get_settings()).embedder_config()
+    if isinstance(config, OpenAIEmbedderConfig):
+        # SecretStr dumps as '**********'; keep the key out of the cache key but in the config.
+        return make_embedder(config)
+    return _cached(config.model_dump_json(), config.provider)
+
+
+__all__ = ["Embedder", "get_embedder", "make_embedder"]

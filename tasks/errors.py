@@ -1,0 +1,57 @@
+"""Domain errors. Each message says what went wrong and what to do next."""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class for errors this library raises on purpose."""
+
+    #: Retrying cannot fix these (bad config, bad data); Prefect retry conditions read this flag.
+    retryable: bool = False
+
+
+class ConfigError(PipelineError):
+    """A setting or config file is missing or unusable."""
+
+
+class WarehouseError(PipelineError):
+    """PostgreSQL cannot be reached or started."""
+
+    retryable = True
+
+
+class SourceError(PipelineError):
+    """A source is unreachable, malformed or empty."""
+
+
+class TransformError(PipelineError):
+    """dbt failed: a model did not build or a data test failed."""
+
+
+class EmbedderUnavailable(PipelineError):
+    """No embedding model can be loaded with the current settings."""
+
+
+class EmbeddingError(PipelineError):
+    """The embedding provider rejected or failed a request."""
+
+    retryable = True
+
+
+class VectorStoreError(PipelineError):
+    """The vector store rejected a request (wrong dimension, bad filter, ...)."""
+
+
+class ValidationFailed(PipelineError):
+    """The final validation found the index out of step with the documents."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a task that raised ``exc`` is worth retrying.
+
+    Our own errors say so themselves; anything else (network hiccups, driver errors) is assumed
+    transient.
+    """
+    if isinstance(exc, PipelineError):
+        return exc.retryable
+    return not isinstance(exc, (ValueError, TypeError, KeyError, FileNotFoundError))

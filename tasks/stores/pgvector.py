@@ -1,0 +1,268 @@
+"""pgvector store: one table per namespace in the warehouse, HNSW cosine index, jsonb metadata.
+
+Table ``<VECTOR_SCHEMA>.<namespace>``::
+
+    id text primary key, document_id text, content_hash text, text text,
+    metadata jsonb, embedding vector(<dim>), written_at timestamptz
+
+Table and schema names are allow-listed identifiers (``check_identifier``); every value, including
+filter keys, is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+
+from tasks.errors import VectorStoreError
+from tasks.settings import check_identifier
+from tasks.stores.base import SearchHit, VectorRecord, VectorStore, check_namespace
+from tasks.stores.filters import Condition, parse_filter
+from tasks.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+_RANGE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+class PgVectorStore(VectorStore):
+    """Vectors in PostgreSQL with the pgvector extension."""
+
+    name = "pgvector"
+
+    def __init__(self, warehouse: Warehouse, schema: str = "semantic_index") -> None:
+        self.schema = check_identifier(schema, "schema name")
+        self._warehouse = warehouse
+        self._conn: psycopg.Connection | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        """The store's connection, opened on first use with pgvector types registered."""
+        if self._conn is None or self._conn.closed:
+            conn = self._warehouse.connect(autocommit=True)
+            conn.execute("create extension if not exists vector")
+            register_vector(conn)
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _table(self, namespace: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(
+            sql.Identifier(self.schema), sql.Identifier(check_namespace(namespace))
+        )
+
+    def _dimension_of(self, namespace: str) -> int | None:
+        row = self.conn.execute(
+            """
+            select format_type(a.atttypid, a.atttypmod)
+            from pg_attribute a
+            join pg_class c on c.oid = a.attrelid
+            join pg_namespace n on n.oid = c.relnamespace
+            where n.nspname = %s and c.relname = %s and a.attname = 'embedding'
+            """,
+            (self.schema, namespace),
+        ).fetchone()
+        if row is None:
+            return None
+        match = re.search(r"\((\d+)\)", row[0])
+        return int(match.group(1)) if match else None
+
+    def ensure_namespace(self, namespace: str, dimension: int) -> None:
+        """Create the namespace's table and HNSW index if missing; check the dimension."""
+        table = self._table(namespace)
+        existing = self._dimension_of(namespace)
+        if existing is not None:
+            if existing != dimension:
+                raise VectorStoreError(
+                    f"Namespace {namespace!r} holds {existing}-dimensional vectors but the "
+                    f"embedder produces {dimension}. Index into a new namespace or rebuild it "
+                    "(the embedding model or its dimensions changed)."
+                )
+            return
+        with self.conn.transaction():
+            self.conn.execute(
+                sql.SQL("create schema if not exists {}").format(sql.Identifier(self.schema))
+            )
+            self.conn.execute(
+                sql.SQL(
+                    """
+                    create table if not exists {table} (
+                        id text primary key,
+                        document_id text not null,
+                        content_hash text not null,
+                        text text not null,
+                        metadata jsonb not null default '{{}}',
+                        embedding vector({dim}) not null,
+                        written_at timestamptz not null default now()
+                    )
+                    """
+                ).format(table=table, dim=sql.Literal(dimension))
+            )
+            self.conn.execute(
+                sql.SQL("create index if not exists {} on {} using hnsw (embedding vector_cosine_ops)")
+                .format(sql.Identifier(f"{namespace}_embedding_hnsw"), table)
+            )
+            self.conn.execute(
+                sql.SQL("create index if not exists {} on {} (document_id)").format(
+                    sql.Identifier(f"{namespace}_document_id"), table
+                )
+            )
+        logger.info("Created pgvector table %s.%s (%d dims)", self.schema, namespace, dimension)
+
+    def upsert(self, namespace: str, records: Sequence[VectorRecord]) -> int:
+        """Insert or replace ``records`` by id in one transaction."""
+        if not records:
+            return 0
+        expected = self._dimension_of(namespace)
+        if expected is None:
+            raise VectorStoreError(
+                f"Namespace {namespace!r} does not exist: call ensure_namespace first."
+            )
+        bad = [r.id for r in records if len(r.values) != expected]
+        if bad:
+            raise VectorStoreError(
+                f"{len(bad)} record(s) (e.g. {bad[0]!r}) do not have {expected} dimensions."
+            )
+        statement = sql.SQL(
+            """
+            insert into {table} (id, document_id, content_hash, text, metadata, embedding)
+            values (%s, %s, %s, %s, %s::jsonb, %s)
+            on conflict (id) do update set
+                document_id = excluded.document_id,
+                content_hash = excluded.content_hash,
+                text = excluded.text,
+                metadata = excluded.metadata,
+                embedding = excluded.embedding,
+                written_at = now()
+            """
+        ).format(table=self._table(namespace))
+        rows = [
+            (
+                r.id,
+                r.document_id,
+                r.content_hash,
+                r.text,
+                json.dumps(r.metadata),
+                np.asarray(r.values, dtype=np.float32),
+            )
+            for r in records
+        ]
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(statement, rows)
+        return len(rows)
+
+    def delete(self, namespace: str, ids: Sequence[str]) -> int:
+        """Delete ``ids`` from the namespace."""
+        if not ids or self._dimension_of(namespace) is None:
+            return 0
+        self.conn.execute(
+            sql.SQL("delete from {} where id = any(%s)").format(self._table(namespace)),
+            (list(ids),),
+        )
+        return len(ids)
+
+    def query(
+        self,
+        namespace: str,
+        vector: Sequence[float],
+        top_k: int,
+        filter: dict[str, Any] | None = None,
+    ) -> list[SearchHit]:
+        """Cosine top-k with optional metadata filter (HNSW, iterative scan for filters)."""
+        conditions = parse_filter(filter)
+        dimension = self._dimension_of(namespace)
+        if dimension is None:
+            return []
+        if len(vector) != dimension:
+            raise VectorStoreError(
+                f"Query vector has {len(vector)} dimensions; namespace {namespace!r} has {dimension}."
+            )
+        where, params = _where(conditions)
+        query_vector = np.asarray(vector, dtype=np.float32)
+        statement = sql.SQL(
+            """
+            select id, document_id, text, metadata, 1 - (embedding <=> %s) as score
+            from {table}
+            where {where}
+            order by embedding <=> %s
+            limit %s
+            """
+        ).format(table=self._table(namespace), where=where)
+        with self.conn.transaction():
+            # Keep filtered HNSW scans going until top_k rows pass the filter (pgvector >= 0.8).
+            self.conn.execute("set local hnsw.iterative_scan = relaxed_order")
+            rows = self.conn.execute(
+                statement, (query_vector, *params, query_vector, top_k)
+            ).fetchall()
+        hits = [
+            SearchHit(id=r[0], document_id=r[1], text=r[2], metadata=r[3], score=float(r[4]))
+            for r in rows
+        ]
+        # relaxed_order may return rows slightly out of order; the contract is best first.
+        return sorted(hits, key=lambda h: h.score, reverse=True)
+
+    def count(self, namespace: str) -> int:
+        """Rows in the namespace's table."""
+        if self._dimension_of(namespace) is None:
+            return 0
+        row = self.conn.execute(
+            sql.SQL("select count(*) from {}").format(self._table(namespace))
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def content_hashes(self, namespace: str) -> dict[str, str]:
+        """``{id: content_hash}`` for the whole namespace."""
+        if self._dimension_of(namespace) is None:
+            return {}
+        rows = self.conn.execute(
+            sql.SQL("select id, content_hash from {}").format(self._table(namespace))
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+
+def _where(conditions: list[Condition]) -> tuple[sql.Composable, list[Any]]:
+    """SQL for ``conditions`` (AND) and its parameters; keys are bound, never interpolated."""
+    parts: list[sql.Composable] = []
+    params: list[Any] = []
+    for c in conditions:
+        if c.op in ("$eq", "$in"):
+            values = c.value if isinstance(c.value, list) else [c.value]
+            ors = []
+            for v in values:
+                # Scalar field equal to v, or list field containing v.
+                ors.append(sql.SQL("(metadata @> %s::jsonb or metadata @> %s::jsonb)"))
+                params.extend([json.dumps({c.key: v}), json.dumps({c.key: [v]})])
+            parts.append(sql.SQL("(") + sql.SQL(" or ").join(ors) + sql.SQL(")"))
+        else:
+            op = sql.SQL(_RANGE_SQL[c.op])
+            if isinstance(c.value, str):
+                parts.append(
+                    sql.SQL(
+                        "(case when jsonb_typeof(metadata->%s) = 'string' "
+                        "then metadata->>%s end) {} %s"
+                    ).format(op)
+                )
+            else:
+                parts.append(
+                    sql.SQL(
+                        "(case when jsonb_typeof(metadata->%s) = 'number' "
+                        "then (metadata->>%s)::numeric end) {} %s"
+                    ).format(op)
+                )
+            params.extend([c.key, c.key, c.value])
+    if not parts:
+        return sql.SQL("true"), params
+    return sql.SQL(" and ").join(parts), params

@@ -1,0 +1,122 @@
+"""Run the dbt project through prefect-dbt so every model and test shows up as a Prefect task.
+
+dbt reads its connection from ``dbt_models/profiles.yml``, which takes everything from
+environment variables; :func:`dbt_environment` sets them from the resolved warehouse for the
+duration of the invocation (the password as ``DBT_ENV_SECRET_*`` so dbt scrubs it from logs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.errors import TransformError
+from tasks.settings import Settings
+from tasks.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+_FAILED = {"error", "fail", "runtime error"}
+
+
+@dataclass
+class DbtResult:
+    """Outcome of one dbt invocation, by node."""
+
+    command: str
+    models_built: int = 0
+    tests_passed: int = 0
+    tests_failed: int = 0
+    tests_warned: int = 0
+    failures: list[str] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No node errored or failed."""
+        return not self.failures
+
+
+@contextlib.contextmanager
+def dbt_environment(settings: Settings, warehouse: Warehouse) -> Iterator[None]:
+    """Set the variables ``profiles.yml`` reads, restoring the previous values afterwards."""
+    values = {
+        **warehouse.dbt_env(),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in previous.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def run_dbt(args: list[str], settings: Settings, warehouse: Warehouse) -> DbtResult:
+    """Invoke dbt (``["build"]``, ``["docs", "generate"]``, ...) with Prefect integration.
+
+    Inside a flow run each dbt node becomes a Prefect task.
+
+    Raises:
+        TransformError: dbt could not run, a model failed or a data test failed; the message
+            lists every failing node with dbt's own message.
+    """
+    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+    project_dir = settings.dbt_project_dir
+    if not (project_dir / "dbt_project.yml").is_file():
+        raise TransformError(f"No dbt project at {project_dir}: set DBT_PROJECT_DIR.")
+    vars_arg = ["--vars", f"{{raw_schema: {settings.raw_schema}}}"]
+    runner = PrefectDbtRunner(
+        settings=PrefectDbtSettings(project_dir=project_dir, profiles_dir=project_dir),
+        raise_on_failure=False,
+    )
+    command = " ".join(args)
+    with dbt_environment(settings, warehouse):
+        try:
+            res = runner.invoke([*args, *vars_arg])
+        except ValueError as exc:  # prefect-dbt wraps dbt's own exceptions in ValueError
+            raise TransformError(f"dbt {command} could not run: {exc}") from None
+    return _summarize(command, res, project_dir)
+
+
+def _summarize(command: str, res: Any, project_dir: Path) -> DbtResult:
+    result = DbtResult(command=command)
+    for node_result in getattr(res.result, "results", None) or []:
+        node = node_result.node
+        status = str(node_result.status).lower().split(".")[-1]
+        kind = str(node.resource_type).lower().split(".")[-1]
+        result.nodes.append({"node": node.unique_id, "type": kind, "status": status})
+        if kind == "test":
+            if status == "pass":
+                result.tests_passed += 1
+            elif status == "warn":
+                result.tests_warned += 1
+            elif status in _FAILED:
+                result.tests_failed += 1
+        elif kind in {"model", "seed", "snapshot"} and status == "success":
+            result.models_built += 1
+        if status in _FAILED:
+            result.failures.append(f"{kind} {node.name}: {node_result.message}")
+    if not res.success and not result.failures:
+        result.failures.append(str(res.exception or "dbt reported failure"))
+    if result.failures:
+        raise TransformError(
+            f"dbt {command} failed ({len(result.failures)} node(s)): "
+            + "; ".join(result.failures)
+            + f". Logs: {project_dir / 'logs' / 'dbt.log'}. Fix the data in the source or the "
+            "model, then re-run; models downstream of a failure were skipped."
+        )
+    logger.info(
+        "dbt %s: %d models built, %d tests passed", command, result.models_built, result.tests_passed
+    )
+    return result

