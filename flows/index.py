@@ -12,13 +12,22 @@ from prefect import flow
 
 import flows  # noqa: F401
 from tasks.index import IndexResult
-from tasks.steps import index_task, specs_task
+from tasks.steps import embedding_slot, index_task, specs_task
 
 
-@flow(name="index")
+# persist_result: when a failed data-pipeline run is retried, a completed index subflow is not
+# re-run (its result is read back); re-running would be safe too, as indexing is incremental.
+@flow(name="index", persist_result=True, timeout_seconds=3 * 3600)
 def index() -> list[IndexResult]:
-    """Index every dbt model declared with ``meta.embedding``."""
-    return [index_task(spec) for spec in specs_task()]
+    """Index every dbt model declared with ``meta.embedding``.
+
+    Each namespace holds a slot of the global embedding concurrency limit while it embeds.
+    """
+    results = []
+    for spec in specs_task():
+        with embedding_slot():
+            results.append(index_task(spec))
+    return results
 
 
 if __name__ == "__main__":

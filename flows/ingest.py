@@ -15,7 +15,8 @@ from tasks.ingest import IngestResult
 from tasks.steps import ingest_task, read_sources
 
 
-@flow(name="ingest", log_prints=True)
+# persist_result: a retried data-pipeline run reads this result back instead of loading again.
+@flow(name="ingest", log_prints=True, persist_result=True, timeout_seconds=2 * 3600)
 def ingest(sources: list[str] | None = None) -> list[IngestResult]:
     """Load ``sources`` (all declared ones when ``None``), one dlt pipeline per source."""
     configs = read_sources(sources)

@@ -7,14 +7,13 @@ in a notebook (``from flows.main import data_pipeline``) or deploy it from ``pre
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python flows/main.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prefect import flow
+from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, Field
 
 import flows  # noqa: F401  (offline defaults)
@@ -23,9 +22,10 @@ from flows.ingest import ingest
 from flows.transform import transform
 from tasks.index import IndexResult
 from tasks.ingest import IngestResult
+from tasks.report import publish_run_report, run_stage
+from tasks.steps import validate_task
 from tasks.transform import DbtResult
 from tasks.validate import ValidationReport
-from tasks.steps import validate_task
 
 
 class PipelineParams(BaseModel):
@@ -48,18 +48,25 @@ class PipelineSummary:
     index: list[IndexResult] = field(default_factory=list)
     validation: ValidationReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    failed_stage: str | None = None
+    error: str | None = None
 
     def to_text(self) -> str:
         """A short human-readable report."""
         lines = ["Pipeline summary"]
         rows = sum(r.rows for r in self.ingest)
-        lines.append(f"  ingest     {rows} rows loaded " + ", ".join(
-            f"{r.source}.{t}={n}" for r in self.ingest for t, n in r.rows_by_table.items()
-        ) + f"  ({self.seconds.get('ingest', 0):.1f}s)")
+        lines.append(
+            f"  ingest     {rows} rows loaded "
+            + ", ".join(
+                f"{r.source}.{t}={n}" for r in self.ingest for t, n in r.rows_by_table.items()
+            )
+            + f"  ({self.seconds.get('ingest', 0):.1f}s)"
+        )
         if self.dbt:
             lines.append(
                 f"  transform  {self.dbt.models_built} models built, {self.dbt.tests_passed} "
-                f"tests passed, {self.dbt.tests_failed} failed  ({self.seconds.get('transform', 0):.1f}s)"
+                f"tests passed, {self.dbt.tests_failed} failed  "
+                f"({self.seconds.get('transform', 0):.1f}s)"
             )
         for r in self.index:
             lines.append(
@@ -76,27 +83,39 @@ class PipelineSummary:
         return "\n".join(lines)
 
 
-@flow(name="data-pipeline", log_prints=True)
+@task(name="publish-run-report", timeout_seconds=120)
+def report_task(summary: PipelineSummary) -> None:
+    """Write the run report artifacts (markdown summary and tables)."""
+    publish_run_report(summary)
+
+
+# Four hours: far above a normal run; the "over-long run" alert fires much earlier (see
+# flows/setup_alerts.py), this only stops a run that hangs.
+@flow(name="data-pipeline", log_prints=True, timeout_seconds=4 * 3600)
 def data_pipeline(params: PipelineParams | None = None) -> PipelineSummary:
-    """Load the sources, build the dbt models, index the documents and validate the result."""
+    """Load the sources, build the dbt models, index the documents and validate the result.
+
+    Each stage emits ``pipeline.<stage>.completed`` (or ``.failed``) and the run ends with a
+    report artifact, also when a stage failed (the error then names the stage).
+    """
     params = params or PipelineParams()
     summary = PipelineSummary()
-
-    start = time.monotonic()
-    summary.ingest = ingest(params.sources)
-    summary.seconds["ingest"] = time.monotonic() - start
-
-    start = time.monotonic()
-    summary.dbt = transform()
-    summary.seconds["transform"] = time.monotonic() - start
-
-    start = time.monotonic()
-    summary.index = index()
-    summary.seconds["index"] = time.monotonic() - start
-
-    start = time.monotonic()
-    summary.validation = validate_task(summary.index, summary.dbt, params.probe_query)
-    summary.seconds["validate"] = time.monotonic() - start
+    try:
+        with run_stage(summary, "ingest"):
+            summary.ingest = ingest(params.sources)
+        with run_stage(summary, "transform"):
+            summary.dbt = transform()
+        with run_stage(summary, "index"):
+            summary.index = index()
+        with run_stage(summary, "validate"):
+            summary.validation = validate_task(summary.index, summary.dbt, params.probe_query)
+    except BaseException:
+        try:
+            report_task(summary)
+        except Exception:  # the stage's error is the one to raise; this one is only logged
+            get_run_logger().exception("Could not publish the run report")
+        raise
+    report_task(summary)
     return summary
 
 

@@ -5,12 +5,15 @@ Examples::
     semantic-search "waterproof jacket for hiking" --top-k 3
     semantic-search "cast iron pan" --filter '{"category": "kitchen", "price": {"$lt": 80}}'
     semantic-search "board game for kids" --json
+    semantic-search "HO-46517" --mode hybrid
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -19,7 +22,7 @@ if __package__ in (None, ""):
 
 import flows  # noqa: F401  (offline defaults)
 from tasks.errors import PipelineError
-from tasks.search import search
+from tasks.search import MODES, search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--filter", default=None, help='Metadata filter as JSON, e.g. \'{"category": "toys"}\'.'
     )
     parser.add_argument("--namespace", default=None, help="Namespace (documents model) to search.")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default=None,
+        help="vector (embeddings) or hybrid (embeddings + full-text); default: SEARCH_MODE.",
+    )
     parser.add_argument("--json", action="store_true", help="Print results as JSON lines.")
     return parser
+
+
+def plain_snippet(snippet: str, tty: bool = False) -> str:
+    """A result snippet for the terminal: matches in bold on a TTY, else in [brackets]."""
+    start, stop = ("\033[1m", "\033[0m") if tty else ("[", "]")
+    marked = re.sub(r"<mark>(.*?)</mark>", lambda m: f"{start}{m.group(1)}{stop}", snippet)
+    return html.unescape(marked)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --filter is not valid JSON: {exc}", file=sys.stderr)
         return 2
     try:
-        results = search(args.query, top_k=args.top_k, filter=filter_, namespace=args.namespace)
+        results = search(
+            args.query, top_k=args.top_k, filter=filter_, namespace=args.namespace, mode=args.mode
+        )
     except (PipelineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -60,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{rank}. {r.title or r.document_id}  (score {r.score:.3f}, {r.document_id})")
         if r.url:
             print(f"   {r.url}")
-        print(f"   {r.snippet}")
+        print(f"   {plain_snippet(r.snippet, sys.stdout.isatty())}")
         if r.metadata:
             shown = {k: v for k, v in r.metadata.items() if k not in {"document_id"}}
             print(f"   {json.dumps(shown, default=str)}")

@@ -17,7 +17,14 @@ from tasks.transform import DbtResult, run_dbt
 from tasks.warehouse import get_warehouse
 
 
-@flow(name="transform", retries=1, retry_delay_seconds=10)
+# persist_result: a retried data-pipeline run reads a completed build back instead of rebuilding.
+@flow(
+    name="transform",
+    retries=1,
+    retry_delay_seconds=10,
+    persist_result=True,
+    timeout_seconds=2 * 3600,
+)
 def transform(docs: bool | None = None) -> DbtResult:
     """``dbt build`` (``dbt retry`` on a retried attempt), then ``dbt docs generate``."""
     settings = get_settings()
@@ -27,7 +34,7 @@ def transform(docs: bool | None = None) -> DbtResult:
     result = run_dbt(command, settings, warehouse)
     if settings.dbt_docs if docs is None else docs:
         run_dbt(["docs", "generate"], settings, warehouse)
-        get_run_logger().info("dbt docs written to %s", settings.dbt_project_dir / "target")
+        get_run_logger().info("dbt docs written to %s", settings.dbt_target_dir)
     return result
 
 

@@ -34,7 +34,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tasks.errors import ConfigError
-from tasks.settings import check_identifier
+from tasks.settings import Settings, check_identifier
 from tasks.stores.base import MetadataValue, check_namespace
 from tasks.warehouse import Warehouse
 
@@ -58,8 +58,9 @@ class EmbeddingSpec(BaseModel):
     metadata_columns: list[str] = Field(default_factory=list)
     namespace: str
 
-    @field_validator("schema_name", "relation", "id_column", "title_column", "url_column",
-                     "updated_at_column")
+    @field_validator(
+        "schema_name", "relation", "id_column", "title_column", "url_column", "updated_at_column"
+    )
     @classmethod
     def _ident(cls, value: str | None) -> str | None:
         return None if value is None else check_identifier(value, "column or relation name")
@@ -77,8 +78,14 @@ class EmbeddingSpec(BaseModel):
     @property
     def columns(self) -> list[str]:
         """Every column the indexer reads, without repeats, id first."""
-        wanted = [self.id_column, *self.text_columns, self.title_column, self.url_column,
-                  self.updated_at_column, *self.metadata_columns]
+        wanted = [
+            self.id_column,
+            *self.text_columns,
+            self.title_column,
+            self.url_column,
+            self.updated_at_column,
+            *self.metadata_columns,
+        ]
         return list(dict.fromkeys(c for c in wanted if c))
 
 
@@ -94,13 +101,17 @@ class Document:
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
 
 
-def load_specs(dbt_project_dir: Path) -> list[EmbeddingSpec]:
+def load_specs(source: Settings | Path) -> list[EmbeddingSpec]:
     """Every model with ``meta.embedding`` in the dbt manifest.
+
+    ``source`` is the settings (manifest in ``settings.dbt_target_dir``, where the transform step
+    writes it) or a dbt project folder (manifest in its ``target/``, as after a manual ``dbt parse``).
 
     Raises:
         ConfigError: no manifest yet, a declaration is malformed, or two models share a namespace.
     """
-    manifest_path = dbt_project_dir / "target" / "manifest.json"
+    target = source.dbt_target_dir if isinstance(source, Settings) else source / "target"
+    manifest_path = target / "manifest.json"
     if not manifest_path.is_file():
         raise ConfigError(
             f"No dbt manifest at {manifest_path}: run the transform step (or `dbt parse`) first."
@@ -176,9 +187,7 @@ def _to_document(spec: EmbeddingSpec, row: dict[str, Any]) -> Document:
     text = spec.text_separator.join(
         str(row[c]).strip() for c in spec.text_columns if row[c] is not None and str(row[c]).strip()
     )
-    metadata = {
-        c: v for c in spec.metadata_columns if (v := to_metadata_value(row[c])) is not None
-    }
+    metadata = {c: v for c in spec.metadata_columns if (v := to_metadata_value(row[c])) is not None}
     updated = row[spec.updated_at_column] if spec.updated_at_column else None
     return Document(
         id=str(row[spec.id_column]),

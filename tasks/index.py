@@ -1,43 +1,64 @@
-"""Keep each namespace of the vector store equal to its documents model.
+"""Keep each logical namespace of the vector store equal to its documents model, paying only for
+what changed, and safe to kill at any point.
 
-For every model declared with ``meta.embedding``: read the documents, turn each into chunks,
-embed only the chunks whose content hash is not already in the store, upsert them in batches,
-and delete the store's chunks that no longer exist. A re-run with no changes embeds nothing.
+One run for one documents model (``EmbeddingSpec``):
+
+1. chunk every document (token-aware, :mod:`tasks.chunking`) into the desired chunk set;
+2. diff it against the ledger of the target physical namespace (:func:`plan_changes`):
+   new/changed text -> embed + upsert, metadata-only -> ``update_metadata``, gone -> delete,
+   unchanged -> nothing;
+3. take vectors from the embedding cache where possible, embed the rest window by window
+   (each window cached as soon as it is embedded), upsert in batches: ledger rows go
+   ``pending`` before a batch is sent and ``written`` only after the store acknowledged it;
+4. validate (ledger == store == desired) and, for a new configuration, switch the logical
+   namespace over to the freshly built physical one, then drop the old one.
+
+The index fingerprint (embedder fingerprint + chunker settings) picks the physical namespace, so a
+new model or chunk size is built next to the serving one (see :mod:`tasks.namespaces`).
+
+``python -m tasks.index [--dry-run]`` indexes every declared model with a progress bar.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from tasks.chunking import (
+    Chunk,
+    ChunkerConfig,
+    chunk_document,
+    chunk_id,
+    metadata_hash,
+    text_hash,
+)
 from tasks.documents import Document, EmbeddingSpec, fetch_documents
-from tasks.embedders.base import Embedder
+from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded
+from tasks.embedding_cache import EmbeddingCache
+from tasks.errors import ValidationFailed
+from tasks.ledger import PENDING, WRITTEN, Ledger, LedgerEntry
+from tasks.namespaces import choose_target
+from tasks.settings import Settings, get_settings
 from tasks.stores.base import VectorRecord, VectorStore
 from tasks.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
 
-UPSERT_BATCH = 256
+#: Chunk size when CHUNK_TOKENS is unset (capped at the model's input limit).
+DEFAULT_CHUNK_TOKENS = 256
 
-
-@dataclass(frozen=True)
-class Chunk:
-    """A piece of a document that gets one vector."""
-
-    id: str
-    document_id: str
-    position: int
-    text: str
-    metadata: dict[str, object]
-    content_hash: str
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass
 class IndexResult:
-    """What indexing one namespace did."""
+    """What indexing one namespace did (or, in a dry run, would do)."""
 
     namespace: str
     model: str
@@ -47,25 +68,118 @@ class IndexResult:
     unchanged: int = 0
     deleted: int = 0
     vectors_in_store: int = 0
+    physical_namespace: str = ""
+    fingerprint: str = ""
+    upserted: int = 0
+    cache_hits: int = 0
+    metadata_updated: int = 0
+    requests: int = 0
+    input_tokens: int = 0
+    estimated_cost_usd: float = 0.0
+    tokens_to_embed: int = 0
+    rebuilt: bool = False
+    switched: bool = False
+    dry_run: bool = False
+    run_id: int | None = None
+
+    def to_text(self) -> str:
+        """One line for logs and the CLI."""
+        verb = "would embed" if self.dry_run else "embedded"
+        text = (
+            f"{self.namespace} -> {self.physical_namespace}: {self.documents} documents, "
+            f"{self.chunks} chunks; {verb} {self.embedded} ({self.tokens_to_embed} tokens, "
+            f"~${self.estimated_cost_usd:.4f}), {self.cache_hits} from cache, "
+            f"{self.metadata_updated} metadata-only, {self.deleted} deleted, "
+            f"{self.unchanged} unchanged"
+        )
+        if not self.dry_run:
+            text += f"; {self.requests} requests, {self.vectors_in_store} vectors in store"
+        if self.rebuilt:
+            text += "; rebuilt" + (" and switched over" if self.switched else "")
+        return text
 
 
-def document_chunks(doc: Document, fingerprint: str) -> list[Chunk]:
-    """The chunks of one document (one chunk per document; the model truncates long texts)."""
-    metadata: dict[str, object] = {
-        **doc.metadata,
-        "document_id": doc.id,
-        "chunk_position": 0,
-    }
+@dataclass
+class Plan:
+    """The diff between the desired chunks and the ledger of one physical namespace."""
+
+    upsert: list[Chunk] = field(default_factory=list)
+    update_metadata: list[Chunk] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
+    """The chunker settings for ``embedder`` (chunk size capped at its input limit)."""
+    max_tokens = min(settings.chunk_tokens or DEFAULT_CHUNK_TOKENS, embedder.max_input_tokens)
+    return ChunkerConfig(
+        max_tokens=max_tokens,
+        overlap_tokens=min(settings.chunk_overlap_tokens, max_tokens // 2),
+        prepend_title=settings.chunk_prepend_title,
+    )
+
+
+def index_fingerprint(embedder: Embedder, config: ChunkerConfig) -> str:
+    """Identity of an index build: what made the vectors and how the texts were cut."""
+    payload = json.dumps(
+        {"embedder": embedder.fingerprint, "chunker": config.as_dict()}, sort_keys=True
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def document_chunks(
+    doc: Document, config: ChunkerConfig, count: Callable[[Sequence[str]], list[int]]
+) -> list[Chunk]:
+    """The chunks of one document, with stable ids and content/metadata hashes."""
+    base: dict[str, Any] = {**doc.metadata, "document_id": doc.id}
     if doc.title:
-        metadata["title"] = doc.title
+        base["title"] = doc.title
     if doc.url:
-        metadata["url"] = doc.url
+        base["url"] = doc.url
     if doc.updated_at:
-        metadata["updated_at"] = doc.updated_at
-    digest = hashlib.sha256(
-        json.dumps([fingerprint, doc.text, metadata], sort_keys=True, default=str).encode()
-    ).hexdigest()
-    return [Chunk(f"{doc.id}#0", doc.id, 0, doc.text, metadata, digest)]
+        base["updated_at"] = doc.updated_at
+    chunks = []
+    for position, (text, tokens) in enumerate(chunk_document(doc.text, doc.title, config, count)):
+        metadata = {**base, "chunk_position": position}
+        chunks.append(
+            Chunk(
+                id=chunk_id(doc.id, position),
+                document_id=doc.id,
+                position=position,
+                text=text,
+                metadata=metadata,
+                content_hash=text_hash(text),
+                metadata_hash=metadata_hash(metadata),
+                tokens=tokens,
+            )
+        )
+    return chunks
+
+
+def plan_changes(
+    desired: Mapping[str, Chunk], ledger: Mapping[str, LedgerEntry], fingerprint: str
+) -> Plan:
+    """What to do to make a namespace whose ledger is ``ledger`` hold exactly ``desired``.
+
+    A ``pending`` ledger row (written or not, we cannot know) is re-upserted if still desired
+    and deleted otherwise; its vector normally comes from the embedding cache.
+    """
+    plan = Plan()
+    for cid, chunk in desired.items():
+        entry = ledger.get(cid)
+        if (
+            entry is None
+            or entry.state != WRITTEN
+            or entry.fingerprint != fingerprint
+            or entry.content_hash != chunk.content_hash
+        ):
+            plan.upsert.append(chunk)
+        elif entry.metadata_hash != chunk.metadata_hash:
+            plan.update_metadata.append(chunk)
+        else:
+            plan.unchanged += 1
+    plan.delete = sorted(set(ledger) - set(desired))
+    return plan
 
 
 def index_documents(
@@ -73,57 +187,315 @@ def index_documents(
     warehouse: Warehouse,
     embedder: Embedder,
     store: VectorStore,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+    *,
+    settings: Settings | None = None,
+    dry_run: bool | None = None,
 ) -> IndexResult:
-    """Bring ``spec.namespace`` in the store in line with the documents of ``spec``."""
-    result = IndexResult(namespace=spec.namespace, model=spec.model)
-    store.ensure_namespace(spec.namespace, embedder.dimension)
-    existing = store.content_hashes(spec.namespace)
+    """Bring ``spec.namespace`` in the store in line with the documents of ``spec``.
 
+    Raises:
+        EmbeddingBudgetExceeded: the run would send more than ``MAX_TOKENS_PER_RUN`` tokens
+            (nothing was embedded or written).
+        ValidationFailed: after writing, the ledger, the store and the documents disagree.
+    """
+    settings = settings or get_settings()
+    dry_run = settings.index_dry_run if dry_run is None else dry_run
+    logical = spec.namespace
+    config = chunker_config(settings, embedder)
+    fingerprint = index_fingerprint(embedder, config)
+    result = IndexResult(
+        namespace=logical, model=spec.model, fingerprint=fingerprint, dry_run=dry_run
+    )
+    ledger = Ledger(warehouse, settings.index_state_schema)
+    cache = EmbeddingCache(settings.index_state_schema)
+    try:
+        ledger.setup()
+        with ledger.lock(logical):
+            registered = ledger.namespaces(logical)
+            serving = next((n for n in registered if n.state == "serving"), None)
+            target = choose_target(logical, fingerprint, registered)
+            result.physical_namespace = target
+            result.rebuilt = serving is None or serving.physical != target
+            desired = _desired_chunks(spec, warehouse, embedder, config, result)
+            entries = ledger.entries(target)
+            if not entries and not dry_run:
+                entries = _adopt_unknown(store, target, fingerprint)
+            plan = plan_changes(desired, entries, fingerprint)
+            result.unchanged = plan.unchanged
+
+            hashes = [c.content_hash for c in plan.upsert]
+            cached = cache.get(ledger.conn, embedder.fingerprint, hashes)
+            to_embed = list(
+                dict.fromkeys(c.content_hash for c in plan.upsert if c.content_hash not in cached)
+            )
+            by_hash = {c.content_hash: c for c in plan.upsert}
+            texts = [by_hash[h].text for h in to_embed]
+            token_counts = embedder.count_tokens(texts)
+            price = embedder.price_per_million(settings.embedding_prices)
+            result.embedded = len(to_embed)
+            result.tokens_to_embed = sum(token_counts)
+            result.cache_hits = sum(1 for c in plan.upsert if c.content_hash in cached)
+            result.metadata_updated = len(plan.update_metadata)
+            result.deleted = len(plan.delete)
+            result.upserted = len(plan.upsert)
+            result.estimated_cost_usd = result.tokens_to_embed * price / 1e6
+            if dry_run:
+                logger.info("Dry run: %s", result.to_text())
+                return result
+            budget = settings.max_tokens_per_run
+            if budget is not None and result.tokens_to_embed > budget:
+                raise EmbeddingBudgetExceeded(
+                    f"Indexing {logical} would embed {result.tokens_to_embed} tokens "
+                    f"({len(to_embed)} chunks, ~${result.estimated_cost_usd:.4f}), over "
+                    f"MAX_TOKENS_PER_RUN={budget}. Nothing was sent. Raise the budget, or run "
+                    "with INDEX_DRY_RUN=true to see the plan."
+                )
+
+            run_id = ledger.start_run(
+                logical, target, embedder.provider, embedder.model, fingerprint, False
+            )
+            result.run_id = run_id
+            before = embedder.usage.snapshot()
+            try:
+                _apply(
+                    plan, texts, to_embed, token_counts, cached, target, logical, fingerprint,
+                    ledger, cache, embedder, store, settings, on_progress,
+                )  # fmt: skip
+                used = embedder.usage.minus(before)
+                result.requests = used.requests
+                result.input_tokens = used.input_tokens
+                result.estimated_cost_usd = used.input_tokens * price / 1e6
+                _validate_and_switch(
+                    ledger, store, cache, embedder, logical, target, desired, result, settings
+                )
+            except BaseException as exc:
+                used = embedder.usage.minus(before)
+                ledger.finish_run(
+                    run_id,
+                    "failed",
+                    {
+                        "requests": used.requests,
+                        "input_tokens": used.input_tokens,
+                        "estimated_cost_usd": used.input_tokens * price / 1e6,
+                        "error": f"{type(exc).__name__}: {exc}"[:2000],
+                    },
+                )
+                raise
+            ledger.finish_run(run_id, "completed", asdict(result))
+    finally:
+        ledger.close()
+    logger.info("Indexed %s", result.to_text())
+    return result
+
+
+def _desired_chunks(
+    spec: EmbeddingSpec,
+    warehouse: Warehouse,
+    embedder: Embedder,
+    config: ChunkerConfig,
+    result: IndexResult,
+) -> dict[str, Chunk]:
     desired: dict[str, Chunk] = {}
     for doc in fetch_documents(warehouse, spec):
         result.documents += 1
         if not doc.text:
             logger.warning("Document %s of %s has no text; not indexed", doc.id, spec.model)
             continue
-        for chunk in document_chunks(doc, embedder.fingerprint):
+        for chunk in document_chunks(doc, config, embedder.count_tokens):
             desired[chunk.id] = chunk
     result.chunks = len(desired)
+    return desired
 
-    todo = [c for c in desired.values() if existing.get(c.id) != c.content_hash]
-    result.unchanged = result.chunks - len(todo)
-    for batch in _batches(todo, UPSERT_BATCH):
-        vectors = embedder.embed([c.text for c in batch])
-        store.upsert(
-            spec.namespace,
-            [
-                VectorRecord(
-                    id=c.id,
-                    document_id=c.document_id,
-                    values=v,
-                    text=c.text,
-                    content_hash=c.content_hash,
-                    metadata=c.metadata,  # type: ignore[arg-type]
-                )
-                for c, v in zip(batch, vectors, strict=True)
-            ],
+
+def _adopt_unknown(store: VectorStore, namespace: str, fingerprint: str) -> dict[str, LedgerEntry]:
+    """Records in a namespace the ledger knows nothing about (ledger lost, older version).
+
+    They are treated as ``pending``: re-upserted if desired, deleted otherwise, so the store never
+    keeps orphans the ledger cannot see.
+    """
+    found = store.content_hashes(namespace)
+    if found:
+        logger.warning(
+            "Namespace %s holds %d records the ledger does not know; reconciling them",
+            namespace,
+            len(found),
         )
-        result.embedded += len(batch)
-        if on_progress:
-            on_progress(result.embedded, len(todo))
-
-    stale = sorted(set(existing) - set(desired))
-    if stale:
-        result.deleted = store.delete(spec.namespace, stale)
-    result.vectors_in_store = store.count(spec.namespace)
-    logger.info(
-        "Namespace %s: %d documents, %d embedded, %d unchanged, %d deleted, %d in store",
-        spec.namespace, result.documents, result.embedded, result.unchanged, result.deleted,
-        result.vectors_in_store,
-    )
-    return result
+    return {i: LedgerEntry(i, "", h, "", fingerprint, PENDING) for i, h in found.items()}
 
 
-def _batches(items: list[Chunk], size: int) -> Iterable[list[Chunk]]:
+def _apply(
+    plan: Plan,
+    texts: list[str],
+    to_embed: list[str],
+    token_counts: list[int],
+    cached: dict[str, list[float]],
+    target: str,
+    logical: str,
+    fingerprint: str,
+    ledger: Ledger,
+    cache: EmbeddingCache,
+    embedder: Embedder,
+    store: VectorStore,
+    settings: Settings,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Write the plan: deletes, metadata updates, then embed window by window and upsert."""
+    size = settings.index_batch_size
+    if plan.delete or plan.upsert or plan.update_metadata:
+        store.ensure_namespace(target, embedder.dimension)
+    ledger.register(logical, target, fingerprint)
+
+    for ids in _slices(plan.delete, size):
+        store.delete(target, ids)
+        ledger.remove(target, ids)
+    for chunks in _slices(plan.update_metadata, size):
+        store.update_metadata(target, [(c.id, c.metadata) for c in chunks])
+        ledger.update_metadata(target, chunks)
+
+    vectors = dict(cached)
+    waiting = list(plan.upsert)
+    total, done = len(waiting), 0
+
+    def flush() -> None:
+        nonlocal waiting, done
+        ready = [c for c in waiting if c.content_hash in vectors]
+        waiting = [c for c in waiting if c.content_hash not in vectors]
+        for batch in _slices(ready, size):
+            # pending first: if we die after the store wrote but before "written", the next run
+            # still knows these ids may exist (and re-upserts or deletes them).
+            ledger.mark_pending(target, logical, fingerprint, batch)
+            store.upsert(
+                target,
+                [
+                    VectorRecord(
+                        id=c.id,
+                        document_id=c.document_id,
+                        values=vectors[c.content_hash],
+                        text=c.text,
+                        content_hash=c.content_hash,
+                        metadata=c.metadata,
+                    )
+                    for c in batch
+                ],
+            )
+            ledger.mark_written(target, logical, fingerprint, batch)
+            done += len(batch)
+            if on_progress:
+                on_progress(done, total)
+
+    flush()  # cache hits cost nothing: write them first
+    for start, end in embedder.windows(token_counts):
+        window = embedder.embed(texts[start:end])
+        fresh = dict(zip(to_embed[start:end], window, strict=True))
+        with ledger.conn.transaction():
+            cache.put(ledger.conn, embedder.fingerprint, fresh)
+        vectors.update(fresh)
+        flush()
+    if waiting:
+        raise RuntimeError(f"{len(waiting)} chunks got no vector")  # a bug, not a data problem
+
+
+def _validate_and_switch(
+    ledger: Ledger,
+    store: VectorStore,
+    cache: EmbeddingCache,
+    embedder: Embedder,
+    logical: str,
+    target: str,
+    desired: dict[str, Chunk],
+    result: IndexResult,
+    settings: Settings,
+) -> None:
+    """Check ledger == store == desired; switch a rebuilt namespace over; drop old ones."""
+    counts = ledger.counts(target)
+    in_store = store.count(target)
+    result.vectors_in_store = in_store
+    problems = []
+    if counts.get(PENDING, 0):
+        problems.append(f"{counts[PENDING]} ledger rows still pending")
+    if counts.get(WRITTEN, 0) != len(desired):
+        problems.append(f"ledger has {counts.get(WRITTEN, 0)} written chunks, want {len(desired)}")
+    if in_store != len(desired):
+        problems.append(f"store has {in_store} vectors, want {len(desired)}")
+    if desired and not problems:
+        probe = next(iter(desired.values()))
+        vector = cache.get(ledger.conn, embedder.fingerprint, [probe.content_hash])
+        # Without a cached vector (cache purged) the probe is skipped rather than paid for.
+        if vector and not store.query(target, vector[probe.content_hash], 1):
+            problems.append("a probe query returned nothing")
+    if problems:
+        raise ValidationFailed(
+            f"Namespace {target} (for {logical}) is not consistent after indexing: "
+            + "; ".join(problems)
+            + ". Re-run indexing; if it persists, delete the namespace's ledger rows to rebuild."
+        )
+    if result.rebuilt:
+        ledger.switch(logical, target)
+        result.switched = True
+        logger.info("Namespace %s now served by %s", logical, target)
+    if settings.drop_retired_namespaces:
+        for entry in ledger.namespaces(logical):
+            if entry.physical != target and entry.state in ("retired", "building"):
+                store.drop_namespace(entry.physical)
+                ledger.forget_namespace(entry.physical)
+                logger.info("Dropped old namespace %s of %s", entry.physical, logical)
+
+
+def _slices(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
-        yield items[start : start + size]
+        yield list(items[start : start + size])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: index every declared documents model, with a progress bar."""
+    from tqdm import tqdm
+
+    from tasks.documents import load_specs
+    from tasks.embedders import get_embedder
+    from tasks.errors import PipelineError
+    from tasks.stores import get_store
+    from tasks.warehouse import get_warehouse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.index", description="Index the documents models declared in dbt."
+    )
+    parser.add_argument("--dry-run", action="store_true", help="Plan and cost only; no writes.")
+    parser.add_argument("--namespace", default=None, help="Only this logical namespace.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        settings = get_settings()
+        specs = [
+            s
+            for s in load_specs(settings.dbt_project_dir)
+            if args.namespace in (None, s.namespace)
+        ]
+        warehouse = get_warehouse(settings)
+        embedder = get_embedder(settings)
+        for spec in specs:
+            store = get_store(settings)
+            bar = tqdm(desc=spec.namespace, unit="chunk", file=sys.stderr, total=0)
+
+            def progress(done: int, total: int, bar: Any = bar) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            try:
+                result = index_documents(
+                    spec, warehouse, embedder, store, progress, settings=settings,
+                    dry_run=args.dry_run or None,
+                )  # fmt: skip
+            finally:
+                bar.close()
+                store.close()
+            print(result.to_text())
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ extracted: dlt's ``run(data)`` would otherwise load the old package and silently
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,10 +16,10 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from tasks.errors import SourceError
+from tasks.errors import SourceError, is_retryable
 from tasks.settings import Settings
 from tasks.sources import build_source
-from tasks.sources.config import CsvSourceConfig
+from tasks.sources.config import AnySourceConfig
 from tasks.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ class IngestResult:
 
 def make_pipeline(source_name: str, settings: Settings, warehouse: Warehouse) -> dlt.Pipeline:
     """The dlt pipeline that loads ``source_name`` into ``settings.raw_schema``."""
+    # Arrow tables (the CSV fast path) get dlt's lineage columns too: staging models keep only
+    # rows whose _dlt_load_id belongs to a completed load.
+    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
+    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "true")
     return dlt.pipeline(
         pipeline_name=f"ingest_{source_name}",
         pipelines_dir=str(settings.resolved_data_dir / "dlt"),
@@ -51,45 +56,48 @@ def make_pipeline(source_name: str, settings: Settings, warehouse: Warehouse) ->
 
 
 def ingest_source(
-    config: CsvSourceConfig, base_dir: Path, settings: Settings, warehouse: Warehouse
+    config: AnySourceConfig, base_dir: Path, settings: Settings, warehouse: Warehouse
 ) -> IngestResult:
     """Extract, normalize and load one source; return row counts per table.
 
+    A package left by a crashed or killed run is loaded first (its rows are complete and its
+    state matches them); only then is new data extracted, so neither is lost or duplicated.
+
     Raises:
-        SourceError: the source is unreadable, malformed or produced no rows. Nothing of this
-            run's data is loaded in that case.
+        SourceError: the source is unreachable, unreadable, malformed or breaks its contract.
+            Nothing of this run's data is loaded in that case and incremental state is unchanged.
     """
     pipeline = make_pipeline(config.name, settings, warehouse)
     result = IngestResult(source=config.name)
 
     if pipeline.has_pending_data:
         logger.warning("Source %s: finishing a load left pending by an earlier run", config.name)
-        pipeline.normalize()
-        pipeline.load()
+        try:
+            pipeline.normalize()
+            pipeline.load()
+        except PipelineStepFailed as exc:
+            raise SourceError(
+                f"Source {config.name}: the load left pending by an earlier run still fails: "
+                f"{_root_cause(exc)}"
+            ) from None
         result.recovered_pending = True
 
     try:
         source = build_source(config, base_dir)
         pipeline.extract(source)
+        normalize_info = pipeline.normalize()
     except PipelineStepFailed as exc:
+        # Bad data or an unreachable source: drop this run's package and restore the state it
+        # changed (incremental cursors, file fingerprints) so the next run starts over cleanly.
         if pipeline.has_pending_data:
             pipeline.abort_packages()
-        raise SourceError(f"Source {config.name}: {_root_cause(exc)}") from None
-
-    extracted = _extracted_rows(pipeline)
-    empty = [spec.table for spec in config.resources if extracted.get(spec.table, 0) == 0]
-    if empty:
-        pipeline.abort_packages()
-        raise SourceError(
-            f"Source {config.name} produced no rows for table(s) {empty}; nothing was loaded. "
-            "Check the files have data rows, or remove the resource from the sources file."
-        )
+        raise _source_error(config.name, exc) from None
 
     try:
-        normalize_info = pipeline.normalize()
         load_info: LoadInfo = pipeline.load()
     except PipelineStepFailed as exc:
-        raise SourceError(f"Source {config.name}: {_root_cause(exc)}") from None
+        # The package stays pending: the next run loads it before extracting anything new.
+        raise _source_error(config.name, exc) from None
 
     result.rows_by_table = {
         table: count
@@ -101,17 +109,25 @@ def ingest_source(
     return result
 
 
-def _extracted_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
-    trace = pipeline.last_trace
-    info = trace.last_extract_info if trace else None
-    if info is None:
-        return {}
-    counts: dict[str, int] = {}
-    for metrics in info.metrics.values():
-        for m in metrics:
-            for table, tm in m["table_metrics"].items():
-                counts[table] = counts.get(table, 0) + tm.items_count
-    return counts
+def _source_error(name: str, exc: PipelineStepFailed) -> SourceError:
+    """A SourceError carrying the root cause; retryable when the root cause is transient."""
+    cause = _root_cause_exc(exc)
+    error = SourceError(f"Source {name}: {cause}")
+    if isinstance(cause, SourceError):
+        error.retryable = cause.retryable
+    elif not isinstance(cause, (ValueError, TypeError, KeyError)):
+        error.retryable = is_retryable(cause)
+    return error
+
+
+def _root_cause_exc(exc: BaseException) -> BaseException:
+    """The innermost error of a dlt step failure, or the first of our own on the way."""
+    seen = exc
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+        if isinstance(seen, SourceError):
+            return seen
+    return seen
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -1,19 +1,65 @@
-"""Semantic search: embed the query, ask the vector store, shape the results."""
+"""Search: embed the query, ask the vector store (and Postgres full-text search in hybrid mode),
+fuse the rankings, shape the results with highlighted snippets.
+
+Two entry points share one path:
+
+- :func:`search` for one-off calls (CLI, notebooks, the pipeline's probe): it opens and closes
+  its own connections.
+- :class:`Searcher` holds the connections for many calls (the HTTP service pools them, the
+  retrieval evaluation reuses one).
+"""
 
 from __future__ import annotations
 
+import html
+import json
+import logging
 import re
-from dataclasses import asdict, dataclass
-from typing import Any
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, get_args
 
-from tasks.documents import load_specs
+from tasks.documents import EmbeddingSpec, load_specs
 from tasks.embedders import get_embedder
-from tasks.errors import ConfigError
+from tasks.embedders.base import Embedder
+from tasks.errors import ConfigError, PipelineError, VectorStoreError
+from tasks.fulltext import FullTextSearch, chunk_text_table
+from tasks.namespaces import serving_namespace
 from tasks.settings import Settings, get_settings
 from tasks.stores import get_store
 from tasks.stores.base import SearchHit, VectorStore
+from tasks.stores.filters import Condition, parse_filter
+from tasks.warehouse import get_warehouse
+
+logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 240
+MAX_TOP_K = 100
+
+Mode = Literal["vector", "hybrid"]
+MODES: tuple[str, ...] = get_args(Mode)
+
+#: Tokenizers of Hugging Face models fail when used by two threads at once; models are not
+#: faster that way on a CPU either. One lock per process around query embedding.
+_EMBED_LOCK = threading.Lock()
+
+
+class SearchRequestError(PipelineError, ValueError):
+    """The search cannot be run as asked; the message says what to change (HTTP 422)."""
+
+
+class InvalidFilter(SearchRequestError):
+    """The filter names an undeclared key, an unknown operator or a value of the wrong shape."""
+
+
+class UnknownNamespace(SearchRequestError):
+    """The namespace is not declared by any dbt model."""
+
+
+class InvalidQuery(SearchRequestError):
+    """The query is empty or too long."""
 
 
 @dataclass(frozen=True)
@@ -33,9 +79,70 @@ class SearchResult:
         return asdict(self)
 
 
+@dataclass
+class SearchResponse:
+    """Results of one search and what it cost."""
+
+    results: list[SearchResult]
+    mode: str
+    namespace: str
+    model: str
+    embed_ms: float = 0.0
+    retrieve_ms: float = 0.0
+    total_ms: float = 0.0
+    candidates: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    """A document as the index holds it: its fields and its chunks in order."""
+
+    document_id: str
+    namespace: str
+    title: str | None
+    url: str | None
+    metadata: dict[str, Any]
+    chunks: list[dict[str, Any]]
+
+
+# --- namespaces and filters -------------------------------------------------------------------
+
+
+_specs_lock = threading.Lock()
+#: manifest path -> (mtime, specs): the last declarations read from each manifest.
+_specs_cache: dict[str, tuple[int, list[EmbeddingSpec]]] = {}
+
+
+def namespace_specs(settings: Settings) -> list[EmbeddingSpec]:
+    """The embedding declarations of the dbt project, re-read only when the manifest changes.
+
+    While a dbt run rewrites or removes the manifest, a running service keeps the declarations
+    it read last rather than failing every search.
+
+    Raises:
+        ConfigError: there is no manifest and none was read before.
+    """
+    manifest = settings.dbt_target_dir / "manifest.json"
+    key = str(manifest)
+    try:
+        mtime = manifest.stat().st_mtime_ns
+    except FileNotFoundError:
+        mtime = -1
+    with _specs_lock:
+        cached = _specs_cache.get(key)
+    if cached is not None and (cached[0] == mtime or mtime == -1):
+        if mtime == -1:
+            logger.warning("dbt manifest %s is gone; using the declarations read last", manifest)
+        return list(cached[1])
+    specs = load_specs(settings)
+    with _specs_lock:
+        _specs_cache[key] = (mtime, specs)
+    return list(specs)
+
+
 def default_namespace(settings: Settings) -> str:
     """The namespace to search when none is given: the only one declared in the dbt project."""
-    namespaces = [s.namespace for s in load_specs(settings.dbt_project_dir)]
+    namespaces = [s.namespace for s in namespace_specs(settings)]
     if len(namespaces) != 1:
         raise ConfigError(
             f"Pass a namespace: the dbt project declares {namespaces or 'no'} embedding namespaces."
@@ -43,46 +150,68 @@ def default_namespace(settings: Settings) -> str:
     return namespaces[0]
 
 
-def search(
-    query: str,
-    top_k: int | None = None,
-    filter: dict[str, Any] | None = None,
-    namespace: str | None = None,
-    settings: Settings | None = None,
-    store: VectorStore | None = None,
-) -> list[SearchResult]:
-    """The ``top_k`` chunks most similar to ``query``, best first."""
-    settings = settings or get_settings()
-    if not query.strip():
-        raise ValueError("The query is empty.")
-    namespace = namespace or default_namespace(settings)
-    vector = get_embedder(settings).embed_query(query)
-    own_store = store is None
-    store = store or get_store(settings)
+def namespace_spec(settings: Settings, namespace: str | None) -> EmbeddingSpec:
+    """The declaration of ``namespace`` (or of the only namespace when ``None``).
+
+    Raises:
+        UnknownNamespace: no dbt model declares it.
+    """
+    specs = {s.namespace: s for s in namespace_specs(settings)}
+    name = namespace or default_namespace(settings)
+    if name not in specs:
+        raise UnknownNamespace(
+            f"Unknown namespace {name!r}: the dbt project declares {sorted(specs)}."
+        )
+    return specs[name]
+
+
+def filter_keys(spec: EmbeddingSpec) -> set[str]:
+    """Metadata keys a search may filter on: the declared metadata columns (and updated_at)."""
+    keys = set(spec.metadata_columns)
+    if spec.updated_at_column:
+        keys.add("updated_at")
+    return keys
+
+
+def check_filter(spec: EmbeddingSpec, raw: dict[str, Any] | None) -> list[Condition]:
+    """Validate ``raw`` against the namespace's declared metadata columns.
+
+    Raises:
+        InvalidFilter: unknown key or operator, or a value of the wrong shape.
+    """
     try:
-        hits = store.query(namespace, vector, top_k or settings.search_top_k, filter)
-    finally:
-        if own_store:
-            store.close()
-    return [to_result(h, query) for h in hits]
+        return parse_filter(raw, allowed_keys=filter_keys(spec))
+    except VectorStoreError as exc:
+        raise InvalidFilter(str(exc)) from None
 
 
-def to_result(hit: SearchHit, query: str) -> SearchResult:
-    """A store hit as a result with a snippet."""
-    metadata = dict(hit.metadata)
-    return SearchResult(
-        chunk_id=hit.id,
-        document_id=hit.document_id,
-        score=round(hit.score, 4),
-        title=metadata.pop("title", None),
-        url=metadata.pop("url", None),
-        snippet=make_snippet(hit.text, query),
-        metadata=metadata,
-    )
+# --- fusion and snippets ----------------------------------------------------------------------
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[SearchHit]], k: int = 60, top_k: int | None = None
+) -> list[SearchHit]:
+    """Fuse rankings by reciprocal rank: ``score(d) = sum over rankings of 1 / (k + rank(d))``.
+
+    Ranks start at 1. Ties keep the order of first appearance (earlier rankings first). The hit
+    object kept for each id is the first one seen; its score is replaced by the fused score.
+    """
+    scores: dict[str, float] = {}
+    first: dict[str, SearchHit] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, 1):
+            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (k + rank)
+            first.setdefault(hit.id, hit)
+    order = sorted(first, key=lambda i: -scores[i])  # stable: ties keep first appearance
+    fused = [replace(first[i], score=scores[i]) for i in order]
+    return fused[:top_k] if top_k is not None else fused
 
 
 def make_snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
-    """The passage of ``text`` around the first query word it contains (else its start)."""
+    """The passage of ``text`` around the first query word it contains (else its start).
+
+    Plain text, no highlighting: the fallback when no Postgres is at hand for ``ts_headline``.
+    """
     flat = " ".join(text.split())
     if len(flat) <= width:
         return flat
@@ -98,3 +227,196 @@ def make_snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
         space = flat.rfind(" ", start, end)
         end = space if space > start else end
     return ("…" if start else "") + flat[start:end] + ("…" if end < len(flat) else "")
+
+
+def to_result(hit: SearchHit, snippet: str, digits: int = 4) -> SearchResult:
+    """A store hit as a result."""
+    metadata = dict(hit.metadata)
+    return SearchResult(
+        chunk_id=hit.id,
+        document_id=hit.document_id,
+        score=round(hit.score, digits),
+        title=metadata.pop("title", None),
+        url=metadata.pop("url", None),
+        snippet=snippet,
+        metadata=metadata,
+    )
+
+
+def count_query_tokens(embedder: Embedder, text: str) -> int:
+    """Tokens ``text`` takes in the embedding model (an estimate when the tokenizer is remote)."""
+    tokenizer = getattr(getattr(embedder, "_model", None), "tokenizer", None)
+    if tokenizer is not None:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    # OpenAI-style BPE: about one token per word piece or punctuation mark, never fewer.
+    return len(re.findall(r"\w{1,4}|[^\w\s]", text))
+
+
+# --- the search path --------------------------------------------------------------------------
+
+
+class Searcher:
+    """Runs searches with one store connection and one full-text connection (not thread-safe)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        store: VectorStore | None = None,
+        embedder: Embedder | None = None,
+        statement_timeout_ms: int = 0,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.embedder = embedder or get_embedder(self.settings)
+        self._own_store = store is None
+        self.store = store or get_store(self.settings)
+        self._timeout_ms = statement_timeout_ms
+        if statement_timeout_ms and hasattr(self.store, "conn"):
+            # pgvector: bound every query of the store's connection too.
+            self.store.conn.execute(
+                "select set_config('statement_timeout', %s, false)", (str(statement_timeout_ms),)
+            )
+        self.fulltext = FullTextSearch(
+            get_warehouse(self.settings),
+            text_config=self.settings.search_fulltext_config,
+            statement_timeout_ms=statement_timeout_ms,
+        )
+
+    def close(self) -> None:
+        """Release connections (the store only if this searcher opened it)."""
+        self.fulltext.close()
+        if self._own_store:
+            self.store.close()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def embed_query(self, query: str) -> list[float]:
+        """The query's vector, after checking its length in model tokens.
+
+        Raises:
+            InvalidQuery: longer than ``SEARCH_MAX_QUERY_TOKENS``.
+        """
+        limit = self.settings.search_max_query_tokens
+        with _EMBED_LOCK:
+            tokens = count_query_tokens(self.embedder, query)
+            if tokens > limit:
+                raise InvalidQuery(
+                    f"The query is {tokens} tokens long; the limit is {limit} "
+                    "(SEARCH_MAX_QUERY_TOKENS). Shorten it."
+                )
+            return self.embedder.embed_query(query)
+
+    def search(
+        self,
+        query: str,
+        top_k: int | None = None,
+        filter: dict[str, Any] | None = None,
+        namespace: str | None = None,
+        mode: str | None = None,
+    ) -> SearchResponse:
+        """The ``top_k`` best chunks for ``query``, best first, with timings.
+
+        Raises:
+            SearchRequestError: bad query, filter, namespace, mode or top_k (nothing was run).
+        """
+        started = time.perf_counter()
+        settings = self.settings
+        if not query.strip():
+            raise InvalidQuery("The query is empty.")
+        if len(query) > settings.search_max_query_chars:
+            raise InvalidQuery(
+                f"The query is {len(query)} characters long; the limit is "
+                f"{settings.search_max_query_chars} (SEARCH_MAX_QUERY_CHARS)."
+            )
+        mode = mode or settings.search_mode
+        if mode not in MODES:
+            raise SearchRequestError(f"Unknown mode {mode!r}: use one of {list(MODES)}.")
+        top_k = settings.search_top_k if top_k is None else top_k
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise SearchRequestError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}.")
+        spec = namespace_spec(settings, namespace)
+        conditions = check_filter(spec, filter)
+        physical = serving_namespace(settings, spec.namespace)
+
+        vector = self.embed_query(query)
+        embedded = time.perf_counter()
+
+        candidates = max(top_k, settings.search_hybrid_candidates) if mode == "hybrid" else top_k
+        vector_hits = self.store.query(physical, vector, candidates, filter or None)
+        counts = {"vector": len(vector_hits)}
+        if mode == "hybrid":
+            table = chunk_text_table(settings, physical)
+            text_hits = self.fulltext.search(table, query, candidates, conditions)
+            counts["fulltext"] = len(text_hits)
+            hits = reciprocal_rank_fusion(
+                [vector_hits, text_hits], k=settings.search_rrf_k, top_k=top_k
+            )
+        else:
+            hits = vector_hits[:top_k]
+        snippets = [
+            # No query word in the text (a pure vector match): the text's start reads better
+            # than the few words ts_headline falls back to.
+            s if "<mark>" in s else html.escape(make_snippet(h.text, query), quote=False)
+            for h, s in zip(hits, self.fulltext.headlines([h.text for h in hits], query), strict=True)
+        ]
+        digits = 6 if mode == "hybrid" else 4
+        results = [to_result(h, s, digits) for h, s in zip(hits, snippets, strict=True)]
+        done = time.perf_counter()
+        return SearchResponse(
+            results=results,
+            mode=mode,
+            namespace=spec.namespace,
+            model=self.embedder.model,
+            embed_ms=(embedded - started) * 1000,
+            retrieve_ms=(done - embedded) * 1000,
+            total_ms=(done - started) * 1000,
+            candidates=counts,
+        )
+
+    def document(self, document_id: str, namespace: str | None = None) -> DocumentView | None:
+        """The indexed document ``document_id`` with its chunks, or ``None`` if not indexed."""
+        spec = namespace_spec(self.settings, namespace)
+        table = chunk_text_table(self.settings, serving_namespace(self.settings, spec.namespace))
+        chunks = self.fulltext.document_chunks(table, document_id)
+        if not chunks:
+            return None
+        metadata = dict(chunks[0]["metadata"])
+        for key in ("chunk_position", "document_id"):
+            metadata.pop(key, None)
+        return DocumentView(
+            document_id=document_id,
+            namespace=spec.namespace,
+            title=metadata.pop("title", None),
+            url=metadata.pop("url", None),
+            metadata=metadata,
+            chunks=[
+                {
+                    "chunk_id": c["id"],
+                    "position": int(c["metadata"].get("chunk_position", 0)),
+                    "text": c["text"],
+                }
+                for c in chunks
+            ],
+        )
+
+
+def search(
+    query: str,
+    top_k: int | None = None,
+    filter: dict[str, Any] | None = None,
+    namespace: str | None = None,
+    settings: Settings | None = None,
+    store: VectorStore | None = None,
+    mode: str | None = None,
+) -> list[SearchResult]:
+    """The ``top_k`` chunks best matching ``query``, best first (``mode``: vector or hybrid)."""
+    with Searcher(settings, store=store) as searcher:
+        return searcher.search(query, top_k, filter, namespace, mode).results
+
+
+def results_as_json_lines(results: Sequence[SearchResult]) -> str:
+    """Results as JSON lines (the CLI's ``--json`` output)."""
+    return "\n".join(json.dumps(r.to_dict(), default=str) for r in results)

@@ -116,13 +116,195 @@ class Settings(BaseSettings):
     )
 
     # --- index / search ---
-    vector_store: Literal["pgvector"] = Field(
-        default="pgvector", description="Where vectors live: `pgvector` (in the warehouse)."
+    vector_store: Literal["pgvector", "pinecone"] = Field(
+        default="pgvector",
+        description="Where vectors live: `pgvector` (in the warehouse) or `pinecone`.",
     )
     vector_schema: str = Field(
         default="semantic_index", description="Schema of the pgvector tables (one per namespace)."
     )
     search_top_k: int = Field(default=5, ge=1, le=100, description="Default number of results.")
+
+    # --- incremental indexing (docs/indexing.md) ---
+    chunk_tokens: int | None = Field(
+        default=None,
+        ge=8,
+        description="Max tokens per chunk (model's tokenizer). Default: 256, capped at the "
+        "model's input limit (254 for all-MiniLM-L6-v2). Changing it rebuilds the index.",
+    )
+    chunk_overlap_tokens: int = Field(
+        default=32, ge=0, description="Tokens shared by consecutive chunks (≤ half the chunk)."
+    )
+    chunk_prepend_title: bool = Field(
+        default=True, description="Prepend the document title to chunks that do not start with it."
+    )
+    index_state_schema: str = Field(
+        default="index_state",
+        description="Schema of the indexing ledger, namespace registry, embedding cache and runs.",
+    )
+    index_batch_size: int = Field(
+        default=128,
+        ge=1,
+        le=1000,
+        description="Chunks per store upsert; the ledger commits after each acknowledged batch.",
+    )
+    index_dry_run: bool = Field(
+        default=False,
+        description="Plan only: report what would be embedded, updated, deleted and its cost.",
+    )
+    max_tokens_per_run: int | None = Field(
+        default=None,
+        ge=0,
+        description="Budget guard: fail before embedding if a run would send more tokens.",
+    )
+    embedding_prices: dict[str, float] = Field(
+        default={
+            "text-embedding-3-small": 0.02,
+            "text-embedding-3-large": 0.13,
+            "text-embedding-ada-002": 0.10,
+        },
+        description="USD per 1M input tokens per model (JSON), for the cost estimate.",
+    )
+    openai_max_concurrency: int = Field(
+        default=4, ge=1, le=32, description="Embedding requests in flight at once."
+    )
+    openai_max_attempts: int = Field(
+        default=6,
+        ge=1,
+        le=20,
+        description="Attempts per embedding request (429/5xx/timeouts); the SDK's own retries "
+        "are off.",
+    )
+    openai_max_retry_wait_s: float = Field(
+        default=60.0, gt=0, description="Longest wait between attempts (caps Retry-After too)."
+    )
+    openai_oversize_policy: Literal["truncate", "split"] = Field(
+        default="truncate",
+        description="Inputs over 8192 tokens: `truncate` to the limit, or `split` and average "
+        "the pieces' vectors.",
+    )
+    drop_retired_namespaces: bool = Field(
+        default=True,
+        description="After a rebuild switched over, drop the old physical namespace.",
+    )
+
+    # --- pinecone (VECTOR_STORE=pinecone) ---
+    pinecone_api_key: SecretStr | None = Field(
+        default=None, description="Pinecone API key (required with VECTOR_STORE=pinecone)."
+    )
+    pinecone_index_name: str = Field(
+        default="semantic-index",
+        description="Pinecone index holding every namespace (1-45 lower-case letters, digits, -).",
+    )
+    pinecone_cloud: str = Field(
+        default="aws", description="Cloud of the serverless index PINECONE_CREATE_INDEX creates."
+    )
+    pinecone_region: str = Field(
+        default="us-east-1", description="Region of the serverless index it creates."
+    )
+    pinecone_metric: Literal["cosine", "dotproduct", "euclidean"] = Field(
+        default="cosine",
+        description="Similarity metric the index must have (cosine: scores as pgvector).",
+    )
+    pinecone_index_host: str | None = Field(
+        default=None,
+        description="Data-plane host of the index (skips the describe call); with a scheme "
+        "(`https://...`; `http://` only for a local test server).",
+    )
+    pinecone_controller_host: str | None = Field(
+        default=None,
+        description="Control-plane URL. Unset: Pinecone's public API. Tests point it at the "
+        "local server in tests/fakes/pinecone_server.py.",
+    )
+    pinecone_create_index: bool = Field(
+        default=False,
+        description="Create the serverless index when it is missing (else fail with a message).",
+    )
+    pinecone_upsert_parallelism: int = Field(
+        default=4, ge=1, le=32, description="Upsert requests in flight at once."
+    )
+
+    # --- operations (issue 7) ---
+    backup_dir: Path | None = Field(
+        default=None,
+        description="Where the backup flow writes `pg_dump -Fc` files. Unset: `<DATA_DIR>/backups`.",
+    )
+    backup_keep: int = Field(
+        default=7, ge=1, description="How many backup files to keep; older ones are deleted."
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Slack-compatible incoming webhook for failure alerts, read by "
+        "`python -m flows.setup_alerts` (stored in a Prefect block, never logged).",
+    )
+    embedding_concurrency_limit: str = Field(
+        default="embedding-calls",
+        description="Name of the Prefect global concurrency limit held while embedding (created "
+        "by `python -m flows.setup_alerts`; without it or without a server, nothing is limited). "
+        "Empty: do not use one.",
+    )
+
+    # --- search service (api/) ---
+    search_mode: Literal["vector", "hybrid"] = Field(
+        default="hybrid",
+        description="Default search mode: `vector` (embeddings only) or `hybrid` (embeddings "
+        "fused with Postgres full-text search by reciprocal rank fusion).",
+    )
+    search_hybrid_candidates: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Hybrid mode: candidates taken from each side (vector, full-text) before fusion.",
+    )
+    search_rrf_k: int = Field(
+        default=60, ge=1, description="Reciprocal rank fusion constant k (score = sum 1/(k+rank))."
+    )
+    search_fulltext_config: str = Field(
+        default="english",
+        description="PostgreSQL text search configuration for hybrid mode and snippets.",
+    )
+    search_api_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated API keys accepted by the search service (`X-API-Key` or "
+        "`Authorization: Bearer`).",
+    )
+    search_api_auth_disabled: bool = Field(
+        default=False,
+        description="Serve without API keys. Only for local use; never in front of users.",
+    )
+    search_api_host: str = Field(default="127.0.0.1", description="Search service bind address.")
+    search_api_port: int = Field(
+        default=8000, ge=1, le=65535, description="Search service port."
+    )
+    search_api_cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins allowed by CORS (empty: CORS closed).",
+    )
+    search_api_max_body_bytes: int = Field(
+        default=16_384, ge=1024, description="Largest request body accepted (larger: HTTP 413)."
+    )
+    search_max_query_chars: int = Field(
+        default=1000, ge=1, le=100_000, description="Longest query accepted, in characters."
+    )
+    search_max_query_tokens: int = Field(
+        default=128,
+        ge=1,
+        description="Longest query accepted, in embedding-model tokens.",
+    )
+    search_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Deadline for one search or document lookup (embedding, database); "
+        "exceeded: HTTP 504.",
+    )
+    search_api_pool_size: int = Field(
+        default=4, ge=1, le=64, description="Database connections held by the search service."
+    )
+
+    @field_validator("index_state_schema")
+    @classmethod
+    def _state_schema(cls, value: str) -> str:
+        return check_identifier(value, "schema name")
 
     @field_validator("raw_schema", "vector_schema")
     @classmethod
@@ -146,12 +328,23 @@ class Settings(BaseSettings):
     def _provider_is_usable(self) -> Settings:
         if self.embedding_provider == "openai" and self.openai_api_key is None:
             raise ValueError("EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY")
+        if self.vector_store == "pinecone" and self.pinecone_api_key is None:
+            raise ValueError("VECTOR_STORE=pinecone needs PINECONE_API_KEY")
         return self
 
     @property
     def resolved_data_dir(self) -> Path:
         """``data_dir`` as an absolute path."""
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's target folder (manifest, run results, docs): ``<DATA_DIR>/dbt/target``.
+
+        Kept with the rest of the local state rather than in the project folder, so two
+        pipelines with different DATA_DIRs never read each other's manifest or run results.
+        """
+        return self.resolved_data_dir / "dbt" / "target"
 
     def embedder_config(self) -> LocalEmbedderConfig | OpenAIEmbedderConfig:
         """The provider config selected by ``embedding_provider`` (``auto`` resolved)."""
@@ -188,3 +381,24 @@ def get_settings() -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"Invalid settings: {problems}") from None
+
+
+def settings_markdown() -> str:
+    """The README's settings table, generated from the field descriptions (``make settings-doc``)."""
+    lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, Path) and default.is_absolute():
+            default = (
+                default.relative_to(PROJECT_ROOT)
+                if default.is_relative_to(PROJECT_ROOT)
+                else default
+            )
+        shown = "unset" if default is None else f"`{default}`"
+        description = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{name.upper()}` | {shown} | {description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_markdown())

@@ -6,6 +6,8 @@ be used from a notebook directly.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -13,6 +15,8 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 from prefect.tasks import Task, exponential_backoff
 
+from tasks.backup import BackupResult, backup_dir
+from tasks.backup import dump as backup_dump
 from tasks.documents import EmbeddingSpec, load_specs
 from tasks.embedders import get_embedder
 from tasks.errors import is_retryable
@@ -21,17 +25,43 @@ from tasks.ingest import IngestResult, ingest_source
 from tasks.search import search
 from tasks.settings import get_settings
 from tasks.sources import load_sources_file
-from tasks.sources.config import CsvSourceConfig
+from tasks.sources.config import AnySourceConfig
 from tasks.stores import get_store
 from tasks.transform import DbtResult
 from tasks.validate import ValidationReport
 from tasks.warehouse import get_warehouse
 
+#: HTTP statuses worth retrying; every other 4xx is a client error a retry cannot fix.
+_RETRYABLE_HTTP = {408, 409, 425, 429}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a retry can help: :func:`tasks.errors.is_retryable` plus HTTP and driver rules.
+
+    HTTP 4xx (except timeouts, conflicts and rate limits) and OpenAI's ``insufficient_quota``
+    (which also arrives as 429) are permanent; 5xx are transient. PostgreSQL errors about the
+    statement or the data are permanent; connection errors are transient.
+    """
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status_code", None) or getattr(response, "status_code", None)
+    if isinstance(status, int):
+        if "insufficient_quota" in str(exc):
+            return False
+        return status >= 500 or status in _RETRYABLE_HTTP
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        psycopg = None  # type: ignore[assignment]
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+    return is_retryable(exc)
+
 
 def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry condition: skip retries for errors that a retry cannot fix (bad config, bad data)."""
+    """Retry condition: skip retries for errors that a retry cannot fix (bad config, bad data,
+    HTTP 4xx, quota exhausted, SQL errors)."""
     exc = state.result(raise_on_failure=False)
-    return not isinstance(exc, BaseException) or is_retryable(exc)
+    return not isinstance(exc, BaseException) or is_transient(exc)
 
 
 NETWORK_RETRIES: dict[str, Any] = {
@@ -43,13 +73,13 @@ NETWORK_RETRIES: dict[str, Any] = {
 
 
 @task(name="load-sources-file", timeout_seconds=60)
-def read_sources(names: list[str] | None) -> list[CsvSourceConfig]:
+def read_sources(names: list[str] | None) -> list[AnySourceConfig]:
     """Validate the sources file and pick the sources to load (fails before any load)."""
     return load_sources_file(get_settings().sources_file).get(names)
 
 
 @task(name="ingest-source", timeout_seconds=3600, **NETWORK_RETRIES)
-def ingest_task(source: CsvSourceConfig) -> IngestResult:
+def ingest_task(source: AnySourceConfig) -> IngestResult:
     """Load one source into ``raw_data`` with dlt."""
     settings = get_settings()
     base_dir = load_sources_file(settings.sources_file).base_dir
@@ -61,29 +91,50 @@ def ingest_task(source: CsvSourceConfig) -> IngestResult:
 @task(name="read-embedding-specs", timeout_seconds=60)
 def specs_task() -> list[EmbeddingSpec]:
     """The documents models declared for embedding in the dbt project."""
-    specs = load_specs(get_settings().dbt_project_dir)
+    specs = load_specs(get_settings())
     get_run_logger().info("Documents models to index: %s", [s.model for s in specs])
     return specs
 
 
 @task(name="index-namespace", timeout_seconds=3600, **NETWORK_RETRIES)
 def index_task(spec: EmbeddingSpec) -> IndexResult:
-    """Embed what changed in one documents model and sync its namespace in the store."""
+    """Embed what changed in one documents model and sync its namespace in the store.
+
+    A retry after a crash or a transient error resumes from the ledger: acknowledged batches are
+    neither re-embedded nor re-written. Embedding errors our own retry layer gave up on are not
+    retried again here (they are marked non-retryable).
+    """
+    import re
+
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
     settings = get_settings()
     logger = get_run_logger()
     embedder = get_embedder(settings)
     store = get_store(settings)
+    key = "index-" + re.sub(r"[^a-z0-9-]", "-", spec.namespace.lower())
+    artifact_id = create_progress_artifact(
+        progress=0.0, key=key, description=f"Chunks embedded and written for {spec.namespace}"
+    )
 
     def progress(done: int, total: int) -> None:
-        logger.info("%s: embedded %d/%d chunks", spec.namespace, done, total)
+        logger.info("%s: wrote %d/%d changed chunks", spec.namespace, done, total)
+        if artifact_id is not None:
+            update_progress_artifact(artifact_id, progress=100.0 * done / max(total, 1))
 
     try:
-        return index_documents(spec, get_warehouse(settings), embedder, store, progress)
+        result = index_documents(
+            spec, get_warehouse(settings), embedder, store, progress, settings=settings
+        )
     finally:
         store.close()
+    if artifact_id is not None:
+        update_progress_artifact(artifact_id, progress=100.0)
+    logger.info("%s", result.to_text())
+    return result
 
 
-@task(name="validate-index", timeout_seconds=300)
+@task(name="validate-index", timeout_seconds=300, **NETWORK_RETRIES)
 def validate_task(
     index_results: list[IndexResult], dbt_result: DbtResult | None, probe_query: str | None
 ) -> ValidationReport:
@@ -106,8 +157,9 @@ def validate_task(
             f"documents in {r.namespace}", r.documents > 0, f"{r.documents} documents in {r.model}"
         )
         if r.chunks:
-            hits = search(probe_query or "popular item", top_k=1, namespace=r.namespace,
-                          settings=settings)
+            hits = search(
+                probe_query or "popular item", top_k=1, namespace=r.namespace, settings=settings
+            )
             report.add(
                 f"probe search in {r.namespace}",
                 bool(hits),
@@ -117,3 +169,35 @@ def validate_task(
         get_run_logger().info("%s %s: %s", "PASS" if passed else "FAIL", name, detail)
     report.raise_if_failed()
     return report
+
+
+@contextmanager
+def embedding_slot() -> Iterator[None]:
+    """Hold one slot of the global concurrency limit ``EMBEDDING_CONCURRENCY_LIMIT`` while
+    embedding, so all runs on all workers share the provider's capacity.
+
+    Non-strict: when the limit does not exist (not created by ``python -m flows.setup_alerts``)
+    Prefect lets the caller through, so ad hoc runs on the temporary local server still work.
+    """
+    name = get_settings().embedding_concurrency_limit
+    if not name:
+        yield
+        return
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(name, occupy=1, strict=False):
+        yield
+
+
+@task(name="backup-warehouse", timeout_seconds=2 * 3600, **NETWORK_RETRIES)
+def backup_task() -> BackupResult:
+    """``pg_dump -Fc`` the warehouse into ``BACKUP_DIR`` and keep the newest ``BACKUP_KEEP``."""
+    settings = get_settings()
+    result = backup_dump(get_warehouse(settings), backup_dir(settings), settings.backup_keep)
+    get_run_logger().info(
+        "Backup %s (%d bytes); removed %d old backup(s)",
+        result.path.name,
+        result.size_bytes,
+        len(result.removed),
+    )
+    return result

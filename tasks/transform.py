@@ -48,6 +48,8 @@ def dbt_environment(settings: Settings, warehouse: Warehouse) -> Iterator[None]:
     values = {
         **warehouse.dbt_env(),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_TARGET_PATH": str(settings.dbt_target_dir),
+        "DBT_LOG_PATH": str(settings.dbt_target_dir.parent / "logs"),
     }
     previous = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -77,7 +79,11 @@ def run_dbt(args: list[str], settings: Settings, warehouse: Warehouse) -> DbtRes
         raise TransformError(f"No dbt project at {project_dir}: set DBT_PROJECT_DIR.")
     vars_arg = ["--vars", f"{{raw_schema: {settings.raw_schema}}}"]
     runner = PrefectDbtRunner(
-        settings=PrefectDbtSettings(project_dir=project_dir, profiles_dir=project_dir),
+        settings=PrefectDbtSettings(
+            project_dir=project_dir,
+            profiles_dir=project_dir,
+            target_path=settings.dbt_target_dir,
+        ),
         raise_on_failure=False,
     )
     command = " ".join(args)
@@ -86,10 +92,10 @@ def run_dbt(args: list[str], settings: Settings, warehouse: Warehouse) -> DbtRes
             res = runner.invoke([*args, *vars_arg])
         except ValueError as exc:  # prefect-dbt wraps dbt's own exceptions in ValueError
             raise TransformError(f"dbt {command} could not run: {exc}") from None
-    return _summarize(command, res, project_dir)
+    return _summarize(command, res, settings.dbt_target_dir.parent / "logs")
 
 
-def _summarize(command: str, res: Any, project_dir: Path) -> DbtResult:
+def _summarize(command: str, res: Any, log_dir: Path) -> DbtResult:
     result = DbtResult(command=command)
     for node_result in getattr(res.result, "results", None) or []:
         node = node_result.node
@@ -113,10 +119,13 @@ def _summarize(command: str, res: Any, project_dir: Path) -> DbtResult:
         raise TransformError(
             f"dbt {command} failed ({len(result.failures)} node(s)): "
             + "; ".join(result.failures)
-            + f". Logs: {project_dir / 'logs' / 'dbt.log'}. Fix the data in the source or the "
+            + f". Logs: {log_dir / 'dbt.log'}. Fix the data in the source or the "
             "model, then re-run; models downstream of a failure were skipped."
         )
     logger.info(
-        "dbt %s: %d models built, %d tests passed", command, result.models_built, result.tests_passed
+        "dbt %s: %d models built, %d tests passed",
+        command,
+        result.models_built,
+        result.tests_passed,
     )
     return result

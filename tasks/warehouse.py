@@ -62,7 +62,9 @@ class Warehouse:
         user = quote(p.get("user", "postgres"), safe="")
         password = quote(p.get("password") or _EMBEDDED_PASSWORD, safe="")
         dbname = quote(p.get("dbname", "postgres"), safe="")
-        extra = {k: v for k, v in p.items() if k not in {"host", "port", "user", "password", "dbname"}}
+        extra = {
+            k: v for k, v in p.items() if k not in {"host", "port", "user", "password", "dbname"}
+        }
         if host.startswith("/"):
             extra["host"] = host
             netloc = "localhost"

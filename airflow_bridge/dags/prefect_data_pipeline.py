@@ -14,7 +14,6 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import DAG
-
 from prefect_airflow_bridge.operators import PrefectRunDeploymentOperator
 
 with DAG(

@@ -75,8 +75,9 @@ class LocalEmbedder(Embedder):
     def dimension(self) -> int:
         """Output dimension reported by the model."""
         model = self._model
-        getter = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
+        getter = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
         )
         return int(getter())
 
@@ -84,6 +85,20 @@ class LocalEmbedder(Embedder):
     def batch_size(self) -> int:
         """Texts per ``encode`` call."""
         return self.config.batch_size
+
+    @property
+    def max_input_tokens(self) -> int:
+        """The model's ``max_seq_length`` less its two special tokens ([CLS], [SEP])."""
+        return int(self._model.max_seq_length) - 2
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Exact counts with the model's own (HF) tokenizer, special tokens excluded."""
+        if not texts:
+            return []
+        encoded = self._model.tokenizer(
+            list(texts), add_special_tokens=False, verbose=False
+        )["input_ids"]
+        return [len(ids) for ids in encoded]
 
     def load(self) -> None:
         """Load the model now (it is otherwise loaded on first use)."""

@@ -80,6 +80,16 @@ class VectorStore(ABC):
     def content_hashes(self, namespace: str) -> dict[str, str]:
         """``{record id: content hash}`` of everything in ``namespace``."""
 
+    @abstractmethod
+    def update_metadata(
+        self, namespace: str, updates: Sequence[tuple[str, dict[str, MetadataValue]]]
+    ) -> int:
+        """Replace the metadata of existing records without touching their vectors."""
+
+    @abstractmethod
+    def drop_namespace(self, namespace: str) -> None:
+        """Delete a whole namespace (only for blue/green rebuilds that switched away from it)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

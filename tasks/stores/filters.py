@@ -34,7 +34,9 @@ class Condition:
     value: Scalar | list[Scalar]
 
 
-def parse_filter(raw: dict[str, Any] | None, allowed_keys: set[str] | None = None) -> list[Condition]:
+def parse_filter(
+    raw: dict[str, Any] | None, allowed_keys: set[str] | None = None
+) -> list[Condition]:
     """Validate a filter and flatten it into conditions.
 
     Raises:

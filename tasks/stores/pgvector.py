@@ -112,8 +112,9 @@ class PgVectorStore(VectorStore):
                 ).format(table=table, dim=sql.Literal(dimension))
             )
             self.conn.execute(
-                sql.SQL("create index if not exists {} on {} using hnsw (embedding vector_cosine_ops)")
-                .format(sql.Identifier(f"{namespace}_embedding_hnsw"), table)
+                sql.SQL(
+                    "create index if not exists {} on {} using hnsw (embedding vector_cosine_ops)"
+                ).format(sql.Identifier(f"{namespace}_embedding_hnsw"), table)
             )
             self.conn.execute(
                 sql.SQL("create index if not exists {} on {} (document_id)").format(
@@ -166,8 +167,10 @@ class PgVectorStore(VectorStore):
 
     def delete(self, namespace: str, ids: Sequence[str]) -> int:
         """Delete ``ids`` from the namespace."""
-        if not ids or self._dimension_of(namespace) is None:
+        if not ids:
             return 0
+        if self._dimension_of(namespace) is None:
+            return len(ids)  # the contract: how many were asked (nothing to delete here)
         self.conn.execute(
             sql.SQL("delete from {} where id = any(%s)").format(self._table(namespace)),
             (list(ids),),
@@ -222,6 +225,21 @@ class PgVectorStore(VectorStore):
             sql.SQL("select count(*) from {}").format(self._table(namespace))
         ).fetchone()
         return int(row[0]) if row else 0
+
+    def update_metadata(self, namespace: str, updates: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Replace metadata by id; vectors and text stay as they are."""
+        if not updates or self._dimension_of(namespace) is None:
+            return 0
+        statement = sql.SQL(
+            "update {} set metadata = %s::jsonb, written_at = now() where id = %s"
+        ).format(self._table(namespace))
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(statement, [(json.dumps(m), i) for i, m in updates])
+        return len(updates)
+
+    def drop_namespace(self, namespace: str) -> None:
+        """Drop the namespace's table."""
+        self.conn.execute(sql.SQL("drop table if exists {}").format(self._table(namespace)))
 
     def content_hashes(self, namespace: str) -> dict[str, str]:
         """``{id: content_hash}`` for the whole namespace."""

@@ -7,6 +7,7 @@ session keep the suite at a couple of minutes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -76,10 +77,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=10)
 
 
@@ -244,7 +243,7 @@ def dagbag(airflow_db: Path) -> Any:
     """All DAGs in the session's DAG folder (the example DAG plus the test DAGs)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(_DAGS_DIR), include_examples=False)
+    bag = DagBag(dag_folder=str(_DAGS_DIR))
     assert not bag.import_errors, bag.import_errors
     return bag
 
@@ -305,3 +304,11 @@ def failures() -> Iterator[Any]:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     yield read
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's scratch dir (servers are stopped by then); keep it on request."""
+    if os.environ.get("BRIDGE_KEEP_TMP"):
+        print(f"\n[airflow_bridge] kept {_SESSION_DIR}")
+        return
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from prefect_airflow_bridge.core import (
     FlowRun,
     attempt_key,
@@ -24,8 +23,12 @@ BASE = "dag:manual__2025-01-01:task:-1"
 
 def run(key: str, state: str) -> FlowRun:
     return FlowRun.from_api(
-        {"id": f"id-{key}", "name": "n", "state": {"type": state, "name": state.title()},
-         "idempotency_key": key}
+        {
+            "id": f"id-{key}",
+            "name": "n",
+            "state": {"type": state, "name": state.title()},
+            "idempotency_key": key,
+        }
     )
 
 

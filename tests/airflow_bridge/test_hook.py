@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from airflow.sdk import Connection
-
 from prefect_airflow_bridge.exceptions import (
     PrefectApiError,
     PrefectAuthError,
@@ -99,7 +98,9 @@ def test_config_cloud_bearer_key() -> None:
     assert cfg.basic_auth is None
     assert cfg.ui_url == "https://app.prefect.cloud/account/a/workspace/w"
     explicit = config_from_connection(
-        conn(host="https://prefect.internal/api", password="k", extra=json.dumps({"auth": "bearer"}))
+        conn(
+            host="https://prefect.internal/api", password="k", extra=json.dumps({"auth": "bearer"})
+        )
     )
     assert explicit.headers["Authorization"] == "Bearer k"
 
@@ -185,13 +186,16 @@ def test_missing_deployment_says_what_to_do(scripted: Scripted) -> None:
         PrefectHook("prefect_scripted").get_deployment("data-pipeline/daily")
 
 
-def test_connection_refused_is_clear(
-    monkeypatch: pytest.MonkeyPatch, closed_port_url: str
-) -> None:
+def test_connection_refused_is_clear(monkeypatch: pytest.MonkeyPatch, closed_port_url: str) -> None:
     monkeypatch.setenv(
         "AIRFLOW_CONN_PREFECT_CLOSED",
-        json.dumps({"conn_type": "http", "host": closed_port_url,
-                    "extra": {"max_retries": 1, "retry_backoff": 0.01}}),
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": closed_port_url,
+                "extra": {"max_retries": 1, "retry_backoff": 0.01},
+            }
+        ),
     )
     with pytest.raises(PrefectConnectionError, match="Could not reach the Prefect API at"):
         PrefectHook("prefect_closed").get_flow_run("f1")
@@ -200,8 +204,11 @@ def test_connection_refused_is_clear(
 
 
 def test_async_get_and_cancel(scripted: Scripted) -> None:
-    scripted.script = [(503, {}), (200, {"id": "f1", "state": {"type": "RUNNING"}}),
-                       (200, {"status": "ACCEPT"})]
+    scripted.script = [
+        (503, {}),
+        (200, {"id": "f1", "state": {"type": "RUNNING"}}),
+        (200, {"status": "ACCEPT"}),
+    ]
     hook = PrefectHook("prefect_scripted")
 
     async def calls() -> tuple[str | None, str]:

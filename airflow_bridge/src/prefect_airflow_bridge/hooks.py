@@ -194,7 +194,9 @@ def _retry_delay(config: PrefectApiConfig, attempt: int, response: httpx.Respons
     return delay
 
 
-def _connection_error(config: PrefectApiConfig, what: str, exc: Exception) -> PrefectConnectionError:
+def _connection_error(
+    config: PrefectApiConfig, what: str, exc: Exception
+) -> PrefectConnectionError:
     return PrefectConnectionError(
         f"Could not reach the Prefect API at {config.api_url} for {what} after "
         f"{config.max_retries + 1} attempt(s): {type(exc).__name__}: {exc}. Check that the Prefect "
@@ -248,9 +250,7 @@ class PrefectHook(BaseHook):
 
     # -- transport -------------------------------------------------------------------------
 
-    def _request(
-        self, method: str, path: str, what: str, json: Any = None
-    ) -> tuple[int, Any]:
+    def _request(self, method: str, path: str, what: str, json: Any = None) -> tuple[int, Any]:
         config = self.get_config()
         with self.get_conn() as client:
             for attempt in range(config.max_retries + 1):
@@ -330,9 +330,7 @@ class PrefectHook(BaseHook):
             ) from exc
         return dict(body)
 
-    def find_flow_runs(
-        self, deployment_id: str, idempotency_keys: Sequence[str]
-    ) -> list[FlowRun]:
+    def find_flow_runs(self, deployment_id: str, idempotency_keys: Sequence[str]) -> list[FlowRun]:
         """Flow runs of a deployment carrying any of ``idempotency_keys``."""
         body = {
             "flow_runs": {
@@ -378,9 +376,7 @@ class PrefectHook(BaseHook):
 
     async def aget_flow_run(self, flow_run_id: str) -> FlowRun:
         """Async ``GET /flow_runs/{id}``."""
-        _, run = await self._arequest(
-            "GET", f"flow_runs/{flow_run_id}", f"flow run {flow_run_id}"
-        )
+        _, run = await self._arequest("GET", f"flow_runs/{flow_run_id}", f"flow run {flow_run_id}")
         return FlowRun.from_api(run)
 
     @staticmethod

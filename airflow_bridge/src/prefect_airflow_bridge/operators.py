@@ -8,7 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+
+try:
+    from airflow.sdk.exceptions import AirflowFailException
+except ImportError:  # Airflow releases before the Task SDK exported it
+    from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
 
 from prefect_airflow_bridge.core import (
     FlowRun,
@@ -19,6 +23,7 @@ from prefect_airflow_bridge.core import (
     to_json_parameters,
 )
 from prefect_airflow_bridge.exceptions import (
+    PrefectBridgeError,
     PrefectConfigurationError,
     PrefectFlowRunFailed,
     PrefectFlowRunTimeout,
@@ -36,6 +41,12 @@ def _seconds(value: timedelta | float | None) -> float | None:
     if value is None:
         return None
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _timeout_note(cancelled: bool) -> str:
+    if cancelled:
+        return "The run was cancelled (cancel_on_timeout=True); a retry starts a new run."
+    return "The run was left running (cancel_on_timeout=False); a retry reattaches to it."
 
 
 class PrefectRunDeploymentOperator(BaseOperator):
@@ -181,45 +192,37 @@ class PrefectRunDeploymentOperator(BaseOperator):
             )
 
         try:
-            final = hook.wait_for_flow_run(run.id, poll_interval=self.poll_interval, timeout=timeout)
+            final = hook.wait_for_flow_run(
+                run.id, poll_interval=self.poll_interval, timeout=timeout
+            )
         except PrefectFlowRunTimeout as exc:
             self._finished = True
             if self.cancel_on_timeout:
                 hook.cancel_flow_run(run.id)
-                raise PrefectFlowRunTimeout(
-                    f"{exc} The run was cancelled (cancel_on_timeout=True); a retry starts a new "
-                    "run.",
-                    flow_run_id=exc.flow_run_id,
-                    state_type=exc.state_type,
-                    state_name=exc.state_name,
-                    url=exc.url,
-                ) from exc
-            raise
+            raise PrefectFlowRunTimeout(
+                f"{exc}\n{_timeout_note(self.cancel_on_timeout)}",
+                flow_run_id=exc.flow_run_id,
+                state_type=exc.state_type,
+                state_name=exc.state_name,
+                url=exc.url,
+            ) from exc
         return self._finish(final, url)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> str:
         """Resume after the trigger fired: succeed, or raise with the state, message and URL."""
         status = event.get("status")
         if status == "error":
-            raise PrefectFlowRunFailed(
-                f"Waiting for Prefect flow run {event.get('flow_run_id')} failed: "
-                f"{event.get('message')}",
-                flow_run_id=str(event.get("flow_run_id")),
-                state_type=None,
-                state_name=None,
-                url="",
+            raise PrefectBridgeError(
+                f"Waiting for Prefect flow run {event.get('flow_run_id')} failed "
+                f"({event.get('error_type')}): {event.get('message')}"
             )
         run = FlowRun.from_api(event["flow_run"])
         url = str(event.get("url", ""))
         if status == "timeout":
-            note = (
-                "The run was cancelled (cancel_on_timeout=True); a retry starts a new run."
-                if event.get("cancelled")
-                else "The run was left running; a retry reattaches to it."
-            )
             raise PrefectFlowRunTimeout(
-                f"Prefect flow run '{run.name}' ({run.id}) is still {run.state_name} after the "
-                f"operator timeout ({_seconds(self.timeout)}s). {note} Run URL: {url}",
+                f"Prefect flow run '{run.name}' ({run.id}) is still {run.state_name} after "
+                f"{_seconds(self.timeout):.0f}s. Run URL: {url}\n"
+                f"{_timeout_note(bool(event.get('cancelled')))}",
                 flow_run_id=run.id,
                 state_type=run.state_type,
                 state_name=run.state_name,

@@ -13,7 +13,6 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG
-
 from prefect_airflow_bridge.operators import PrefectRunDeploymentOperator
 
 START = pendulum.datetime(2025, 1, 1, tz="UTC")
@@ -52,12 +51,9 @@ def _dag(dag_id: str, **operator_kwargs: Any) -> DAG:
             "on_retry_callback": record_failure,
         },
     ) as dag:
-        PrefectRunDeploymentOperator(
-            task_id="run_flow",
-            poll_interval=1,
-            timeout=timedelta(seconds=120),
-            **operator_kwargs,
-        )
+        operator_kwargs.setdefault("poll_interval", 1)
+        operator_kwargs.setdefault("timeout", timedelta(seconds=120))
+        PrefectRunDeploymentOperator(task_id="run_flow", **operator_kwargs)
     return dag
 
 
@@ -91,12 +87,13 @@ fail_deferrable = _dag(
     parameters={"run_date": "{{ ds }}"},
     deferrable=True,
 )
-# Attempt 1 times out without cancelling the run; attempt 2 must reattach to the same run.
+# Attempt 1 times out (5 s < 6 s of work) without cancelling the run;
+# attempt 2 must reattach to the same run.
 reattach = _dag(
     "bridge_reattach",
     deployment_name="slow-pipeline/daily",
-    parameters={"seconds": 8},
-    timeout=timedelta(seconds=3),
+    parameters={"seconds": 6},
+    timeout=timedelta(seconds=5),
     cancel_on_timeout=False,
     retries=1,
 )

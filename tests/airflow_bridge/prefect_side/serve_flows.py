@@ -34,7 +34,9 @@ def _record(extra: dict[str, Any] | None = None) -> None:
 
 
 @flow(name="data-pipeline")
-def data_pipeline(run_date: str, batch_size: int = 100, options: dict[str, Any] | None = None) -> str:
+def data_pipeline(
+    run_date: str, batch_size: int = 100, options: dict[str, Any] | None = None
+) -> str:
     """Stand-in for the real pipeline: records its parameters and succeeds."""
     _record()
     return f"processed {run_date}"

@@ -1,0 +1,46 @@
+# Two commands from a fresh clone (only Python 3.11 needed):
+#   make demo   set up .venv, run the whole pipeline on embedded defaults, print a search
+#   make test   set up .venv, run the test suite (and the Airflow bridge suite in its own venv)
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-main test-airflow lint search serve settings-doc clean
+
+install: $(STAMP)
+
+# torch first, pinned: 2.13.0 is a CPU wheel; any looser requirement pulls a multi-GB CUDA build.
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "torch==2.13.0"
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python flows/main.py
+
+test: test-main test-airflow
+
+test-main: install
+	$(BIN)/ruff check flows tasks tests
+	$(BIN)/pytest -q
+
+test-airflow: install
+	bash airflow_bridge/run_tests.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check flows tasks tests
+	$(BIN)/mypy
+
+search: install
+	$(BIN)/python -m flows.search "$(Q)"
+
+settings-doc: install
+	$(BIN)/python -m tasks.settings
+
+clean:
+	rm -rf $(VENV) .venv-airflow .data

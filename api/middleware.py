@@ -1,0 +1,170 @@
+"""Pure ASGI middleware: request ids, structured access logs, request body size limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_logger = logging.getLogger("api.access")
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class BodyTooLarge(Exception):
+    """Raised inside ``receive`` when the body passes the limit."""
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 to bodies larger than ``max_bytes`` (by Content-Length, or while streaming)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            try:
+                too_large = int(declared) > self.max_bytes
+            except ValueError:
+                too_large = False  # the server rejects a malformed length itself
+            if too_large:
+                await self._reject(send)
+                return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps(
+            {"detail": f"Request body larger than {self.max_bytes} bytes (SEARCH_API_MAX_BODY_BYTES)."}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class AccessLogMiddleware:
+    """One JSON line per request on the ``api.access`` logger; sets ``X-Request-ID``.
+
+    Logs method, path (never the query string or body: queries may hold personal data), status,
+    duration and request id.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = (
+            incoming if incoming and _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        )
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        timing: dict[str, Any] = {}
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+                timing.update(_server_timing(headers))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            record: dict[str, Any] = {
+                "event": "http_request",
+                "request_id": request_id,
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "client": (scope.get("client") or ("", 0))[0],
+                **timing,
+            }
+            access_logger.info(json.dumps(record))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _server_timing(headers: list[tuple[bytes, bytes]]) -> dict[str, float]:
+    """``embed_ms``/``retrieve_ms`` from our own Server-Timing header, for the access log."""
+    out: dict[str, float] = {}
+    for key, value in headers:
+        if key.lower() != b"server-timing":
+            continue
+        for part in value.decode("latin-1").split(","):
+            name, _, rest = part.strip().partition(";dur=")
+            if rest:
+                try:
+                    out[f"{name}_ms"] = float(rest)
+                except ValueError:
+                    pass
+    return out
+
+
+class JsonFormatter(logging.Formatter):
+    """Log records as JSON objects (access lines are JSON already and pass through)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.name == access_logger.name:
+            return message
+        payload = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+        }
+        return json.dumps(payload)

@@ -1,0 +1,48 @@
+"""``POST /search``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from api.deps import Authenticated, ServiceDep, SettingsDep
+from api.schemas import ErrorOut, SearchRequest, SearchResponseOut, SearchResultOut
+from api.timeouts import with_deadline
+from tasks.search import Searcher, SearchResponse
+
+router = APIRouter(tags=["search"], dependencies=[Authenticated])
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponseOut,
+    responses={
+        401: {"model": ErrorOut, "description": "Missing or invalid API key."},
+        413: {"model": ErrorOut, "description": "Request body too large."},
+        422: {"model": ErrorOut, "description": "Invalid query, filter, namespace or top_k."},
+        503: {"model": ErrorOut, "description": "Busy: no database connection free in time."},
+        504: {"model": ErrorOut, "description": "The search took longer than SEARCH_TIMEOUT_S."},
+    },
+    summary="Search the index",
+)
+async def search(
+    body: SearchRequest, service: ServiceDep, settings: SettingsDep, response: Response
+) -> SearchResponseOut:
+    """Embed the query, retrieve (vector or hybrid) and return ranked chunks with snippets.
+
+    `Server-Timing` reports `embed` (query embedding) and `retrieve` (database) durations.
+    """
+
+    def run(searcher: Searcher) -> SearchResponse:
+        return searcher.search(body.query, body.top_k, body.filter, body.namespace, body.mode)
+
+    result = await with_deadline(settings.search_timeout_s, service.run, run)
+    response.headers["Server-Timing"] = (
+        f"embed;dur={result.embed_ms:.2f}, retrieve;dur={result.retrieve_ms:.2f}"
+    )
+    return SearchResponseOut(
+        results=[SearchResultOut(**r.to_dict()) for r in result.results],
+        took_ms=round(result.total_ms, 2),
+        model=result.model,
+        mode=result.mode,  # type: ignore[arg-type]
+        namespace=result.namespace,
+    )

@@ -1,0 +1,260 @@
+"""Token-aware chunking: documents into chunks that fit the embedding model, with stable ids.
+
+Pure functions; the only dependency is a token counter (the embedding model's own tokenizer,
+passed in as ``count``). A text is split on paragraph boundaries first, then sentences, then
+words, and only a single word longer than the budget is cut hard. The pieces are packed greedily
+into chunks of at most ``max_tokens`` tokens, consecutive chunks sharing up to
+``overlap_tokens`` tokens of trailing pieces. Chunk text is always a verbatim slice of the
+document text (whitespace kept), optionally with the document title prepended.
+
+Chunk ids are ``<document id>#<position>``: the same document chunked with the same settings
+always yields the same ids, so a re-run touches only what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Token counts of many texts at once (one call per batch keeps HF tokenizers fast).
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
+_SENTENCE = re.compile(r"(?<=[.!?…。])\s+")
+_WORD = re.compile(r"\s+")
+
+#: Separator between a prepended title and the chunk body.
+TITLE_SEPARATOR = "\n\n"
+#: Pinecone's id limit is 512 ASCII chars; longer or non-ASCII document ids are hashed.
+MAX_ID_CHARS = 200
+
+
+@dataclass(frozen=True)
+class ChunkerConfig:
+    """How documents become chunks. Part of the index fingerprint: changing it rebuilds."""
+
+    max_tokens: int
+    overlap_tokens: int = 0
+    prepend_title: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 8:
+            raise ValueError(f"chunk size must be at least 8 tokens, got {self.max_tokens}")
+        if not 0 <= self.overlap_tokens <= self.max_tokens // 2:
+            raise ValueError(
+                f"chunk overlap must be between 0 and half the chunk size "
+                f"({self.max_tokens // 2}), got {self.overlap_tokens}"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings that change chunk texts (for the fingerprint)."""
+        return {
+            "max_tokens": self.max_tokens,
+            "overlap_tokens": self.overlap_tokens,
+            "prepend_title": self.prepend_title,
+            "version": 1,
+        }
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document that gets one vector."""
+
+    id: str
+    document_id: str
+    position: int
+    text: str
+    metadata: dict[str, Any]
+    content_hash: str
+    metadata_hash: str
+    tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def text_hash(text: str) -> str:
+    """Content hash of a chunk: what the embedding depends on (the exact input text)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def metadata_hash(metadata: dict[str, Any]) -> str:
+    """Hash of a chunk's metadata, independent of key order."""
+    payload = json.dumps(metadata, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def chunk_id(document_id: str, position: int) -> str:
+    """Stable id of the ``position``-th chunk of a document."""
+    if len(document_id) > MAX_ID_CHARS or not document_id.isascii():
+        document_id = "h:" + hashlib.sha256(document_id.encode("utf-8")).hexdigest()[:32]
+    return f"{document_id}#{position}"
+
+
+def _spans(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
+    """Non-empty ``[start, end)`` pieces of ``text[start:end]`` between matches of ``pattern``."""
+    spans = []
+    pos = start
+    for match in pattern.finditer(text, start, end):
+        if match.start() > pos:
+            spans.append((pos, match.start()))
+        pos = match.end()
+    if pos < end:
+        spans.append((pos, end))
+    return spans
+
+
+def _hard_cut(text: str, start: int, end: int, max_tokens: int, count: TokenCounter) -> list[tuple[int, int]]:
+    """Cut ``text[start:end]`` into the longest prefixes that fit (binary search on chars)."""
+    pieces = []
+    while start < end:
+        lo, hi = start + 1, end
+        while lo < hi:  # largest cut with count <= max_tokens
+            mid = (lo + hi + 1) // 2
+            if count([text[start:mid]])[0] <= max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        pieces.append((start, lo))
+        start = lo
+    return pieces
+
+
+_LEVELS = (_PARAGRAPH, _SENTENCE, _WORD)
+
+
+def split_units(text: str, max_tokens: int, count: TokenCounter) -> list[tuple[int, int, int]]:
+    """``(start, end, tokens)`` pieces of ``text``, each within ``max_tokens``.
+
+    Paragraphs first; a paragraph over budget is split into sentences, a sentence into words,
+    and a single word over budget is cut hard.
+    """
+    units: list[tuple[int, int, int]] = []
+
+    def visit(spans: list[tuple[int, int]], level: int) -> None:
+        counts = count([text[s:e] for s, e in spans])
+        for (s, e), n in zip(spans, counts, strict=True):
+            if n <= max_tokens:
+                units.append((s, e, n))
+            elif level < len(_LEVELS):
+                finer = _spans(text, s, e, _LEVELS[level])
+                if len(finer) > 1:
+                    visit(finer, level + 1)
+                else:
+                    visit([(s, e)], level + 1)
+            else:
+                for cs, ce in _hard_cut(text, s, e, max_tokens, count):
+                    units.append((cs, ce, count([text[cs:ce]])[0]))
+
+    stripped = _spans(text, 0, len(text), re.compile(r"^\s+|\s+$"))
+    if stripped:
+        visit(stripped, 0)
+    return units
+
+
+def _break_strengths(text: str, units: list[tuple[int, int, int]]) -> list[int]:
+    """How good a place to end a chunk the end of each unit is: 3 paragraph, 2 sentence,
+    1 word, 0 inside a word (hard cut)."""
+    out = []
+    for k, (_, end, _) in enumerate(units):
+        gap = text[end : units[k + 1][0]] if k + 1 < len(units) else "\n\n"
+        if _PARAGRAPH.search(gap) or gap.count("\n") >= 2:
+            out.append(3)
+        elif text[end - 1 : end] in {".", "!", "?", "…", "。"} and gap:
+            out.append(2)
+        elif gap:
+            out.append(1)
+        else:
+            out.append(0)
+    return out
+
+
+def split_text(
+    text: str, max_tokens: int, overlap_tokens: int, count: TokenCounter
+) -> list[tuple[str, int]]:
+    """``(chunk text, tokens)`` for ``text``: verbatim slices of at most ``max_tokens`` tokens.
+
+    Consecutive chunks share whole trailing pieces worth at most ``overlap_tokens`` tokens.
+    """
+    text_stripped = text.strip()
+    if not text_stripped:
+        return []
+    whole = count([text_stripped])[0]
+    if whole <= max_tokens:
+        return [(text_stripped, whole)]
+    units = split_units(text, max_tokens, count)
+    strength = _break_strengths(text, units)
+    chunks: list[tuple[str, int]] = []
+    i, n = 0, len(units)
+    while i < n:
+        j, total = i, 0
+        sizes = []
+        while j < n and total + units[j][2] <= max_tokens:
+            total += units[j][2]
+            sizes.append(total)
+            j += 1
+        j = max(j, i + 1)
+        if j < n:
+            # Prefer ending on the strongest boundary (paragraph > sentence > word) among the
+            # ends that still fill at least half the budget; the latest one among equals.
+            candidates = [k for k in range(i + 1, j + 1) if sizes[k - i - 1] * 2 >= max_tokens]
+            if candidates:
+                j = max(candidates, key=lambda k: (strength[k - 1], k))
+        # Token counts do not add exactly across piece boundaries: verify the joined slice.
+        while True:
+            piece = text[units[i][0] : units[j - 1][1]]
+            tokens = count([piece])[0]
+            if tokens <= max_tokens or j == i + 1:
+                break
+            j -= 1
+        chunks.append((piece, tokens))
+        if j >= n:
+            break
+        # Overlap: step back over trailing pieces while they fit the overlap and leave room
+        # for the next new piece, so every chunk makes progress.
+        k, carried = j, 0
+        while k - 1 > i:
+            size = units[k - 1][2]
+            if carried + size > overlap_tokens or carried + size + units[j][2] > max_tokens:
+                break
+            carried += size
+            k -= 1
+        i = k
+    return chunks
+
+
+def chunk_document(
+    text: str,
+    title: str | None,
+    config: ChunkerConfig,
+    count: TokenCounter,
+) -> list[tuple[str, int]]:
+    """``(chunk text, tokens)`` of one document, title prepended where configured.
+
+    The title is not prepended to a chunk that already starts with it, and is dropped when it
+    would take more than half the budget.
+    """
+    budget = config.max_tokens
+    prefix = ""
+    if config.prepend_title and title and title.strip():
+        prefix = title.strip() + TITLE_SEPARATOR
+        prefix_tokens = count([prefix])[0]
+        if prefix_tokens <= config.max_tokens // 2:
+            budget = config.max_tokens - prefix_tokens
+        else:
+            prefix = ""
+    pieces = split_text(text, budget, config.overlap_tokens if budget > 16 else 0, count)
+    if not prefix:
+        return pieces
+    out: list[tuple[str, int]] = []
+    needs_prefix = [not body.startswith(prefix.strip()) for body, _ in pieces]
+    prefixed = [prefix + body for (body, _), need in zip(pieces, needs_prefix, strict=True) if need]
+    counted = iter(count(prefixed)) if prefixed else iter(())
+    for (body, tokens), need in zip(pieces, needs_prefix, strict=True):
+        if need:
+            out.append((prefix + body, next(counted)))
+        else:
+            out.append((body, tokens))
+    return out

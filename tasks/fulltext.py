@@ -1,0 +1,241 @@
+"""Postgres full-text search over chunk text: the keyword side of hybrid search, and snippets.
+
+Where chunk text lives is decided in one place, :func:`chunk_text_table`. Today that is the
+pgvector table of the namespace (``<VECTOR_SCHEMA>.<namespace>``, column ``text``). With Pinecone
+the vectors live elsewhere but the chunk text will be kept in the indexing ledger in Postgres
+(issue 4): point :func:`chunk_text_table` at the ledger and hybrid search, snippets and
+``GET /documents/{id}`` follow.
+
+The full-text index is an expression GIN index on ``to_tsvector(<config>, text)``, created here
+idempotently (``create index if not exists``) because the table belongs to the indexer. Queries
+repeat exactly the indexed expression so the planner can use it.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from tasks.settings import Settings, check_identifier
+from tasks.stores.base import SearchHit
+from tasks.stores.filters import Condition
+from tasks.stores.pgvector import _where as filter_sql
+from tasks.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+#: Sentinels ts_headline wraps matches in; replaced by ``<mark>`` after HTML-escaping the text.
+_START, _STOP = "\x02", "\x03"
+_HEADLINE_OPTIONS = (
+    f'StartSel="{_START}", StopSel="{_STOP}", MaxWords=40, MinWords=18, ShortWord=2, '
+    'MaxFragments=2, FragmentDelimiter=" … "'
+)
+
+
+@dataclass(frozen=True)
+class ChunkTextTable:
+    """A table holding one row per chunk: id, document id, text and jsonb metadata."""
+
+    schema: str
+    table: str
+    id_column: str = "id"
+    document_id_column: str = "document_id"
+    text_column: str = "text"
+    metadata_column: str = "metadata"
+
+    def ident(self) -> sql.Composed:
+        """``schema.table`` as a safely quoted identifier."""
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(self.table))
+
+    @property
+    def index_name(self) -> str:
+        """Name of the full-text GIN index (within Postgres' 63-character limit)."""
+        return f"{self.table[:50]}_text_fts"
+
+
+def chunk_text_table(settings: Settings, namespace: str) -> ChunkTextTable:
+    """Where the chunk text of physical ``namespace`` lives.
+
+    Today: the pgvector table. For Pinecone, return the ledger table of issue 4 instead.
+    """
+    return ChunkTextTable(
+        schema=check_identifier(settings.vector_schema, "schema name"),
+        table=check_identifier(namespace, "namespace"),
+    )
+
+
+def _tsquery(config: sql.Composable) -> sql.Composed:
+    """SQL for an OR-query of the lexemes of the bound query text (``%s``).
+
+    ``websearch_to_tsquery`` ANDs every word, so a natural-language query rarely matches; OR-ing
+    the lexemes and ranking by ``ts_rank_cd`` rewards chunks that contain more of them. Lexemes
+    are quoted one by one and the rare one holding a quote or backslash is dropped, so no user
+    text is ever parsed as tsquery syntax.
+    """
+    return sql.SQL(
+        "(select coalesce(string_agg(quote_literal(lexeme), ' | '), '')::tsquery "
+        "from unnest(to_tsvector({cfg}, %s)) where lexeme !~ '[\\\\'']')"
+    ).format(cfg=config)
+
+
+class FullTextSearch:
+    """Keyword search, snippets and chunk lookup on one connection (not thread-safe: pool it)."""
+
+    def __init__(
+        self, warehouse: Warehouse, text_config: str = "english", statement_timeout_ms: int = 0
+    ) -> None:
+        self._warehouse = warehouse
+        self._config = sql.SQL("{}::regconfig").format(
+            sql.Literal(check_identifier(text_config, "text search configuration"))
+        )
+        self._timeout_ms = statement_timeout_ms
+        self._conn: psycopg.Connection | None = None
+        self._indexed: set[tuple[str, str]] = set()
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        """The connection, opened on first use (autocommit, statement timeout applied)."""
+        if self._conn is None or self._conn.closed:
+            conn = self._warehouse.connect(autocommit=True)
+            if self._timeout_ms:
+                conn.execute(
+                    "select set_config('statement_timeout', %s, false)", (str(self._timeout_ms),)
+                )
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def table_exists(self, table: ChunkTextTable) -> bool:
+        """Whether ``table`` exists (an unindexed namespace has none)."""
+        row = self.conn.execute("select to_regclass(%s)", (f"{table.schema}.{table.table}",))
+        found = row.fetchone()
+        return bool(found and found[0])
+
+    def ensure_index(self, table: ChunkTextTable) -> bool:
+        """Create the GIN index on the text if it is missing; returns whether the table exists.
+
+        Checked on every call (a catalog lookup) rather than cached, because a rebuild may drop
+        and recreate the table underneath a running service.
+        """
+        if not self.table_exists(table):
+            return False
+        key = (table.schema, table.table)
+        exists = self.conn.execute(
+            "select to_regclass(%s)", (f"{table.schema}.{table.index_name}",)
+        ).fetchone()
+        if exists and exists[0]:
+            self._indexed.add(key)
+            return True
+        statement = sql.SQL("create index if not exists {name} on {table} using gin ({tsv})").format(
+            name=sql.Identifier(table.index_name),
+            table=table.ident(),
+            tsv=self._tsvector(table),
+        )
+        try:
+            self.conn.execute(statement)
+        except (pg_errors.UniqueViolation, pg_errors.DuplicateTable):
+            pass  # another process created it at the same moment: that is what we wanted
+        logger.info("Created full-text index %s.%s", table.schema, table.index_name)
+        self._indexed.add(key)
+        return True
+
+    def _tsvector(self, table: ChunkTextTable) -> sql.Composed:
+        return sql.SQL("to_tsvector({cfg}, {text})").format(
+            cfg=self._config, text=sql.Identifier(table.text_column)
+        )
+
+    def search(
+        self,
+        table: ChunkTextTable,
+        query: str,
+        top_k: int,
+        conditions: Sequence[Condition] = (),
+    ) -> list[SearchHit]:
+        """Chunks matching any lexeme of ``query``, best ``ts_rank_cd`` first, filtered."""
+        if not self.ensure_index(table):
+            return []
+        where, params = filter_sql(list(conditions))
+        tsv = self._tsvector(table)
+        statement = sql.SQL(
+            """
+            select {id}, {doc}, {text}, {meta}, ts_rank_cd({tsv}, q.q, 1) as score
+            from {table}, {tsquery} as q(q)
+            where {tsv} @@ q.q and {where}
+            order by score desc, {id}
+            limit %s
+            """
+        ).format(
+            id=sql.Identifier(table.id_column),
+            doc=sql.Identifier(table.document_id_column),
+            text=sql.Identifier(table.text_column),
+            meta=sql.Identifier(table.metadata_column),
+            tsv=tsv,
+            table=table.ident(),
+            tsquery=_tsquery(self._config),
+            where=where,
+        )
+        rows = self.conn.execute(statement, (query, *params, top_k)).fetchall()
+        return [
+            SearchHit(id=r[0], document_id=r[1], text=r[2], metadata=r[3], score=float(r[4]))
+            for r in rows
+        ]
+
+    def headlines(self, texts: Sequence[str], query: str) -> list[str]:
+        """Snippets of ``texts`` around the words of ``query``, HTML-escaped, matches in <mark>."""
+        if not texts:
+            return []
+        statement = sql.SQL(
+            """
+            select ts_headline({cfg}, t.body, q.q, %s)
+            from unnest(%s::text[]) with ordinality as t(body, n), {tsquery} as q(q)
+            order by t.n
+            """
+        ).format(cfg=self._config, tsquery=_tsquery(self._config))
+        rows = self.conn.execute(
+            statement, (_HEADLINE_OPTIONS, [_clean(t) for t in texts], query)
+        ).fetchall()
+        return [render_headline(r[0]) for r in rows]
+
+    def document_chunks(self, table: ChunkTextTable, document_id: str) -> list[dict[str, Any]]:
+        """Every chunk of ``document_id`` in position order: ``{id, text, metadata}``."""
+        if not self.table_exists(table):
+            return []
+        statement = sql.SQL(
+            """
+            select {id}, {text}, {meta}
+            from {table}
+            where {doc} = %s
+            order by coalesce(({meta}->>'chunk_position')::int, 0), {id}
+            """
+        ).format(
+            id=sql.Identifier(table.id_column),
+            text=sql.Identifier(table.text_column),
+            meta=sql.Identifier(table.metadata_column),
+            doc=sql.Identifier(table.document_id_column),
+            table=table.ident(),
+        )
+        rows = self.conn.execute(statement, (document_id,)).fetchall()
+        return [{"id": r[0], "text": r[1], "metadata": r[2]} for r in rows]
+
+
+def _clean(text: str) -> str:
+    """Text without NUL (Postgres text cannot hold it) or our sentinel characters."""
+    return text.replace("\x00", "").replace(_START, "").replace(_STOP, "")
+
+
+def render_headline(raw: str) -> str:
+    """A ts_headline result as one line of HTML-escaped text with ``<mark>`` around matches."""
+    flat = " ".join(raw.split())
+    return html.escape(flat, quote=False).replace(_START, "<mark>").replace(_STOP, "</mark>")

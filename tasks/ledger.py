@@ -1,0 +1,443 @@
+"""The indexing ledger: what each physical namespace of the vector store holds, in Postgres.
+
+Tables in ``<INDEX_STATE_SCHEMA>`` (default ``index_state``); see docs/indexing.md:
+
+- ``chunks``: one row per chunk per physical namespace: ``namespace, chunk_id, logical_namespace,
+  document_id, position, content_hash, metadata_hash, text, metadata, tokens, fingerprint,
+  state ('pending' | 'written'), written_at``. A row is ``written`` only after the store
+  acknowledged the batch that carried it; ``pending`` means "may or may not be in the store".
+- ``namespaces``: the registry of physical namespaces per logical one: ``physical, logical,
+  fingerprint, state ('building' | 'serving' | 'retired'), created_at, switched_at``.
+- ``runs``: one row per indexing run, with counts, tokens and estimated cost.
+- ``embedding_cache`` (see :mod:`tasks.embedding_cache`).
+
+The search side reads chunk texts back with :func:`chunk_texts` (Pinecone keeps no text; hybrid
+search needs it in Postgres).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tasks.chunking import Chunk
+from tasks.errors import PipelineError
+from tasks.settings import check_identifier
+from tasks.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+PENDING = "pending"
+WRITTEN = "written"
+
+
+class IndexBusy(PipelineError):
+    """Another indexing run holds the namespace."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the ledger knows about one chunk in one physical namespace."""
+
+    chunk_id: str
+    document_id: str
+    content_hash: str
+    metadata_hash: str
+    fingerprint: str
+    state: str
+
+
+@dataclass(frozen=True)
+class NamespaceEntry:
+    """One physical namespace of a logical one."""
+
+    physical: str
+    logical: str
+    fingerprint: str
+    state: str
+
+
+def _ddl(schema: str) -> list[sql.Composed]:
+    s = sql.Identifier(schema)
+    return [
+        sql.SQL("create schema if not exists {}").format(s),
+        sql.SQL(
+            """
+            create table if not exists {}.chunks (
+                namespace text not null,
+                chunk_id text not null,
+                logical_namespace text not null,
+                document_id text not null,
+                position int not null,
+                content_hash text not null,
+                metadata_hash text not null,
+                text text not null,
+                metadata jsonb not null,
+                tokens int not null default 0,
+                fingerprint text not null,
+                state text not null check (state in ('pending', 'written')),
+                written_at timestamptz,
+                primary key (namespace, chunk_id)
+            )
+            """
+        ).format(s),
+        sql.SQL(
+            "create index if not exists chunks_document on {}.chunks (namespace, document_id)"
+        ).format(s),
+        sql.SQL(
+            """
+            create table if not exists {}.namespaces (
+                physical text primary key,
+                logical text not null,
+                fingerprint text not null,
+                state text not null check (state in ('building', 'serving', 'retired')),
+                created_at timestamptz not null default now(),
+                switched_at timestamptz
+            )
+            """
+        ).format(s),
+        sql.SQL(
+            "create unique index if not exists namespaces_one_serving on {}.namespaces (logical) "
+            "where state = 'serving'"
+        ).format(s),
+        sql.SQL(
+            """
+            create table if not exists {}.embedding_cache (
+                fingerprint text not null,
+                content_hash text not null,
+                embedding bytea not null,
+                created_at timestamptz not null default now(),
+                primary key (fingerprint, content_hash)
+            )
+            """
+        ).format(s),
+        sql.SQL(
+            """
+            create table if not exists {}.runs (
+                run_id bigserial primary key,
+                logical_namespace text not null,
+                namespace text not null,
+                provider text not null,
+                model text not null,
+                fingerprint text not null,
+                dry_run boolean not null,
+                status text not null,
+                started_at timestamptz not null default now(),
+                finished_at timestamptz,
+                chunks int,
+                embedded int,
+                cache_hits int,
+                metadata_updated int,
+                deleted int,
+                requests int,
+                input_tokens bigint,
+                estimated_cost_usd numeric(20, 12),
+                switched boolean,
+                error text
+            )
+            """
+        ).format(s),
+    ]
+
+
+class Ledger:
+    """Reads and writes the ledger tables on one autocommit connection."""
+
+    def __init__(self, warehouse: Warehouse, schema: str = "index_state") -> None:
+        self.schema = check_identifier(schema, "schema name")
+        self._warehouse = warehouse
+        self._conn: psycopg.Connection | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        """The ledger's connection (autocommit; multi-statement writes use transactions)."""
+        if self._conn is None or self._conn.closed:
+            self._conn = self._warehouse.connect(autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection (releases any advisory lock)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _t(self, table: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))
+
+    def setup(self) -> None:
+        """Create the schema and tables if missing (serialised across processes)."""
+        with self.conn.transaction():
+            self.conn.execute("select pg_advisory_xact_lock(hashtext('index_state_ddl'))")
+            for statement in _ddl(self.schema):
+                self.conn.execute(statement)
+
+    @contextmanager
+    def lock(self, logical: str) -> Iterator[None]:
+        """Hold the per-logical-namespace run lock (two runs on one namespace would race).
+
+        Raises:
+            IndexBusy: another process is indexing ``logical`` right now.
+        """
+        key = f"index:{self.schema}:{logical}"
+        got = self.conn.execute("select pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+        if not got or not got[0]:
+            raise IndexBusy(
+                f"Another indexing run is working on namespace {logical!r}; wait for it to finish."
+            )
+        try:
+            yield
+        finally:
+            if not self.conn.closed:
+                self.conn.execute("select pg_advisory_unlock(hashtext(%s))", (key,))
+
+    # --- chunks ---
+
+    def entries(self, namespace: str) -> dict[str, LedgerEntry]:
+        """Every ledger row of a physical namespace, by chunk id."""
+        rows = self.conn.execute(
+            sql.SQL(
+                "select chunk_id, document_id, content_hash, metadata_hash, fingerprint, state "
+                "from {} where namespace = %s"
+            ).format(self._t("chunks")),
+            (namespace,),
+        ).fetchall()
+        return {r[0]: LedgerEntry(*r) for r in rows}
+
+    def mark_pending(
+        self, namespace: str, logical: str, fingerprint: str, chunks: Sequence[Chunk]
+    ) -> None:
+        """Record that ``chunks`` are about to be written (state ``pending``)."""
+        self._upsert(namespace, logical, fingerprint, chunks, PENDING)
+
+    def mark_written(
+        self, namespace: str, logical: str, fingerprint: str, chunks: Sequence[Chunk]
+    ) -> None:
+        """Record that the store acknowledged ``chunks`` (state ``written``)."""
+        self._upsert(namespace, logical, fingerprint, chunks, WRITTEN)
+
+    def _upsert(
+        self,
+        namespace: str,
+        logical: str,
+        fingerprint: str,
+        chunks: Sequence[Chunk],
+        state: str,
+    ) -> None:
+        if not chunks:
+            return
+        statement = sql.SQL(
+            """
+            insert into {} (namespace, chunk_id, logical_namespace, document_id, position,
+                            content_hash, metadata_hash, text, metadata, tokens, fingerprint,
+                            state, written_at)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s,
+                    case when %s = 'written' then now() end)
+            on conflict (namespace, chunk_id) do update set
+                logical_namespace = excluded.logical_namespace,
+                document_id = excluded.document_id,
+                position = excluded.position,
+                content_hash = excluded.content_hash,
+                metadata_hash = excluded.metadata_hash,
+                text = excluded.text,
+                metadata = excluded.metadata,
+                tokens = excluded.tokens,
+                fingerprint = excluded.fingerprint,
+                state = excluded.state,
+                written_at = coalesce(excluded.written_at, {}.written_at)
+            """
+        ).format(self._t("chunks"), sql.Identifier("chunks"))
+        rows = [
+            (
+                namespace,
+                c.id,
+                logical,
+                c.document_id,
+                c.position,
+                c.content_hash,
+                c.metadata_hash,
+                c.text,
+                json.dumps(c.metadata, default=str),
+                c.tokens,
+                fingerprint,
+                state,
+                state,
+            )
+            for c in chunks
+        ]
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(statement, rows)
+
+    def update_metadata(self, namespace: str, chunks: Sequence[Chunk]) -> None:
+        """Record new metadata (after the store applied it)."""
+        if not chunks:
+            return
+        statement = sql.SQL(
+            "update {} set metadata = %s::jsonb, metadata_hash = %s, written_at = now() "
+            "where namespace = %s and chunk_id = %s"
+        ).format(self._t("chunks"))
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(
+                statement,
+                [
+                    (json.dumps(c.metadata, default=str), c.metadata_hash, namespace, c.id)
+                    for c in chunks
+                ],
+            )
+
+    def remove(self, namespace: str, chunk_ids: Sequence[str]) -> None:
+        """Forget chunks (after the store deleted them)."""
+        if chunk_ids:
+            self.conn.execute(
+                sql.SQL("delete from {} where namespace = %s and chunk_id = any(%s)").format(
+                    self._t("chunks")
+                ),
+                (namespace, list(chunk_ids)),
+            )
+
+    def counts(self, namespace: str) -> dict[str, int]:
+        """Rows per state in a physical namespace."""
+        rows = self.conn.execute(
+            sql.SQL("select state, count(*) from {} where namespace = %s group by state").format(
+                self._t("chunks")
+            ),
+            (namespace,),
+        ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    # --- namespaces ---
+
+    def namespaces(self, logical: str) -> list[NamespaceEntry]:
+        """Every physical namespace registered for ``logical``."""
+        rows = self.conn.execute(
+            sql.SQL(
+                "select physical, logical, fingerprint, state from {} where logical = %s "
+                "order by created_at"
+            ).format(self._t("namespaces")),
+            (logical,),
+        ).fetchall()
+        return [NamespaceEntry(*r) for r in rows]
+
+    def serving(self, logical: str) -> NamespaceEntry | None:
+        """The physical namespace that answers queries for ``logical`` (None before the first)."""
+        return next((n for n in self.namespaces(logical) if n.state == "serving"), None)
+
+    def register(self, logical: str, physical: str, fingerprint: str) -> None:
+        """Register a physical namespace being built (no-op if it is known)."""
+        self.conn.execute(
+            sql.SQL(
+                "insert into {} (physical, logical, fingerprint, state) "
+                "values (%s, %s, %s, 'building') on conflict (physical) do nothing"
+            ).format(self._t("namespaces")),
+            (physical, logical, fingerprint),
+        )
+
+    def switch(self, logical: str, physical: str) -> None:
+        """Make ``physical`` serve ``logical`` in one transaction; the previous one is retired."""
+        with self.conn.transaction():
+            self.conn.execute(
+                sql.SQL(
+                    "update {} set state = 'retired' where logical = %s and state = 'serving' "
+                    "and physical <> %s"
+                ).format(self._t("namespaces")),
+                (logical, physical),
+            )
+            self.conn.execute(
+                sql.SQL(
+                    "update {} set state = 'serving', switched_at = now() where physical = %s"
+                ).format(self._t("namespaces")),
+                (physical,),
+            )
+
+    def forget_namespace(self, physical: str) -> None:
+        """Drop a physical namespace's ledger rows and registry entry (after the store drop)."""
+        with self.conn.transaction():
+            self.conn.execute(
+                sql.SQL("delete from {} where namespace = %s").format(self._t("chunks")),
+                (physical,),
+            )
+            self.conn.execute(
+                sql.SQL("delete from {} where physical = %s").format(self._t("namespaces")),
+                (physical,),
+            )
+
+    # --- runs ---
+
+    def start_run(
+        self,
+        logical: str,
+        namespace: str,
+        provider: str,
+        model: str,
+        fingerprint: str,
+        dry_run: bool,
+    ) -> int:
+        """Open a run row; returns its id."""
+        row = self.conn.execute(
+            sql.SQL(
+                "insert into {} (logical_namespace, namespace, provider, model, fingerprint, "
+                "dry_run, status) values (%s, %s, %s, %s, %s, %s, 'running') returning run_id"
+            ).format(self._t("runs")),
+            (logical, namespace, provider, model, fingerprint, dry_run),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def finish_run(self, run_id: int, status: str, values: dict[str, Any]) -> None:
+        """Close a run row with its counts, usage and cost (or its error)."""
+        allowed = {
+            "chunks",
+            "embedded",
+            "cache_hits",
+            "metadata_updated",
+            "deleted",
+            "requests",
+            "input_tokens",
+            "estimated_cost_usd",
+            "switched",
+            "error",
+        }
+        values = {k: v for k, v in values.items() if k in allowed}
+        sets = [sql.SQL("status = %s"), sql.SQL("finished_at = now()")]
+        sets += [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values]
+        self.conn.execute(
+            sql.SQL("update {} set {} where run_id = %s").format(
+                self._t("runs"), sql.SQL(", ").join(sets)
+            ),
+            (status, *values.values(), run_id),
+        )
+
+
+def chunk_texts(
+    warehouse: Warehouse,
+    namespace: str,
+    ids: Sequence[str],
+    schema: str = "index_state",
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{chunk id: (text, metadata)}`` of chunks of a physical namespace (missing ids left out).
+
+    ``namespace`` is the physical one, i.e. what ``serving_namespace`` returns.
+    """
+    if not ids:
+        return {}
+    table = sql.SQL("{}.chunks").format(sql.Identifier(check_identifier(schema, "schema name")))
+    with warehouse.connect() as conn:
+        try:
+            rows = conn.execute(
+                sql.SQL(
+                    "select chunk_id, text, metadata from {} "
+                    "where namespace = %s and chunk_id = any(%s)"
+                ).format(table),
+                (namespace, list(ids)),
+            ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return {}
+    return {r[0]: (r[1], r[2]) for r in rows}

@@ -1,0 +1,197 @@
+"""One HTTP session for every source: retries with backoff + jitter, fail-fast 4xx, SSRF guard.
+
+* 429, 5xx, connection errors and timeouts are retried with exponential backoff and full jitter,
+  honouring ``Retry-After`` (seconds or an HTTP date), capped at ``max_backoff_s``.
+* Any other 4xx fails at once with the URL and status (:class:`HttpStatusError`).
+* With ``allow_private=False`` every request, and every redirect hop (requests re-enters
+  :meth:`SafeSession.send` for each hop), is refused when its host resolves to a loopback,
+  private, link-local, multicast, reserved or cloud-metadata address.
+
+Limit: the address check and the connection resolve the name separately, so a DNS server that
+answers differently within milliseconds (DNS rebinding) is not caught.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.hooks import default_hooks, dispatch_hook
+
+from tasks.errors import SourceError
+from tasks.sources.config import HttpOptions
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 507, 520, 521, 522, 523, 524})
+
+#: Addresses clouds serve instance metadata (and credentials) on.
+METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+
+
+#: Name resolution used by the guard (a seam for tests that need a "public" name locally).
+_resolve = socket.getaddrinfo
+
+
+class HttpStatusError(SourceError):
+    """The server answered with a status a retry cannot fix (4xx other than 429)."""
+
+
+class HttpRetriesExhausted(SourceError):
+    """429/5xx/timeouts went on past the configured number of attempts."""
+
+    retryable = True
+
+
+class BlockedAddressError(SourceError):
+    """A URL (or a redirect) points at an address sources may not reach (SSRF guard)."""
+
+
+def check_public_url(url: str) -> None:
+    """Raise :class:`BlockedAddressError` unless every address ``url``'s host resolves to is public.
+
+    Raises:
+        BlockedAddressError: the scheme is not http(s), the host does not resolve, or an address
+            is loopback/private/link-local/metadata/reserved.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BlockedAddressError(f"Refusing {url}: only absolute http(s) URLs may be fetched.")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = _resolve(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise BlockedAddressError(f"Refusing {url}: host does not resolve ({exc}).") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        if mapped is not None:
+            address = mapped
+        if (
+            address in METADATA_ADDRESSES
+            or address.is_loopback
+            or address.is_private
+            or address.is_link_local
+            or address.is_multicast
+            or address.is_reserved
+            or address.is_unspecified
+        ):
+            raise BlockedAddressError(
+                f"Refusing {url}: {parts.hostname} resolves to non-public address {address}. "
+                "Set `allow_private_addresses: true` on this source only if you trust it."
+            )
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff_delay(attempt: int, options: HttpOptions, retry_after: float | None) -> float:
+    """Delay before retry number ``attempt`` (1-based): Retry-After if given, else full jitter."""
+    if retry_after is not None:
+        return min(retry_after, options.max_backoff_s)
+    ceiling = min(options.max_backoff_s, options.backoff_s * (2 ** (attempt - 1)))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class SafeSession(requests.Session):
+    """A requests session with the retry policy and SSRF guard described in the module doc."""
+
+    def __init__(
+        self,
+        options: HttpOptions,
+        allow_private: bool,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__()
+        self.options = options
+        self.allow_private = allow_private
+        self._sleep = sleep
+        self.headers["User-Agent"] = options.user_agent
+        self.max_redirects = 10
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """Send with retries; check the target (and, via requests, each redirect hop) first."""
+        url = str(request.url)
+        if not self.allow_private:
+            check_public_url(url)
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.options.timeout_s
+        # Response hooks (dlt's raise_for_status) would fire inside requests before our retry
+        # logic sees the status: run them ourselves on the final response.
+        hooks = request.hooks
+        request.hooks = default_hooks()
+        try:
+            response = self._send_with_retries(request, url, **kwargs)
+        finally:
+            request.hooks = hooks
+        return dispatch_hook("response", hooks, response, **kwargs)  # type: ignore[no-any-return]
+
+    def _send_with_retries(
+        self, request: requests.PreparedRequest, url: str, **kwargs: Any
+    ) -> requests.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = super().send(request, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt >= self.options.max_attempts:
+                    raise HttpRetriesExhausted(
+                        f"{request.method} {url}: {type(exc).__name__} after {attempt} attempts "
+                        f"({exc}). The server is down or slow: retry later or raise "
+                        "`http.timeout_s`."
+                    ) from None
+                delay = backoff_delay(attempt, self.options, None)
+                logger.warning("%s %s: %s, retry in %.1fs", request.method, url, exc, delay)
+                self._sleep(delay)
+                continue
+            status = response.status_code
+            if status in RETRY_STATUSES:
+                if attempt >= self.options.max_attempts:
+                    raise HttpRetriesExhausted(
+                        f"{request.method} {url}: HTTP {status} after {attempt} attempts. "
+                        "The server keeps failing or rate limiting: retry later."
+                    )
+                delay = backoff_delay(
+                    attempt, self.options, retry_after_seconds(response.headers.get("Retry-After"))
+                )
+                logger.warning("%s %s: HTTP %s, retry in %.1fs", request.method, url, status, delay)
+                response.close()
+                self._sleep(delay)
+                continue
+            if 400 <= status < 500 and status != 304:
+                body = response.text[:200] if not kwargs.get("stream") else ""
+                raise HttpStatusError(
+                    f"{request.method} {url}: HTTP {status} {response.reason}. "
+                    f"{_hint(status)} {body}".strip()
+                )
+            return response
+
+
+def _hint(status: int) -> str:
+    if status in (401, 403):
+        return "Check the source's credentials (SOURCES__<NAME>__...) and their permissions."
+    if status == 404:
+        return "Check the URL/path in the sources file."
+    return "The request was rejected: check the source's options."

@@ -1,0 +1,220 @@
+"""Deployments on a real Prefect server, run by a real process worker against real PostgreSQL.
+
+Heavy (one server, one worker, a handful of flow runs on 12 items): the session shares them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import create_database
+from tests.ops.conftest import BIN, N_ITEMS, REPO, Ops
+
+pytestmark = pytest.mark.integration
+
+EXPECTED_DEPLOYMENTS = {
+    ("data-pipeline", "daily"),
+    ("ingest", "ingest-only"),
+    ("transform", "transform-only"),
+    ("index", "index-only"),
+    ("rebuild-index", "rebuild-index"),
+    ("backup", "backup"),
+}
+
+
+@pytest.fixture(scope="module")
+def daily_runs(ops: Ops) -> list[dict[str, Any]]:
+    """Two back-to-back triggers of the daily deployment, both waited for."""
+    params = {"params": {"probe_query": "tent for backpacking", "sources": None}}
+    first = ops.trigger("data-pipeline", "daily", parameters=params)
+    second = ops.trigger("data-pipeline", "daily", parameters=params)
+    return [ops.wait(first), ops.wait(second)]
+
+
+def test_deploy_all_created_every_deployment_with_its_limits(ops: Ops) -> None:
+    with ops.server.client() as c:
+        deployments = c.post("/deployments/filter", json={}).json()
+        flows = {f["id"]: f["name"] for f in c.post("/flows/filter", json={}).json()}
+    found = {(flows[d["flow_id"]], d["name"]): d for d in deployments}
+    assert set(found) >= EXPECTED_DEPLOYMENTS
+    daily = found[("data-pipeline", "daily")]
+    assert daily["work_pool_name"] == "pipeline-process"
+    assert "semantic-pipeline" in daily["tags"]
+    assert daily["global_concurrency_limit"]["limit"] == 1
+    assert daily["concurrency_options"]["collision_strategy"] == "ENQUEUE"
+    schedule = daily["schedules"][0]["schedule"]
+    assert schedule["cron"] == "0 3 * * *"
+    assert schedule["timezone"] == "Europe/Madrid"
+    assert found[("backup", "backup")]["schedules"], "backup runs on a schedule"
+
+
+def test_daily_deployment_completes_with_report_artifacts(
+    ops: Ops, daily_runs: list[dict[str, Any]]
+) -> None:
+    first, second = daily_runs
+    assert first["state_type"] == "COMPLETED", first["state"]
+    assert second["state_type"] == "COMPLETED", second["state"]
+
+    arts = ops.artifacts(first["id"])
+    assert {
+        "pipeline-report",
+        "pipeline-rows-loaded",
+        "pipeline-dbt-nodes",
+        "pipeline-index",
+        "pipeline-validation",
+        "pipeline-durations",
+    } <= set(arts)
+    rows = {(r["source"], r["table"]): r["rows"] for r in arts["pipeline-rows-loaded"]["data"]}
+    assert rows == {("demo", "items"): N_ITEMS, ("demo", "reviews"): ops.small.reviews}
+    index = arts["pipeline-index"]["data"]
+    assert [(r["namespace"], r["documents"], r["vectors in store"]) for r in index] == [
+        ("products", N_ITEMS, N_ITEMS)
+    ]
+    assert index[0]["embedded (new or changed)"] == N_ITEMS
+    nodes = arts["pipeline-dbt-nodes"]["data"]
+    assert nodes and all(n["status"] in {"success", "pass"} for n in nodes)
+    assert any(n["type"] == "test" for n in nodes)
+    assert all(check["passed"] for check in arts["pipeline-validation"]["data"])
+    stages = [d["stage"] for d in arts["pipeline-durations"]["data"]]
+    assert stages == ["ingest", "transform", "index", "validate"]
+    assert "succeeded" in arts["pipeline-report"]["data"]
+
+    # The second run re-loaded the same rows and embedded nothing new: re-runs are safe.
+    again = ops.artifacts(second["id"])["pipeline-index"]["data"][0]
+    assert again["embedded (new or changed)"] == 0
+    assert again["unchanged"] == N_ITEMS
+    assert again["vectors in store"] == N_ITEMS
+
+
+def test_overlapping_triggers_do_not_run_concurrently(
+    ops: Ops, daily_runs: list[dict[str, Any]]
+) -> None:
+    first, second = daily_runs
+    # One of them had to wait for the deployment's single slot ...
+    waited = [r for r in daily_runs if "AwaitingConcurrencySlot" in ops.states(r["id"])]
+    assert waited, [ops.states(r["id"]) for r in daily_runs]
+    # ... and their running intervals (server timestamps) do not intersect.
+    a, b = sorted(daily_runs, key=lambda r: r["start_time"])
+    assert a["end_time"] <= b["start_time"]
+
+
+def test_stage_events_carry_counts(ops: Ops, daily_runs: list[dict[str, Any]]) -> None:
+    with ops.server.client() as c:
+        r = c.post(
+            "/events/filter",
+            json={
+                "filter": {
+                    "event": {"prefix": ["pipeline."]},
+                    "related": {
+                        "resources_in_roles": [
+                            [f"prefect.flow-run.{daily_runs[0]['id']}", "flow-run"]
+                        ]
+                    },
+                    "occurred": {"since": daily_runs[0]["start_time"]},
+                },
+                "limit": 50,
+            },
+        )
+        r.raise_for_status()
+        events = {e["event"]: e for e in r.json()["events"]}
+    assert {
+        "pipeline.ingest.completed",
+        "pipeline.transform.completed",
+        "pipeline.index.completed",
+        "pipeline.validate.completed",
+    } <= set(events)
+    assert events["pipeline.ingest.completed"]["payload"]["total_rows"] == (
+        N_ITEMS + ops.small.reviews
+    )
+
+
+@pytest.fixture(scope="module")
+def failed_run(ops: Ops, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The daily deployment on data whose review rating of 7 fails a dbt test (own database)."""
+    env = {
+        "SOURCES_FILE": str(ops.small.bad),
+        "DATABASE_URL": create_database(ops.pg_host),
+        "DATA_DIR": str(tmp_path_factory.mktemp("failing-data")),
+    }
+    run_id = ops.trigger("data-pipeline", "daily", job_variables={"env": env})
+    return ops.wait(run_id)
+
+
+def test_failing_run_alerts_the_webhook_with_stage_error_and_link(
+    ops: Ops, failed_run: dict[str, Any]
+) -> None:
+    assert failed_run["state_type"] == "FAILED"
+    message = failed_run["state"]["message"]
+    # transform retried with `dbt retry` (its second attempt) and still failed.
+    assert "Stage 'transform' failed" in message
+    assert "dbt retry failed" in message
+
+    hits = ops.webhook.wait_for(lambda r: failed_run["id"] in r["json"].get("text", ""))
+    assert hits, f"no alert received; got {ops.webhook.requests}"
+    text = hits[0]["json"]["text"]
+    assert "Flow: data-pipeline" in text
+    assert "Deployment: daily" in text
+    assert "Stage 'transform' failed" in text
+    assert "accepted_values" in text and "rating" in text
+    assert f"/runs/flow-run/{failed_run['id']}" in text
+    # The URL (with its secret token) came from the block's secret field.
+    assert hits[0]["path"] == f"/hook/{ops.canaries['ALERT_WEBHOOK_URL']}"
+
+    # The report was still published, naming the failed stage.
+    arts = ops.artifacts(failed_run["id"])
+    assert "Failed stage:** `transform`" in arts["pipeline-report"]["data"]
+
+
+def _table_counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            """select table_schema, table_name from information_schema.tables
+               where table_type = 'BASE TABLE'
+                 and table_schema not in ('pg_catalog', 'information_schema')
+               order by 1, 2"""
+        ).fetchall()
+        return {
+            f"{s}.{t}": conn.execute(f'select count(*) from "{s}"."{t}"').fetchone()[0]
+            for s, t in tables
+        }
+
+
+def _vectors(url: str) -> list[tuple[str, str, str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "select id, content_hash, md5(embedding::text) from semantic_index.products order by id"
+        ).fetchall()
+
+
+def test_backup_deployment_dump_restores_into_a_fresh_database(
+    ops: Ops, daily_runs: list[dict[str, Any]]
+) -> None:
+    first = ops.wait(ops.trigger("backup", "backup"))
+    second = ops.wait(ops.trigger("backup", "backup"))
+    third = ops.wait(ops.trigger("backup", "backup"))
+    assert [r["state_type"] for r in (first, second, third)] == ["COMPLETED"] * 3
+    backups = sorted((ops.data_dir / "backups").glob("warehouse-*.dump"))
+    assert len(backups) == 2, backups  # BACKUP_KEEP=2: the oldest was pruned
+
+    fresh = create_database(ops.pg_host)
+    env = {**ops.worker_env, "DATABASE_URL": fresh}
+    restored = subprocess.run(
+        [str(BIN / "python"), "-m", "flows.backup", "restore", str(backups[-1])],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+
+    source = _table_counts(ops.database_url)
+    copy = _table_counts(fresh)
+    assert source == copy
+    assert source["raw_data.items"] >= N_ITEMS
+    assert source["semantic_index.products"] == N_ITEMS
+    assert _vectors(fresh) == _vectors(ops.database_url)

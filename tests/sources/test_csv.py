@@ -1,0 +1,219 @@
+"""CSV kind: local files, globs and URLs; incremental by file; contracts; malformed files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tasks.errors import SourceError
+from tests.conftest import REPO
+from tests.sources.conftest import completed_count, ingest, query, write_sources
+from tests.sources.servers import LocalServer
+
+HEADER = "id,name,price,updated_at\n"
+
+
+def rows(start: int, count: int, price: str | None = None) -> str:
+    return "".join(
+        f"{i},name {i},{price or i * 2.5},2024-01-0{1 + i % 9} 10:00:00\n"
+        for i in range(start, start + count)
+    )
+
+
+def csv_sources(path: str, contract: str = "evolve", extra: str = "") -> str:
+    return f"""
+sources:
+  - name: files
+    kind: csv
+    contract: {contract}
+    allow_private_addresses: true
+    http: {{backoff_s: 0.01, max_attempts: 2}}
+    resources:
+      - table: items
+        path: "{path}"
+        primary_key: id
+        columns: {{id: bigint, price: double, updated_at: timestamp}}
+{extra}"""
+
+
+def test_demo_sources_file_loads_twice(env: pytest.MonkeyPatch, database_url: str) -> None:
+    sources = REPO / "sources.yml"
+    first = ingest(env, sources, "demo")
+    second = ingest(env, sources, "demo")
+
+    assert first.rows_by_table["items"] > 0 and first.rows_by_table["reviews"] > 0
+    assert second.rows_by_table == {}  # unchanged files are not read again
+    items = first.rows_by_table["items"]
+    assert completed_count(database_url, "items", "item_id") == (items, items)
+    ((price_type,),) = query(
+        database_url,
+        "select data_type from information_schema.columns "
+        "where table_schema = 'raw_data' and table_name = 'items' and column_name = 'price'",
+    )
+    assert price_type == "double precision"
+
+
+def test_glob_and_incremental_by_file(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.csv").write_text(HEADER + rows(1, 5))
+    (data / "b.csv").write_text(HEADER + rows(6, 5))
+    sources = write_sources(tmp_path, csv_sources("in/*.csv"))
+
+    assert ingest(env, sources, "files").rows_by_table == {"items": 10}
+    assert ingest(env, sources, "files").rows_by_table == {}  # nothing changed: nothing read
+
+    (data / "b.csv").write_text(HEADER + rows(6, 5, price="9.5") + rows(11, 2))
+    os.utime(data / "b.csv", ns=(1, 1))  # a new mtime even on coarse clocks
+    third = ingest(env, sources, "files")
+
+    assert third.rows_by_table == {"items": 7}  # only b.csv was re-read
+    assert completed_count(database_url, "items", "id") == (12, 12)
+    assert query(database_url, "select price from raw_data.items where id = 6") == [(9.5,)]
+
+
+def test_url_incremental_by_etag(
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    file_server: tuple[LocalServer, Path],
+) -> None:
+    server, root = file_server
+    (root / "items.csv").write_text(HEADER + rows(1, 4))
+    sources = write_sources(tmp_path, csv_sources(f"{server.url}/items.csv"))
+
+    assert ingest(env, sources, "files").rows_by_table == {"items": 4}
+    assert ingest(env, sources, "files").rows_by_table == {}
+    second = server.hits("/items.csv")[1]
+    assert second.headers["if-none-match"].startswith('"')  # conditional request -> 304
+
+    (root / "items.csv").write_text(HEADER + rows(1, 6))
+    assert ingest(env, sources, "files").rows_by_table == {"items": 6}
+    assert completed_count(database_url, "items", "id") == (6, 6)
+
+
+def test_options_delimiter_encoding_no_header(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    (tmp_path / "latin.csv").write_bytes(
+        "junk line\n1;Crème brûlée;3,5\n2;Café;4\n".replace(",5", ".5").encode("latin-1")
+    )
+    text = """
+sources:
+  - name: files
+    kind: csv
+    resources:
+      - table: desserts
+        path: latin.csv
+        primary_key: id
+        header: false
+        skip_rows: 1
+        column_names: [id, name, price]
+        delimiter: ";"
+        encoding: latin-1
+        columns: {id: bigint, price: double}
+"""
+    sources = write_sources(tmp_path, text)
+    for _ in range(2):
+        ingest(env, sources, "files")
+    assert query(database_url, "select id, name, price from raw_data.desserts order by id") == [
+        (1, "Crème brûlée", 3.5),
+        (2, "Café", 4.0),
+    ]
+
+
+def test_truncated_csv_fails_and_loads_nothing(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    (tmp_path / "t.csv").write_text(HEADER + rows(1, 3) + '4,"unterminated,1.0')
+    sources = write_sources(tmp_path, csv_sources("t.csv"))
+    with pytest.raises(SourceError, match=r"t\.csv: malformed CSV"):
+        ingest(env, sources, "files")
+    assert query(
+        database_url, "select count(*) from information_schema.tables where table_name = 'items'"
+    ) == [(0,)]
+
+    (tmp_path / "t.csv").write_text(HEADER + rows(1, 3) + "4,cut")  # too few cells
+    with pytest.raises(SourceError, match="malformed CSV"):
+        ingest(env, sources, "files")
+
+
+def test_non_utf8_bytes_fail_naming_the_encoding(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_bytes((HEADER + "1,caf\xe9,1.0,2024-01-01\n").encode("latin-1"))
+    sources = write_sources(tmp_path, csv_sources("bad.csv"))
+    with pytest.raises(SourceError, match="not valid utf-8.*encoding"):
+        ingest(env, sources, "files")
+
+
+def test_header_only_file_is_an_error(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text(HEADER)
+    sources = write_sources(tmp_path, csv_sources("empty.csv"))
+    with pytest.raises(SourceError, match="no data rows"):
+        ingest(env, sources, "files")
+
+
+# -------------------------------------------------------------------------------- contracts
+
+
+def test_freeze_fails_on_bad_value_naming_column_and_value(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    (tmp_path / "f.csv").write_text(HEADER + rows(1, 3) + "4,four,not-a-price,2024-01-01\n")
+    sources = write_sources(tmp_path, csv_sources("f.csv", contract="freeze"))
+    with pytest.raises(SourceError, match=r"column 'price': value 'not-a-price' is not a valid double"):
+        ingest(env, sources, "files")
+    # the failed run left no state: fixing the file loads it
+    (tmp_path / "f.csv").write_text(HEADER + rows(1, 4))
+    assert ingest(env, sources, "files").rows_by_table == {"items": 4}
+
+
+def test_freeze_fails_on_new_column(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "f.csv").write_text(HEADER + rows(1, 3))
+    sources = write_sources(tmp_path, csv_sources("f.csv", contract="freeze"))
+    assert ingest(env, sources, "files").rows_by_table == {"items": 3}
+    (tmp_path / "f.csv").write_text("id,name,price,updated_at,colour\n1,a,1.0,2024-01-01,red\n")
+    with pytest.raises(SourceError, match="colour"):
+        ingest(env, sources, "files")
+
+
+def test_evolve_adds_new_column_but_rejects_bad_value(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    (tmp_path / "e.csv").write_text(HEADER + rows(1, 3))
+    sources = write_sources(tmp_path, csv_sources("e.csv"))
+    ingest(env, sources, "files")
+    (tmp_path / "e.csv").write_text("id,name,price,updated_at,colour\n1,a,1.0,2024-01-01,red\n")
+    assert ingest(env, sources, "files").rows_by_table == {"items": 1}
+    assert query(database_url, "select colour from raw_data.items where id = 1") == [("red",)]
+    (tmp_path / "e.csv").write_text(HEADER + "2,b,cheap,2024-01-01\n")
+    with pytest.raises(SourceError, match="'cheap'"):
+        ingest(env, sources, "files")
+
+
+def test_quarantine_diverts_bad_rows_with_reason_and_raw_record(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    body = HEADER + rows(1, 3) + "4,four,n/a,2024-01-01\n5,five,1.0,yesterday-ish\n" + rows(6, 2)
+    (tmp_path / "q.csv").write_text(body)
+    sources = write_sources(tmp_path, csv_sources("q.csv", contract="quarantine"))
+    for _ in range(2):
+        ingest(env, sources, "files")
+        os.utime(tmp_path / "q.csv", ns=(2, 2))  # force a re-read: rejects must not duplicate rows
+
+    assert completed_count(database_url, "items", "id") == (5, 5)
+    rejected = query(
+        database_url,
+        "select reason, raw_record, origin from raw_data.items__rejected order by reason",
+    )
+    assert len(rejected) == 4  # 2 bad rows x 2 runs: the rejected table is an append-only log
+    reasons = {r[0] for r in rejected}
+    assert reasons == {
+        "column 'price': value 'n/a' is not a valid double",
+        "column 'updated_at': value 'yesterday-ish' is not a valid timestamp",
+    }
+    assert any('"id": "4"' in r[1] and "n/a" in r[1] for r in rejected)
+    assert all("q.csv, data row" in r[2] for r in rejected)

@@ -1,0 +1,117 @@
+"""Web kind: a small multi-page site on 127.0.0.1 with links, robots.txt and ETags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.sources.conftest import completed_count, ingest, query, write_sources
+from tests.sources.servers import LocalServer
+
+PAGE = """<!doctype html><html lang="en"><head><title>{title}</title>
+<link rel="canonical" href="{canonical}"><script>var tracking = "SCRIPT-NOISE";</script></head>
+<body><nav><a href="/index.html">Home</a> <a href="/about.html">About us NAV-NOISE</a></nav>
+<main><h1>{title}</h1><p>{body} This paragraph is long enough to be the main content of the
+page, so the extractor keeps it and drops the navigation and the scripts around it.</p>
+<h2>Details</h2><p>More text about {title} for readers who want the details of this page.</p>
+{links}</main><footer>Copyright FOOTER-NOISE</footer></body></html>"""
+
+
+def page(title: str, links: list[str], body: str = "Welcome.") -> str:
+    anchors = " ".join(f'<a href="{href}">{href}</a>' for href in links)
+    return PAGE.format(title=title, canonical=f"/{title.lower()}.html", body=body, links=anchors)
+
+
+@pytest.fixture
+def site(file_server: tuple[LocalServer, Path]) -> tuple[LocalServer, Path]:
+    server, root = file_server
+    (root / "robots.txt").write_text("User-agent: *\nDisallow: /private/\n")
+    (root / "private").mkdir()
+    (root / "private" / "secret.html").write_text(page("Secret", []))
+    pages = {
+        "index": ["a.html", "/b.html#top", "/private/secret.html", "http://example.com/x",
+                  "mailto:me@example.com"],
+        "a": ["c.html"],
+        "b": ["index.html"],
+        "c": ["d.html"],
+        "d": [],
+    }
+    for name, links in pages.items():
+        (root / f"{name}.html").write_text(page(name.capitalize(), links, f"Page {name}."))
+    return server, root
+
+
+def web_sources(server: LocalServer, extra: str = "") -> str:
+    return f"""
+sources:
+  - name: site
+    kind: web
+    seeds: ["{server.url}/index.html"]
+    max_depth: 2
+    delay_s: 0
+    allow_private_addresses: true
+    http: {{backoff_s: 0.01, max_attempts: 2, user_agent: "test-crawler/1.0"}}
+{extra}"""
+
+
+def test_crawl_respects_depth_robots_and_domains_then_recrawls_cheaply(
+    site: tuple[LocalServer, Path],
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    server, root = site
+    sources = write_sources(tmp_path, web_sources(server))
+
+    first = ingest(env, sources, "site")
+
+    assert first.rows_by_table == {"pages": 4}  # index, a, b (depth 1), c (depth 2)
+    urls = {r[0] for r in query(database_url, "select url from raw_data.pages")}
+    assert urls == {f"{server.url}/{n}.html" for n in ("index", "a", "b", "c")}
+    assert server.hits("/private/secret.html") == []  # robots.txt
+    assert server.hits("/d.html") == []  # max_depth
+    assert len(server.hits("/robots.txt")) == 1
+    assert all(r.headers["user-agent"] == "test-crawler/1.0" for r in server.requests)
+    ((title, canonical, text, headings, depth),) = query(
+        database_url,
+        "select title, canonical_url, text, headings, depth from raw_data.pages "
+        f"where url = '{server.url}/a.html'",
+    )
+    assert (title, canonical, depth) == ("A", f"{server.url}/a.html", 1)
+    assert "main content of the page" in text
+    for noise in ("SCRIPT-NOISE", "NAV-NOISE", "FOOTER-NOISE"):
+        assert noise not in text
+    heads = headings if isinstance(headings, list) else json.loads(headings)
+    assert {"level": "h2", "text": "Details"} in heads
+
+    # Second crawl: conditional requests, 304s, nothing re-stored; links still followed.
+    server.clear()
+    second = ingest(env, sources, "site")
+    assert second.rows_by_table == {}
+    assert all("if-none-match" in r.headers for r in server.hits("/c.html"))
+    assert len(server.hits("/c.html")) == 1
+
+    # A changed page is the only one re-stored.
+    (root / "b.html").write_text(page("B", ["index.html"], "Page b, now updated."))
+    third = ingest(env, sources, "site")
+    assert third.rows_by_table == {"pages": 1}
+    assert completed_count(database_url, "pages", "url") == (4, 4)
+    ((text,),) = query(
+        database_url, f"select text from raw_data.pages where url = '{server.url}/b.html'"
+    )
+    assert "now updated" in text
+
+
+def test_max_pages_and_exclude_patterns(
+    site: tuple[LocalServer, Path], env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    server, _ = site
+    sources = write_sources(
+        tmp_path, web_sources(server, '    max_pages: 2\n    exclude_patterns: ["/a\\\\.html$", "about"]\n')
+    )
+    assert ingest(env, sources, "site").rows_by_table == {"pages": 2}
+    urls = {r[0] for r in query(database_url, "select url from raw_data.pages")}
+    assert urls == {f"{server.url}/index.html", f"{server.url}/b.html"}
+    assert server.hits("/a.html") == []

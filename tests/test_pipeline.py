@@ -1,0 +1,137 @@
+"""The whole data_pipeline flow on real components: embedded Postgres, dlt, dbt, Prefect, the
+local model. One demo run per session (``demo_index``); tests that break things get their own
+database."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+from prefect.exceptions import FailedRun  # noqa: F401  (documented failure type)
+
+from flows.main import PipelineSummary, data_pipeline
+from tasks.errors import SourceError, TransformError
+from tasks.search import search
+from tasks.settings import get_settings
+from tasks.warehouse import get_warehouse
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "data" / "demo"
+
+
+def _demo_counts() -> tuple[int, int]:
+    with (DEMO / "items.csv").open() as f:
+        items = sum(1 for _ in csv.DictReader(f))
+    with (DEMO / "reviews.csv").open() as f:
+        reviews = sum(1 for _ in csv.DictReader(f))
+    return items, reviews
+
+
+def _counts(conninfo: str) -> dict[str, int]:
+    with psycopg.connect(conninfo) as conn:
+        return {
+            table: conn.execute(f"select count(*) from {table}").fetchone()[0]  # type: ignore[index]
+            for table in (
+                "raw_data.items",
+                "raw_data.reviews",
+                "analytics.documents",
+                "semantic_index.products",
+            )
+        }
+
+
+@pytest.mark.integration
+def test_demo_pipeline_loads_models_indexes_and_validates(demo_env: dict[str, object]) -> None:
+    summary = demo_env["summary"]
+    assert isinstance(summary, PipelineSummary)
+    items, reviews = _demo_counts()
+    assert summary.ingest[0].rows_by_table == {"items": items, "reviews": reviews}
+    assert summary.dbt is not None and summary.dbt.tests_failed == 0
+    assert summary.dbt.models_built >= 5 and summary.dbt.tests_passed >= 20
+    [index] = summary.index
+    assert index.documents == items and index.embedded == items and index.vectors_in_store == items
+    assert summary.validation is not None and summary.validation.ok
+    assert (get_settings().dbt_target_dir / "catalog.json").is_file()  # dbt docs generate ran
+    text = summary.to_text()
+    assert "rows loaded" in text and "tests passed" in text and "vectors stored" in text
+
+
+@pytest.mark.integration
+def test_paraphrase_finds_its_item_first(demo_env: dict[str, object]) -> None:
+    # The labeled set's queries are paraphrases that share no phrase with the description.
+    labeled = [json.loads(line) for line in (DEMO / "queries.jsonl").read_text().splitlines()]
+    tent = next(q for q in labeled if "tent for two people" in q["query"])
+    results = search(tent["query"], top_k=3)
+    assert results[0].document_id in tent["relevant_ids"], results
+    assert results[0].title and "Tent" in results[0].title
+
+    unfiltered = [q for q in labeled if not q.get("filter")]
+    first = sum(search(q["query"], top_k=1)[0].document_id in q["relevant_ids"] for q in unfiltered)
+    assert first >= 0.8 * len(unfiltered)  # most paraphrases find their item first
+
+
+@pytest.mark.integration
+def test_rerun_changes_no_counts_and_embeds_nothing(demo_env: dict[str, object]) -> None:
+    before = _counts(get_warehouse().conninfo)
+    summary = data_pipeline()
+    assert _counts(get_warehouse().conninfo) == before
+    [index] = summary.index
+    assert index.embedded == 0 and index.unchanged == index.chunks and index.deleted == 0
+
+
+@pytest.mark.integration
+def test_failing_dbt_test_fails_the_flow_and_indexes_nothing(
+    env: pytest.MonkeyPatch, tmp_path: Path, prefect_harness: None
+) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(DEMO, bad / "data" / "demo")
+    reviews = (bad / "data" / "demo" / "reviews.csv").read_text().splitlines()
+    header = reviews[0].split(",")
+    first = next(csv.DictReader([reviews[0], reviews[1]]))
+    first["rating"] = "7"  # accepted_values allows 1..5
+    writer_rows = [reviews[0], ",".join(_quote(first[h]) for h in header), *reviews[2:]]
+    (bad / "data" / "demo" / "reviews.csv").write_text("\n".join(writer_rows) + "\n")
+    shutil.copy(REPO / "sources.yml", bad / "sources.yml")
+    env.setenv("SOURCES_FILE", str(bad / "sources.yml"))
+    get_settings.cache_clear()
+
+    with pytest.raises(TransformError) as err:
+        data_pipeline()
+    assert "accepted_values" in str(err.value) and "rating" in str(err.value)
+    with psycopg.connect(get_warehouse().conninfo) as conn:
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "select table_schema || '.' || table_name from information_schema.tables"
+            ).fetchall()
+        }
+    assert "analytics.documents" not in tables  # nothing downstream of the failure was built
+    assert not any(t.startswith("semantic_index.") for t in tables)
+
+
+@pytest.mark.integration
+def test_empty_source_fails_clearly_and_loads_nothing(
+    env: pytest.MonkeyPatch, tmp_path: Path, prefect_harness: None
+) -> None:
+    (tmp_path / "items.csv").write_text("item_id,name\n")
+    (tmp_path / "sources.yml").write_text(
+        "sources:\n  - name: shop\n    kind: csv\n    resources:\n"
+        "      - {table: items, path: items.csv, primary_key: item_id}\n"
+    )
+    env.setenv("SOURCES_FILE", str(tmp_path / "sources.yml"))
+    get_settings.cache_clear()
+    with pytest.raises(SourceError) as err:
+        data_pipeline()
+    assert "no rows" in str(err.value) and "items" in str(err.value)
+    with psycopg.connect(get_warehouse().conninfo) as conn:
+        schemas = {r[0] for r in conn.execute("select nspname from pg_namespace").fetchall()}
+    assert "raw_data" not in schemas
+
+
+def _quote(value: str | None) -> str:
+    value = value or ""
+    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n') else value
