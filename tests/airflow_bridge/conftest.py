@@ -53,7 +53,13 @@ os.environ.update(
 )
 
 PREFECT_PYTHON = Path(os.environ.get("PREFECT_PYTHON", str(REPO / ".venv" / "bin" / "python")))
-DEPLOYMENTS = ("data-pipeline", "failing-pipeline", "slow-pipeline", "flaky-pipeline")
+DEPLOYMENTS = (
+    "data-pipeline",
+    "failing-pipeline",
+    "slow-pipeline",
+    "flaky-pipeline",
+    "gated-pipeline",
+)
 
 
 def free_port() -> int:
@@ -312,3 +318,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         print(f"\n[airflow_bridge] kept {_SESSION_DIR}")
         return
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+def safe_token(token: str) -> str:
+    """Same file-name-safe form as prefect_side/serve_flows.py uses for gate/marker files."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in token)

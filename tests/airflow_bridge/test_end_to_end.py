@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import PrefectApi
+from conftest import PrefectApi, safe_token
 
 pytestmark = pytest.mark.usefixtures("bridge_env")
 
@@ -84,8 +84,25 @@ def test_failed_flow_fails_task_with_state_message_and_url(
 def test_retry_reattaches_to_the_same_prefect_run(
     dagbag: Any, prefect_api: PrefectApi, failures: Any
 ) -> None:
-    # Try 1 times out after 5 s but leaves the 6 s run going; try 2 must wait on that run.
-    dag_run, ti = run_dag(dagbag, "bridge_reattach")
+    # Try 1 times out while the gated run is still going (and leaves it running); once try 1
+    # has failed, a helper thread opens the gate so the run completes while try 2 waits on it.
+    stop = threading.Event()
+
+    def release_after_first_failure() -> None:
+        while not stop.is_set():
+            for failure in failures():
+                gate = prefect_api.record_dir / f"release-{safe_token(failure['run_id'])}"
+                gate.touch()
+                return
+            time.sleep(0.2)
+
+    helper = threading.Thread(target=release_after_first_failure, daemon=True)
+    helper.start()
+    try:
+        dag_run, ti = run_dag(dagbag, "bridge_reattach")
+    finally:
+        stop.set()
+        helper.join(timeout=5)
 
     assert dag_run.state == "success"
     assert ti.try_number == 2

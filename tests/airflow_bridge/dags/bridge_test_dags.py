@@ -27,6 +27,7 @@ def record_failure(context: Any) -> None:
             json.dumps(
                 {
                     "dag_id": ti.dag_id,
+                    "run_id": ti.run_id,
                     "task_id": ti.task_id,
                     "try_number": ti.try_number,
                     "type": type(exc).__name__,
@@ -87,13 +88,13 @@ fail_deferrable = _dag(
     parameters={"run_date": "{{ ds }}"},
     deferrable=True,
 )
-# Attempt 1 times out (5 s < 6 s of work) without cancelling the run;
-# attempt 2 must reattach to the same run.
+# The gated flow runs until the test releases it after attempt 1 timed out (without cancelling
+# the run); attempt 2 must reattach to that same run and see it complete.
 reattach = _dag(
     "bridge_reattach",
-    deployment_name="slow-pipeline/daily",
-    parameters={"seconds": 6},
-    timeout=timedelta(seconds=5),
+    deployment_name="gated-pipeline/daily",
+    parameters={"token": "{{ run_id }}"},
+    timeout=timedelta(seconds=8),
     cancel_on_timeout=False,
     retries=1,
 )

@@ -57,11 +57,29 @@ def slow_pipeline(seconds: float = 30.0) -> str:
     return "slept"
 
 
+@flow(name="gated-pipeline")
+def gated_pipeline(token: str, max_wait: float = 120.0) -> str:
+    """Runs until the test creates ``release-<token>`` in the record dir (deterministic timing)."""
+    _record()
+    gate = Path(os.environ["BRIDGE_RECORD_DIR"]) / f"release-{safe_token(token)}"
+    deadline = time.monotonic() + max_wait
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{gate} never appeared")
+        time.sleep(0.2)
+    return "released"
+
+
+def safe_token(token: str) -> str:
+    """File-name-safe form of a token (Airflow run ids contain ':' and '+')."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in token)
+
+
 @flow(name="flaky-pipeline")
 def flaky_pipeline(token: str) -> str:
     """Fails the first time it sees ``token``, succeeds afterwards."""
     _record()
-    marker = Path(os.environ["BRIDGE_RECORD_DIR"]) / f"flaky-{token.replace('/', '_')}"
+    marker = Path(os.environ["BRIDGE_RECORD_DIR"]) / f"flaky-{safe_token(token)}"
     if not marker.exists():
         marker.write_text("seen")
         raise RuntimeError(f"flaky failure for {token}: first attempt")
@@ -74,5 +92,6 @@ if __name__ == "__main__":
         failing_pipeline.to_deployment(name="daily"),
         slow_pipeline.to_deployment(name="daily"),
         flaky_pipeline.to_deployment(name="daily"),
+        gated_pipeline.to_deployment(name="daily"),
         limit=8,
     )
