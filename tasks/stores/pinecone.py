@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -173,10 +174,11 @@ class PineconeStore(VectorStore):
     @property
     def index(self) -> Index:
         """Data-plane client for the index (its host from settings or one describe call)."""
-        if self._index is None:
-            host = self.config.index_host or self._describe_host()
-            self._index = self.pc.index(host=host)
-        return self._index
+        with self._lock:  # pool threads may ask first
+            if self._index is None:
+                host = self.config.index_host or self._describe_host()
+                self._index = self.pc.index(host=host)
+            return self._index
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -364,7 +366,8 @@ class PineconeStore(VectorStore):
             except NotFoundError:
                 return  # the namespace does not exist (yet): nothing to delete
 
-        chunks = [valid[i : i + MAX_IDS_PER_REQUEST] for i in range(0, len(valid), 1000)]
+        step = MAX_IDS_PER_REQUEST
+        chunks = [valid[i : i + step] for i in range(0, len(valid), step)]
         self._run_batches("delete", chunks, send)
         return len(ids)
 
@@ -561,8 +564,11 @@ class PineconeStore(VectorStore):
             try:
                 page = self._call(
                     "list",
-                    lambda t=token: self.index.list_paginated(
-                        namespace=namespace, limit=LIST_PAGE, pagination_token=t
+                    partial(
+                        self.index.list_paginated,
+                        namespace=namespace,
+                        limit=LIST_PAGE,
+                        pagination_token=token,
                     ),
                 )
             except NotFoundError:
@@ -581,9 +587,8 @@ class PineconeStore(VectorStore):
         valid = [i for i in ids if _valid_id(i)]
         for start in range(0, len(valid), FETCH_CHUNK):
             chunk = valid[start : start + FETCH_CHUNK]
-            response = self._call(
-                "fetch", lambda c=chunk: self.index.fetch(ids=c, namespace=namespace)
-            )
+            fetch = partial(self.index.fetch, ids=chunk, namespace=namespace)
+            response = self._call("fetch", fetch)
             for vid, vector in response.vectors.items():
                 found[vid] = (list(vector.values), dict(vector.metadata or {}))
         return found
@@ -648,10 +653,14 @@ class PineconeStore(VectorStore):
         return send(arg)
 
     def _backoff(self, round_: int, errors: Sequence[BaseException]) -> float:
-        base = self.config.retry_backoff_s * (2**round_)
+        """Exponential backoff with jitter, never shorter than the server's Retry-After.
+
+        The SDK's retry budget is per host and process-wide: after a burst of failures it
+        stops retrying, and then this wait is all that keeps us from hammering a rate limit.
+        """
+        base = self.config.retry_backoff_s * (2**round_) * random.uniform(0.5, 1.0)
         hinted = max((getattr(e, "retry_after", None) or 0.0 for e in errors), default=0.0)
-        delay = max(base, hinted) * random.uniform(0.5, 1.0)
-        return float(min(delay, self.config.max_backoff_s))
+        return float(max(min(base, self.config.max_backoff_s), min(hinted, 60.0)))
 
     def _note_lsn(self, info: Any) -> None:
         lsn = info.lsn_committed if info is not None else None

@@ -112,6 +112,7 @@ class Faults:
     drop_after_apply: bool = False  # drop the connection after the write happened
     retry_after: str | None = "0"  # Retry-After header on 429/503 (None: omit it)
     only_ops: frozenset[str] | None = None  # restrict faults to these operations
+    pass_first: int = 0  # the first N (matching) requests pass untouched: "outage after N"
     seed: int = 1234
 
 
@@ -298,6 +299,9 @@ class FakePinecone:
         with self._lock:
             f = self.faults
             if f.only_ops is not None and op not in f.only_ops:
+                return None
+            if f.pass_first > 0:
+                f.pass_first -= 1
                 return None
             if f.storm_429 > 0:
                 f.storm_429 -= 1

@@ -26,9 +26,11 @@ def fake_pinecone(pinecone_server: FakePinecone) -> Iterator[FakePinecone]:
     pinecone_server.reset_counters()
     pinecone_server.set_faults()
     pinecone_server.stats_lag_reads = 0
+    pinecone_server.rate_limit_per_s = None
     yield pinecone_server
     pinecone_server.set_faults()
     pinecone_server.stats_lag_reads = 0
+    pinecone_server.rate_limit_per_s = None
 
 
 @pytest.fixture

@@ -61,9 +61,12 @@ def test_10k_chunks_under_429s_and_5xx_end_exact_with_bounded_retries(
         sent = fake_pinecone.counters["upsert"]
         assert fake_pinecone.counters["upsert:429"] > 0
         assert fake_pinecone.counters["upsert:503"] > 0
-        assert sent == accepted + fake_pinecone.counters["upsert:429"] + fake_pinecone.counters[
-            "upsert:503"
-        ]
+        assert (
+            sent
+            == accepted
+            + fake_pinecone.counters["upsert:429"]
+            + fake_pinecone.counters["upsert:503"]
+        )
         # Bounded: with 25 % of requests failing, about 1/0.75 attempts per batch are needed;
         # allow twice that, far below the 4 SDK attempts x 10 rounds the budget would permit.
         assert accepted == pytest.approx(sent * 0.75, rel=0.25)
@@ -175,3 +178,15 @@ def test_wait_for_count_polls_until_expected_or_times_out(
     assert fake_pinecone.counters["describe_index_stats"] - before == 5
     with pytest.raises(PineconeUnavailable, match="shows 200 vectors, expected 201"):
         store.wait_for_count(NS, 201, timeout=0.2)
+
+
+def test_server_rate_limit_429s_are_absorbed(
+    make_pinecone_store: Callable[..., PineconeStore], fake_pinecone: FakePinecone
+) -> None:
+    store = make_pinecone_store(max_rounds=10, max_batch_vectors=25)
+    store.ensure_namespace(NS, 8)
+    fake_pinecone.rate_limit_per_s = 20  # 40 requests at once: the bucket runs dry
+    data = chunks(1_000, dim=8)
+    store.upsert(NS, data)
+    assert fake_pinecone.counters["upsert:429"] > 0
+    assert held_hashes(fake_pinecone, store) == {r.id: r.content_hash for r in data}

@@ -117,7 +117,10 @@ def test_metadata_over_40kb_drops_the_text_not_the_record(
         hits = with_lookup.query(NS, big.values, top_k=2)
     finally:
         with_lookup.close()
-    assert [(h.id, h.text) for h in hits] == [(big.id, "text from postgres"), (small.id, small.text)]
+    assert [(h.id, h.text) for h in hits] == [
+        (big.id, "text from postgres"),
+        (small.id, small.text),
+    ]
     assert looked_up == [[big.id]]  # only the text that was missing
 
 
@@ -238,9 +241,7 @@ def test_pack_batches_never_exceeds_limits() -> None:
         pack_batches([{"id": "x", "values": [1.0] * 5000}], "ns", 20_000, 10)
 
 
-def test_api_key_is_never_logged(
-    store: PineconeStore, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_api_key_is_never_logged(store: PineconeStore, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     store.upsert(NS, records(3, 384))
     store.query(NS, records(1, 384)[0].values, top_k=2)
