@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validate deployments/docker-compose.yml without a Docker engine.
+# Validate deployments/docker-compose.yml (or the file given as $1) without a Docker engine.
 #
 # 1. Debian's docker-compose 1.29 (`docker-compose config` needs no engine); installed with
 #    apt-get when missing and we are root.
@@ -11,7 +11,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${PYTHON:-$HERE/../.venv/bin/python}"
-COMPOSE_FILE="$HERE/docker-compose.yml"
+COMPOSE_FILE="$(realpath "${1:-$HERE/docker-compose.yml}")"
 ENV_FILE="$HERE/.env.example"
 
 VALIDATOR="${CHECK_COMPOSE_VALIDATOR:-auto}"

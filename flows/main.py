@@ -109,7 +109,7 @@ def data_pipeline(params: PipelineParams | None = None) -> PipelineSummary:
             summary.index = index()
         with run_stage(summary, "validate"):
             summary.validation = validate_task(summary.index, summary.dbt, params.probe_query)
-    except BaseException:
+    except Exception:  # not on cancellation/interrupt: nothing should delay those
         try:
             report_task(summary)
         except Exception:  # the stage's error is the one to raise; this one is only logged

@@ -67,13 +67,16 @@ class SetupResult:
 def webhook_block(url: str) -> Any:
     """A Slack-compatible webhook notification block; the URL is kept as a secret value."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.types import SecretDict
 
     return CustomWebhookNotificationBlock(
         name=ALERT_BLOCK_NAME,
         url="{{webhook_url}}",
         method="POST",
         json_data={"text": "{{subject}}\n{{body}}"},
-        secrets={"webhook_url": url},
+        headers=None,
+        cookies=None,
+        secrets=SecretDict({"webhook_url": url}),
         timeout=10,
     )
 

@@ -5,7 +5,8 @@ events (other deployments and automations react to them) and turns an error into
 :class:`StageFailed`, whose message names the stage: alerts show it as "the failing stage".
 
 :func:`publish_run_report` writes the Prefect artifacts of a run: one markdown summary and tables
-(rows per source and table, dbt nodes, index counts, validation checks, seconds per stage).
+(rows per source and table, dbt nodes, index counts with tokens and estimated cost,
+validation checks, seconds per stage).
 Everything here reads counts and names only: no setting, URL or secret ends up in a report.
 """
 
@@ -114,6 +115,10 @@ def index_row(r: Any) -> dict[str, Any]:
         "unchanged": r.unchanged,
         "deleted": r.deleted,
         "vectors in store": r.vectors_in_store,
+        # Filled by the indexer when it knows them (tokens sent, provider price estimate).
+        "cache hits": getattr(r, "cache_hits", 0),
+        "input tokens": getattr(r, "input_tokens", 0),
+        "estimated cost (USD)": round(float(getattr(r, "estimated_cost_usd", 0.0)), 6),
     }
 
 
@@ -166,7 +171,9 @@ def report_markdown(summary: RunSummary) -> str:
         text = (
             "; ".join(
                 f"{r.namespace}: {r.embedded} embedded, {r.unchanged} unchanged, "
-                f"{r.deleted} deleted, {r.vectors_in_store} in store"
+                f"{r.deleted} deleted, {r.vectors_in_store} in store, "
+                f"{getattr(r, 'input_tokens', 0)} tokens "
+                f"(~${float(getattr(r, 'estimated_cost_usd', 0.0)):.4f})"
                 for r in summary.index
             )
             or "failed"

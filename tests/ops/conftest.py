@@ -184,6 +184,8 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         "PREFECT_UI_URL": f"http://127.0.0.1:{port}",
         "PREFECT_API_URL": api_url,
         "PREFECT_LOGGING_LEVEL": "INFO",
+        # A run waiting for the deployment's slot re-checks every 5 s instead of 30 s.
+        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
     }
     log = home / "server.log"
     with log.open("w") as out:
@@ -275,7 +277,11 @@ class Ops:
         with self.server.client() as c:
             r = c.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}})
             r.raise_for_status()
-            return {a["key"]: a for a in r.json() if a.get("key")}
+            found = {a["key"]: a for a in r.json() if a.get("key")}
+        for artifact in found.values():
+            if artifact["type"] == "table" and isinstance(artifact["data"], str):
+                artifact["data"] = json.loads(artifact["data"])
+        return found
 
 
 @pytest.fixture(scope="session")
@@ -309,7 +315,9 @@ def ops(
         "OPENAI_API_KEY": canaries["OPENAI_API_KEY"],
         "ALERT_WEBHOOK_URL": f"{webhook.url}/hook/{canaries['ALERT_WEBHOOK_URL']}",
         "DBT_DOCS": "false",
-        "BACKUP_KEEP": "2",
+        "BACKUP_KEEP": "1",
+        # Poll often: the tests wait on the worker, not on the schedule.
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }

@@ -32,7 +32,9 @@ def daily_runs(ops: Ops) -> list[dict[str, Any]]:
     params = {"params": {"probe_query": "tent for backpacking", "sources": None}}
     first = ops.trigger("data-pipeline", "daily", parameters=params)
     second = ops.trigger("data-pipeline", "daily", parameters=params)
-    return [ops.wait(first), ops.wait(second)]
+    runs = [ops.wait(first), ops.wait(second)]
+    # Either may get the deployment's slot first: order them by when they ran.
+    return sorted(runs, key=lambda r: r["start_time"] or "")
 
 
 def test_deploy_all_created_every_deployment_with_its_limits(ops: Ops) -> None:
@@ -83,7 +85,7 @@ def test_daily_deployment_completes_with_report_artifacts(
     assert stages == ["ingest", "transform", "index", "validate"]
     assert "succeeded" in arts["pipeline-report"]["data"]
 
-    # The second run re-loaded the same rows and embedded nothing new: re-runs are safe.
+    # The second run found nothing new to load or embed: re-runs are safe.
     again = ops.artifacts(second["id"])["pipeline-index"]["data"][0]
     assert again["embedded (new or changed)"] == 0
     assert again["unchanged"] == N_ITEMS
@@ -100,6 +102,19 @@ def test_overlapping_triggers_do_not_run_concurrently(
     # ... and their running intervals (server timestamps) do not intersect.
     a, b = sorted(daily_runs, key=lambda r: r["start_time"])
     assert a["end_time"] <= b["start_time"]
+
+
+def test_rebuild_deployment_drops_and_reindexes(ops: Ops, daily_runs: list[dict[str, Any]]) -> None:
+    with psycopg.connect(ops.database_url) as conn:
+        before = conn.execute("select min(written_at) from semantic_index.products").fetchone()[0]
+    run = ops.wait(ops.trigger("rebuild-index", "rebuild-index"))
+    assert run["state_type"] == "COMPLETED", run["state"]
+    with psycopg.connect(ops.database_url) as conn:
+        count, oldest = conn.execute(
+            "select count(*), min(written_at) from semantic_index.products"
+        ).fetchone()
+    assert count == N_ITEMS
+    assert oldest > before  # every vector was written again
 
 
 def test_stage_events_carry_counts(ops: Ops, daily_runs: list[dict[str, Any]]) -> None:
@@ -161,6 +176,9 @@ def test_failing_run_alerts_the_webhook_with_stage_error_and_link(
     assert "Stage 'transform' failed" in text
     assert "accepted_values" in text and "rating" in text
     assert f"/runs/flow-run/{failed_run['id']}" in text
+    # One alert per failure: the failed transform subflow (not a deployment run) sends none.
+    assert len(hits) == 1
+    assert not [r for r in ops.webhook.requests if "Flow: transform" in r["json"].get("text", "")]
     # The URL (with its secret token) came from the block's secret field.
     assert hits[0]["path"] == f"/hook/{ops.canaries['ALERT_WEBHOOK_URL']}"
 
@@ -195,10 +213,9 @@ def test_backup_deployment_dump_restores_into_a_fresh_database(
 ) -> None:
     first = ops.wait(ops.trigger("backup", "backup"))
     second = ops.wait(ops.trigger("backup", "backup"))
-    third = ops.wait(ops.trigger("backup", "backup"))
-    assert [r["state_type"] for r in (first, second, third)] == ["COMPLETED"] * 3
+    assert [r["state_type"] for r in (first, second)] == ["COMPLETED"] * 2
     backups = sorted((ops.data_dir / "backups").glob("warehouse-*.dump"))
-    assert len(backups) == 2, backups  # BACKUP_KEEP=2: the oldest was pruned
+    assert len(backups) == 1, backups  # BACKUP_KEEP=1: the first dump was pruned
 
     fresh = create_database(ops.pg_host)
     env = {**ops.worker_env, "DATABASE_URL": fresh}
@@ -217,4 +234,39 @@ def test_backup_deployment_dump_restores_into_a_fresh_database(
     assert source == copy
     assert source["raw_data.items"] >= N_ITEMS
     assert source["semantic_index.products"] == N_ITEMS
+    ledger = [table for table in source if table.startswith("index_state.")]
+    assert ledger, "the indexing ledger is part of the dump"
     assert _vectors(fresh) == _vectors(ops.database_url)
+
+
+def _all_pages(ops: Ops, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    with ops.server.client() as c:
+        while True:
+            r = c.post(path, json={**body, "limit": 200, "offset": len(items)})
+            r.raise_for_status()
+            page = r.json()
+            items.extend(page)
+            if len(page) < 200:
+                return items
+
+
+def test_no_secret_reaches_logs_artifacts_or_process_output(
+    ops: Ops, daily_runs: list[dict[str, Any]], failed_run: dict[str, Any]
+) -> None:
+    logs = _all_pages(ops, "/logs/filter", {})
+    artifacts = _all_pages(ops, "/artifacts/filter", {})
+    # The runs did log and report (so the search below looked at real output).
+    assert len(logs) > 50
+    assert any(a.get("key") == "pipeline-report" for a in artifacts)
+    haystacks = {
+        "logs": "\n".join(entry["message"] for entry in logs),
+        "artifacts": "\n".join(str(a.get("data")) + str(a.get("description")) for a in artifacts),
+        "worker output": ops.worker_log.read_text(errors="replace"),
+        "server output": ops.server.log.read_text(errors="replace"),
+        "deploy output": ops.deploy_output,
+        "alert messages": str([r["json"] for r in ops.webhook.requests]),
+    }
+    for setting, canary in ops.canaries.items():
+        for where, text in haystacks.items():
+            assert canary not in text, f"{setting} leaked into {where}"

@@ -1,0 +1,332 @@
+"""Fast checks of the operations pieces: retry rules, report, backups pruning, prefect.yaml and
+its variants, Dockerfiles, the compose file and the alert definitions. No servers."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import yaml
+from prefect.flows import Flow
+from prefect.states import Completed, Failed
+
+from flows.main import PipelineSummary
+from tasks.alerts import (
+    FAILED_EVENTS,
+    PIPELINE_TAG,
+    failure_automation,
+    overlong_automation,
+    webhook_block,
+)
+from tasks.backup import prune
+from tasks.errors import (
+    ConfigError,
+    EmbeddingError,
+    TransformError,
+    ValidationFailed,
+    WarehouseError,
+)
+from tasks.index import IndexResult
+from tasks.ingest import IngestResult
+from tasks.report import StageFailed, report_markdown, report_tables, run_stage
+from tasks.steps import is_transient, retry_if_transient
+from tasks.transform import DbtResult
+from tasks.validate import ValidationReport
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOYMENTS = REPO / "deployments"
+
+
+# ----------------------------------------------------------------------------- retry decisions
+
+
+def _http_error(status: int, text: str = "") -> httpx.HTTPStatusError:
+    request = httpx.Request("POST", "http://provider.invalid/v1/embeddings")
+    response = httpx.Response(status, request=request, text=text)
+    return httpx.HTTPStatusError(f"{status} {text}", request=request, response=response)
+
+
+@pytest.mark.parametrize(
+    ("exc", "retry"),
+    [
+        (_http_error(400), False),
+        (_http_error(401), False),
+        (_http_error(404), False),
+        (_http_error(408), True),
+        (_http_error(429), True),
+        (_http_error(429, '{"error": {"code": "insufficient_quota"}}'), False),
+        (_http_error(500), True),
+        (_http_error(503), True),
+        (psycopg.OperationalError("connection refused"), True),
+        (psycopg.errors.UndefinedTable("relation does not exist"), False),
+        (psycopg.errors.UniqueViolation("duplicate key"), False),
+        (ConfigError("bad setting"), False),
+        (ValidationFailed("mismatch"), False),
+        (WarehouseError("down"), True),
+        (EmbeddingError("timeout"), True),
+        (ConnectionResetError("reset"), True),
+        (ValueError("bad value"), False),
+    ],
+)
+def test_is_transient(exc: BaseException, retry: bool) -> None:
+    assert is_transient(exc) is retry
+
+
+def test_retry_condition_reads_the_failed_state() -> None:
+    retry = retry_if_transient(None, None, Failed(data=_http_error(503)))  # type: ignore[arg-type]
+    no_retry = retry_if_transient(None, None, Failed(data=_http_error(403)))  # type: ignore[arg-type]
+    assert retry is True
+    assert no_retry is False
+    assert retry_if_transient(None, None, Completed(data=1)) is True  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------------------------------- report
+
+
+def _summary() -> PipelineSummary:
+    summary = PipelineSummary(
+        ingest=[IngestResult(source="demo", rows_by_table={"items": 3, "reviews": 5})],
+        dbt=DbtResult(
+            command="build",
+            models_built=2,
+            tests_passed=1,
+            nodes=[
+                {"node": "model.x.items", "type": "model", "status": "success"},
+                {"node": "test.x.unique_items", "type": "test", "status": "pass"},
+            ],
+        ),
+        index=[
+            IndexResult(
+                namespace="products",
+                model="documents",
+                documents=3,
+                chunks=3,
+                embedded=1,
+                unchanged=2,
+                vectors_in_store=3,
+                input_tokens=42,
+                estimated_cost_usd=0.00084,
+            )
+        ],
+        validation=ValidationReport(checks=[("vectors in products", True, "3 chunks, 3 in store")]),
+        seconds={"ingest": 1.0, "transform": 2.0, "index": 3.0, "validate": 0.5},
+    )
+    return summary
+
+
+def test_report_tables_hold_the_counts() -> None:
+    tables = report_tables(_summary())
+    assert tables["rows"] == [
+        {"source": "demo", "table": "items", "rows": 3},
+        {"source": "demo", "table": "reviews", "rows": 5},
+    ]
+    assert [n["status"] for n in tables["dbt"]] == ["success", "pass"]
+    assert tables["index"][0]["embedded (new or changed)"] == 1
+    assert tables["index"][0]["unchanged"] == 2
+    assert tables["index"][0]["vectors in store"] == 3
+    assert tables["index"][0]["input tokens"] == 42
+    assert tables["index"][0]["estimated cost (USD)"] == 0.00084
+    assert tables["validation"] == [
+        {"check": "vectors in products", "passed": True, "detail": "3 chunks, 3 in store"}
+    ]
+    assert [d["stage"] for d in tables["durations"]] == ["ingest", "transform", "index", "validate"]
+
+
+def test_markdown_names_the_failed_stage() -> None:
+    ok = report_markdown(_summary())
+    assert "succeeded" in ok and "8 rows from 1 source" in ok
+    assert "42 tokens (~$0.0008)" in ok
+    summary = _summary()
+    summary.failed_stage, summary.error = "transform", "Stage 'transform' failed: boom"
+    assert "Failed stage:** `transform`" in report_markdown(summary)
+    assert "Pipeline summary" in summary.to_text()  # the CLI text is unchanged
+
+
+def test_run_stage_wraps_errors_and_emits_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    monkeypatch.setattr("tasks.report.emit_stage_event", lambda s, o, p: events.append((s, o, p)))
+    summary = PipelineSummary()
+    with run_stage(summary, "ingest"):
+        summary.ingest = [IngestResult(source="demo", rows_by_table={"items": 3})]
+    with (
+        pytest.raises(StageFailed, match="Stage 'transform' failed: TransformError") as info,
+        run_stage(summary, "transform"),
+    ):
+        raise TransformError("test failed")
+    assert isinstance(info.value.__cause__, Exception)
+    assert summary.failed_stage == "transform"
+    assert [(s, o) for s, o, _ in events] == [("ingest", "completed"), ("transform", "failed")]
+    assert events[0][2]["total_rows"] == 3
+    assert events[0][2]["rows"] == {"demo": {"items": 3}}
+
+
+# ------------------------------------------------------------------------------------- backups
+
+
+def test_prune_keeps_the_newest_and_ignores_other_files(tmp_path: Path) -> None:
+    names = [f"warehouse-db-2026010{i}T000000000000Z.dump" for i in range(1, 6)]
+    for name in [*names, "notes.txt", "warehouse-db-x.dump.partial"]:
+        (tmp_path / name).write_text("x")
+    removed = prune(tmp_path, keep=2)
+    assert [p.name for p in removed] == names[:3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*names[3:], "notes.txt", "warehouse-db-x.dump.partial"]
+    )
+    assert prune(tmp_path, keep=2) == []  # running again removes nothing
+
+
+# ------------------------------------------------------------------------------- prefect.yaml
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+PREFECT_FILES = [
+    REPO / "prefect.yaml",
+    DEPLOYMENTS / "prefect.docker.yaml",
+    DEPLOYMENTS / "prefect.k8s.yaml",
+    DEPLOYMENTS / "prefect.compose.yaml",
+]
+
+
+@pytest.mark.parametrize("path", PREFECT_FILES, ids=lambda p: p.name)
+def test_every_deployment_points_at_a_flow_with_limits_and_tag(path: Path) -> None:
+    spec = _load(path)
+    assert "definitions" in spec
+    assert len(spec["deployments"]) == 6
+    for d in spec["deployments"]:
+        module, func = d["entrypoint"].split(":")
+        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), func)
+        assert isinstance(flow, Flow), d["name"]
+        assert PIPELINE_TAG in d["tags"]
+        assert d["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+        assert d["work_pool"]["name"].startswith("pipeline-")
+    for step in spec["pull"]:
+        (name,) = step
+        module, func = name.rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), func)), name
+
+
+def test_variants_deploy_the_same_flows_as_prefect_yaml() -> None:
+    def shape(path: Path) -> list[tuple[Any, ...]]:
+        return [
+            (d["name"], d["entrypoint"], d.get("parameters"), str(d.get("schedules")))
+            for d in _load(path)["deployments"]
+        ]
+
+    main = shape(PREFECT_FILES[0])
+    for variant in PREFECT_FILES[1:]:
+        assert shape(variant) == main, variant.name
+    daily = _load(PREFECT_FILES[0])["deployments"][0]
+    assert daily["schedules"][0]["timezone"] and daily["schedules"][0]["cron"]
+    assert _load(DEPLOYMENTS / "prefect.docker.yaml")["deployments"][0]["work_pool"][
+        "job_variables"
+    ]["image"]
+    assert _load(DEPLOYMENTS / "prefect.k8s.yaml")["deployments"][0]["work_pool"]["job_variables"][
+        "namespace"
+    ]
+
+
+def test_no_secret_settings_in_deployment_files() -> None:
+    for path in PREFECT_FILES:
+        text = path.read_text()
+        for secret in ("DATABASE_URL:", "OPENAI_API_KEY:", "PINECONE_API_KEY:", "password"):
+            assert secret not in text, f"{secret} in {path.name}"
+
+
+# -------------------------------------------------------------------------------- containers
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.pipeline", "Dockerfile.search"])
+def test_dockerfile_best_practices(name: str) -> None:
+    lines = [
+        line.strip()
+        for line in (DEPLOYMENTS / name).read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    base = next(line for line in lines if line.startswith("ARG PYTHON_IMAGE="))
+    pinned = r"ARG PYTHON_IMAGE=python:\d+\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?"
+    assert re.fullmatch(pinned, base)
+    stages = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    assert len(stages) == 2, "multi-stage: build tools stay out of the runtime image"
+    final = lines[stages[-1] :]
+    users = [line for line in final if line.startswith("USER ")]
+    assert users and users[-1] not in {"USER root", "USER 0"}
+    assert any(line.startswith("HEALTHCHECK ") for line in final)
+    assert not any(re.search(r"(PASSWORD|API_KEY|SECRET)\s*=", line) for line in lines)
+    assert (DEPLOYMENTS / f"{name}.dockerignore").is_file()
+
+
+def _check_compose(*args: str, validator: str = "auto") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(DEPLOYMENTS / "check_compose.sh"), *args],
+        env={**os.environ, "CHECK_COMPOSE_VALIDATOR": validator},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("validator", ["auto", "schema"])
+def test_compose_file_is_valid(validator: str) -> None:
+    ok = _check_compose(validator=validator)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "check_compose: valid" in ok.stdout
+
+
+@pytest.mark.parametrize("validator", ["auto", "schema"])
+def test_compose_check_rejects_an_invalid_file(validator: str, tmp_path: Path) -> None:
+    bad = tmp_path / "docker-compose.yml"
+    bad.write_text("services:\n  a:\n    image: x\n    healthcheck:\n      retries: many\n")
+    assert _check_compose(str(bad), validator=validator).returncode != 0
+
+
+def test_compose_services_have_healthchecks_and_required_secrets() -> None:
+    spec = _load(DEPLOYMENTS / "docker-compose.yml")
+    services = spec["services"]
+    assert {"postgres", "prefect-server", "worker", "search"} <= set(services)
+    assert services["postgres"]["image"].startswith("pgvector/pgvector:")
+    for name in ("postgres", "prefect-server", "worker", "search"):
+        assert "healthcheck" in services[name], name
+    assert "Dockerfile.search" in services["search"]["build"]["dockerfile"]
+    text = (DEPLOYMENTS / "docker-compose.yml").read_text()
+    assert "${POSTGRES_PASSWORD:?" in text and "${SEARCH_API_KEYS:?" in text
+
+
+# ------------------------------------------------------------------------------------- alerts
+
+
+def test_webhook_block_keeps_the_url_secret() -> None:
+    url = "https://hooks.slack.test/services/T000/B000/canary-secret-token"
+    block = webhook_block(url)
+    assert "canary-secret-token" not in repr(block)
+    assert "canary-secret-token" not in str(block.model_dump())
+    request = block._build_request_args(body="the body", subject="the subject")
+    assert request["url"] == url
+    assert request["json"] == {"text": "the subject\nthe body"}
+
+
+def test_automations_match_tagged_runs_and_say_where_it_failed() -> None:
+    from uuid import uuid4
+
+    failure = failure_automation(uuid4())
+    assert failure.trigger.expect == set(FAILED_EVENTS)
+    assert failure.trigger.match_related.root == {
+        "prefect.resource.role": "tag",
+        "prefect.resource.id": f"prefect.tag.{PIPELINE_TAG}",
+    }
+    body = failure.actions[0].body
+    for piece in ("flow.name", "flow_run.state.message", "flow_run|ui_url", "deployment.name"):
+        assert piece in body
+    overlong = overlong_automation(uuid4(), 90)
+    assert overlong.trigger.posture == "Proactive"
+    assert overlong.trigger.within.total_seconds() == 90 * 60
+    assert "90 minutes" in overlong.actions[0].body
