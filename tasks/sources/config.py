@@ -495,6 +495,14 @@ def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+def _error_loc(err: Any) -> tuple[int | str, ...]:
+    """The error's path; a bad discriminator (``kind``, ``type``) points at that field."""
+    loc = tuple(err["loc"])
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc += (str(err.get("ctx", {}).get("discriminator", "")).strip("'"),)
+    return loc
+
+
 def load_sources_file(path: Path) -> SourcesFile:
     """Parse and validate a sources file.
 
@@ -516,9 +524,9 @@ def load_sources_file(path: Path) -> SourcesFile:
         parsed = SourcesFile.model_validate({**raw, "base_dir": path.resolve().parent})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{path}:{_line_of(root, tuple(err['loc']))}: "
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            f"{path}:{_line_of(root, loc)}: {'.'.join(str(p) for p in loc)}: {err['msg']}"
             for err in exc.errors()
+            for loc in [_error_loc(err)]
         )
         raise ConfigError(f"Sources file {path} is invalid: {problems}") from None
     names = [s.name for s in parsed.sources]

@@ -21,7 +21,7 @@ from typing import Any
 
 import dlt
 from dlt.common.data_types.type_helpers import coerce_value, py_type_to_sc_type
-from dlt.common.schema.typing import TSchemaContract
+from dlt.common.schema.typing import TSchemaContract, TTableSchemaColumns
 
 from tasks.errors import SourceError
 from tasks.sources.config import Contract
@@ -29,7 +29,7 @@ from tasks.sources.config import Contract
 REJECTED_SUFFIX = "__rejected"
 
 #: Columns of every ``<table>__rejected`` table.
-REJECTED_COLUMNS: dict[str, dict[str, Any]] = {
+REJECTED_COLUMNS: TTableSchemaColumns = {
     "reason": {"data_type": "text", "nullable": False},
     "raw_record": {"data_type": "text", "nullable": False},
     "origin": {"data_type": "text", "nullable": True},

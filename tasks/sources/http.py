@@ -3,6 +3,7 @@
 * 429, 5xx, connection errors and timeouts are retried with exponential backoff and full jitter,
   honouring ``Retry-After`` (seconds or an HTTP date), capped at ``max_backoff_s``.
 * Any other 4xx fails at once with the URL and status (:class:`HttpStatusError`).
+* With ``check_json`` (REST APIs), a JSON response that does not parse fails with the URL.
 * With ``allow_private=False`` every request, and every redirect hop (requests re-enters
   :meth:`SafeSession.send` for each hop), is refused when its host resolves to a loopback,
   private, link-local, multicast, reserved or cloud-metadata address.
@@ -51,6 +52,10 @@ class HttpRetriesExhausted(SourceError):
     """429/5xx/timeouts went on past the configured number of attempts."""
 
     retryable = True
+
+
+class MalformedResponseError(SourceError):
+    """The server answered 2xx with a body that does not parse."""
 
 
 class BlockedAddressError(SourceError):
@@ -122,10 +127,12 @@ class SafeSession(requests.Session):
         options: HttpOptions,
         allow_private: bool,
         sleep: Callable[[float], None] = time.sleep,
+        check_json: bool = False,
     ) -> None:
         super().__init__()
-        self.options = options
+        self.http_options = options
         self.allow_private = allow_private
+        self.check_json = check_json
         self._sleep = sleep
         self.headers["User-Agent"] = options.user_agent
         self.max_redirects = 10
@@ -136,7 +143,7 @@ class SafeSession(requests.Session):
         if not self.allow_private:
             check_public_url(url)
         if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.options.timeout_s
+            kwargs["timeout"] = self.http_options.timeout_s
         # Response hooks (dlt's raise_for_status) would fire inside requests before our retry
         # logic sees the status: run them ourselves on the final response.
         hooks = request.hooks
@@ -145,6 +152,19 @@ class SafeSession(requests.Session):
             response = self._send_with_retries(request, url, **kwargs)
         finally:
             request.hooks = hooks
+        if (
+            self.check_json
+            and not kwargs.get("stream")
+            and "json" in response.headers.get("Content-Type", "")
+        ):
+            try:
+                response.json()
+            except ValueError as exc:
+                raise MalformedResponseError(
+                    f"{request.method} {url}: HTTP {response.status_code} with a body that is not "
+                    f"valid JSON ({exc}); it starts with {response.text[:120]!r}. The server or a "
+                    "proxy in between is broken: check the URL, or retry later."
+                ) from None
         return dispatch_hook("response", hooks, response, **kwargs)  # type: ignore[no-any-return]
 
     def _send_with_retries(
@@ -156,25 +176,27 @@ class SafeSession(requests.Session):
             try:
                 response = super().send(request, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt >= self.options.max_attempts:
+                if attempt >= self.http_options.max_attempts:
                     raise HttpRetriesExhausted(
                         f"{request.method} {url}: {type(exc).__name__} after {attempt} attempts "
                         f"({exc}). The server is down or slow: retry later or raise "
                         "`http.timeout_s`."
                     ) from None
-                delay = backoff_delay(attempt, self.options, None)
+                delay = backoff_delay(attempt, self.http_options, None)
                 logger.warning("%s %s: %s, retry in %.1fs", request.method, url, exc, delay)
                 self._sleep(delay)
                 continue
             status = response.status_code
             if status in RETRY_STATUSES:
-                if attempt >= self.options.max_attempts:
+                if attempt >= self.http_options.max_attempts:
                     raise HttpRetriesExhausted(
                         f"{request.method} {url}: HTTP {status} after {attempt} attempts. "
                         "The server keeps failing or rate limiting: retry later."
                     )
                 delay = backoff_delay(
-                    attempt, self.options, retry_after_seconds(response.headers.get("Retry-After"))
+                    attempt,
+                    self.http_options,
+                    retry_after_seconds(response.headers.get("Retry-After")),
                 )
                 logger.warning("%s %s: HTTP %s, retry in %.1fs", request.method, url, status, delay)
                 response.close()

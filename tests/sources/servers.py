@@ -90,7 +90,9 @@ class LocalServer:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", reply.content_type)
                     headers = dict(reply.headers)
-                    self.send_header("Content-Length", headers.pop("Content-Length", None) or str(len(payload)))
+                    self.send_header(
+                        "Content-Length", headers.pop("Content-Length", None) or str(len(payload))
+                    )
                     for key, value in headers.items():
                         self.send_header(key, value)
                     self.end_headers()

@@ -53,6 +53,12 @@ def test_demo_sources_file_loads_twice(env: pytest.MonkeyPatch, database_url: st
         "where table_schema = 'raw_data' and table_name = 'items' and column_name = 'price'",
     )
     assert price_type == "double precision"
+    ((dlt_ids, no_load_id),) = query(
+        database_url,
+        "select count(distinct _dlt_id), count(*) filter (where _dlt_load_id is null) "
+        "from raw_data.items",
+    )
+    assert (dlt_ids, no_load_id) == (items, 0)  # lineage columns on the Arrow path too
 
 
 def test_glob_and_incremental_by_file(
@@ -164,7 +170,9 @@ def test_freeze_fails_on_bad_value_naming_column_and_value(
 ) -> None:
     (tmp_path / "f.csv").write_text(HEADER + rows(1, 3) + "4,four,not-a-price,2024-01-01\n")
     sources = write_sources(tmp_path, csv_sources("f.csv", contract="freeze"))
-    with pytest.raises(SourceError, match=r"column 'price': value 'not-a-price' is not a valid double"):
+    with pytest.raises(
+        SourceError, match=r"column 'price': value 'not-a-price' is not a valid double"
+    ):
         ingest(env, sources, "files")
     # the failed run left no state: fixing the file loads it
     (tmp_path / "f.csv").write_text(HEADER + rows(1, 4))
@@ -197,7 +205,12 @@ def test_evolve_adds_new_column_but_rejects_bad_value(
 def test_quarantine_diverts_bad_rows_with_reason_and_raw_record(
     env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
 ) -> None:
-    body = HEADER + rows(1, 3) + "4,four,n/a,2024-01-01\n5,five,1.0,yesterday-ish\n" + rows(6, 2)
+    body = (
+        HEADER
+        + rows(1, 3)
+        + "4,four,n/a,2024-01-01\n5,five,1.0,yesterday-ish\n,no id,1.0,2024-01-01\n"
+        + rows(6, 2)
+    )
     (tmp_path / "q.csv").write_text(body)
     sources = write_sources(tmp_path, csv_sources("q.csv", contract="quarantine"))
     for _ in range(2):
@@ -209,11 +222,42 @@ def test_quarantine_diverts_bad_rows_with_reason_and_raw_record(
         database_url,
         "select reason, raw_record, origin from raw_data.items__rejected order by reason",
     )
-    assert len(rejected) == 4  # 2 bad rows x 2 runs: the rejected table is an append-only log
+    assert len(rejected) == 6  # 3 bad rows x 2 runs: the rejected table is an append-only log
     reasons = {r[0] for r in rejected}
     assert reasons == {
         "column 'price': value 'n/a' is not a valid double",
         "column 'updated_at': value 'yesterday-ish' is not a valid timestamp",
+        "primary key ['id'] is empty",
     }
     assert any('"id": "4"' in r[1] and "n/a" in r[1] for r in rejected)
     assert all("q.csv, data row" in r[2] for r in rejected)
+
+
+def test_replace_reads_every_file_every_run(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    """dlt empties a `replace` table when a run yields nothing, so files are never skipped."""
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.csv").write_text(HEADER + rows(1, 3))
+    (data / "b.csv").write_text(HEADER + rows(4, 3))
+    text = csv_sources("in/*.csv").replace("primary_key: id", "write_disposition: replace")
+    sources = write_sources(tmp_path, text)
+
+    for _ in range(2):
+        assert ingest(env, sources, "files").rows_by_table == {"items": 6}
+        assert completed_count(database_url, "items", "id") == (6, 6)
+    (data / "b.csv").write_text(HEADER + rows(4, 2))
+    os.utime(data / "b.csv", ns=(1, 1))
+    assert ingest(env, sources, "files").rows_by_table == {"items": 5}
+    assert completed_count(database_url, "items", "id") == (5, 5)
+
+
+def test_missing_url_fails_fast_with_url_and_status(
+    env: pytest.MonkeyPatch, tmp_path: Path, file_server: tuple[LocalServer, Path]
+) -> None:
+    server, _ = file_server
+    sources = write_sources(tmp_path, csv_sources(f"{server.url}/nope.csv"))
+    with pytest.raises(SourceError, match=r"GET http://127\.0\.0\.1:\d+/nope\.csv: HTTP 404"):
+        ingest(env, sources, "files")
+    assert len(server.hits("/nope.csv")) == 1  # a 404 is not retried

@@ -176,7 +176,11 @@ def test_wrong_credentials_fail_fast_with_url_and_status(
 
 
 def test_429_with_retry_after_and_500s_are_retried(
-    api: Api, env: pytest.MonkeyPatch, tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+    api: Api,
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     env.setenv("SOURCES__SHOP__TOKEN", TOKEN)
     api.server.faults["/page_number"] = [
@@ -191,7 +195,9 @@ def test_429_with_retry_after_and_500s_are_retried(
     assert result.rows_by_table == {"items": 7}
     assert len(api.server.hits("/page_number")) == 3 + 4  # 3 faults, then 4 pages (last empty)
     retries = [r.getMessage() for r in caplog.records if "retry in" in r.getMessage()]
-    assert "HTTP 429, retry in 1.0s" in retries[0]  # the server's Retry-After, not the 0.01s backoff
+    assert (
+        "HTTP 429, retry in 1.0s" in retries[0]
+    )  # the server's Retry-After, not the 0.01s backoff
     assert "HTTP 500" in retries[1] and "HTTP 503" in retries[2]
     assert completed_count(database_url, "items", "id") == (7, 7)
 
@@ -238,10 +244,48 @@ def test_timeouts_are_retried(api: Api, env: pytest.MonkeyPatch, tmp_path: Path)
 
 
 def test_malformed_json_fails_with_the_url(
-    api: Api, env: pytest.MonkeyPatch, tmp_path: Path
+    api: Api, env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
 ) -> None:
     env.setenv("SOURCES__SHOP__TOKEN", TOKEN)
     api.server.faults["/page_number"] = [Reply(200, b'{"data": [{"id": 1,')]
     sources = write_sources(tmp_path, api_sources(api, "page_number", PAGINATORS["page_number"]))
-    with pytest.raises(SourceError):
+    with pytest.raises(
+        SourceError, match=r"GET http://127\.0\.0\.1:\d+/page_number\?page=1: .*not valid JSON"
+    ):
         ingest(env, sources, "shop")
+    assert query(
+        database_url, "select count(*) from information_schema.tables where table_name = 'items'"
+    ) == [(0,)]
+
+
+@pytest.mark.parametrize("contract", ["freeze", "quarantine"])
+def test_contract_on_api_rows(
+    contract: str, api: Api, env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    env.setenv("SOURCES__SHOP__TOKEN", TOKEN)
+    api.items[3]["price"] = "call us"
+    text = api_sources(api, "page_number", PAGINATORS["page_number"]).replace(
+        "kind: rest_api", f"kind: rest_api\n    contract: {contract}"
+    )
+    sources = write_sources(tmp_path, text)
+    if contract == "freeze":
+        with pytest.raises(SourceError, match="column 'price': value 'call us' is not a valid"):
+            ingest(env, sources, "shop")
+        return
+    for _ in range(2):
+        result = ingest(env, sources, "shop")
+        assert result.rows_by_table == {"items": 6, "items__rejected": 1}
+    assert completed_count(database_url, "items", "id") == (6, 6)
+    ((reason, raw),) = query(
+        database_url, "select reason, raw_record from raw_data.items__rejected limit 1"
+    )
+    assert "'call us'" in reason and '"id": 4' in raw
+    columns = {
+        r[0]
+        for r in query(
+            database_url,
+            "select column_name from information_schema.columns "
+            "where table_schema = 'raw_data' and table_name = 'items__rejected'",
+        )
+    }
+    assert {"reason", "raw_record", "origin", "rejected_at", "_dlt_load_id"} <= columns

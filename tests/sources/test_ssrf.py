@@ -36,6 +36,8 @@ sources:
   - name: site
     kind: web
     seeds: ["{url}"]
+    # Domains allowed on purpose: the address guard must hold even where the domain rules allow.
+    allowed_domains: [localhost, 127.0.0.1, 169.254.169.254]
     respect_robots_txt: false
     delay_s: 0
 """

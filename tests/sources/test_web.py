@@ -31,8 +31,14 @@ def site(file_server: tuple[LocalServer, Path]) -> tuple[LocalServer, Path]:
     (root / "private").mkdir()
     (root / "private" / "secret.html").write_text(page("Secret", []))
     pages = {
-        "index": ["a.html", "/b.html#top", "/private/secret.html", "http://example.com/x",
-                  "mailto:me@example.com"],
+        "index": [
+            "a.html",
+            "/b.html#top",
+            "/private/secret.html",
+            "http://example.com/x",
+            "mailto:me@example.com",
+            f"/redirect?to=http://localhost:{server.port}/d.html",  # leaves the allowed host
+        ],
         "a": ["c.html"],
         "b": ["index.html"],
         "c": ["d.html"],
@@ -71,7 +77,8 @@ def test_crawl_respects_depth_robots_and_domains_then_recrawls_cheaply(
     urls = {r[0] for r in query(database_url, "select url from raw_data.pages")}
     assert urls == {f"{server.url}/{n}.html" for n in ("index", "a", "b", "c")}
     assert server.hits("/private/secret.html") == []  # robots.txt
-    assert server.hits("/d.html") == []  # max_depth
+    assert server.hits("/d.html") == []  # max_depth, and a redirect to another host
+    assert len(server.hits("/redirect")) == 1
     assert len(server.hits("/robots.txt")) == 1
     assert all(r.headers["user-agent"] == "test-crawler/1.0" for r in server.requests)
     ((title, canonical, text, headings, depth),) = query(
@@ -109,9 +116,68 @@ def test_max_pages_and_exclude_patterns(
 ) -> None:
     server, _ = site
     sources = write_sources(
-        tmp_path, web_sources(server, '    max_pages: 2\n    exclude_patterns: ["/a\\\\.html$", "about"]\n')
+        tmp_path,
+        web_sources(server, '    max_pages: 2\n    exclude_patterns: ["/a\\\\.html$", "about"]\n'),
     )
     assert ingest(env, sources, "site").rows_by_table == {"pages": 2}
     urls = {r[0] for r in query(database_url, "select url from raw_data.pages")}
     assert urls == {f"{server.url}/index.html", f"{server.url}/b.html"}
     assert server.hits("/a.html") == []
+
+
+def test_politeness_delay_and_robots_crawl_delay(
+    file_server: tuple[LocalServer, Path], tmp_path: Path
+) -> None:
+    """The pause asked between two requests to a host: robots.txt's Crawl-delay when longer."""
+    from tasks.sources.config import WebSourceConfig
+    from tasks.sources.web.helpers import Crawler
+
+    server, root = file_server
+    (root / "robots.txt").write_text("User-agent: *\nCrawl-delay: 30\n")
+    for name, links in {"index": ["a.html"], "a": []}.items():
+        (root / f"{name}.html").write_text(page(name.capitalize(), links))
+    config = WebSourceConfig.model_validate(
+        {
+            "name": "site",
+            "kind": "web",
+            "seeds": [f"{server.url}/index.html"],
+            "delay_s": 0.5,
+            "allow_private_addresses": True,
+        }
+    )
+    pauses: list[float] = []
+    crawler = Crawler(config, {}, sleep=pauses.append)
+    with crawler.session:
+        rows = list(crawler.crawl())
+
+    assert [r["title"] for r in rows] == ["Index", "A"]
+    # One pause before every request but the first (robots.txt), each close to the 30 s of
+    # Crawl-delay rather than delay_s (0.5 s).
+    assert len(pauses) == len(server.requests) - 1 >= 2
+    assert all(25 < p <= 30 for p in pauses)
+
+
+def test_pages_without_validators_are_compared_by_content_hash(
+    file_server: tuple[LocalServer, Path],
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    from tests.sources.servers import Reply
+
+    server, root = file_server
+    body = {"text": page("Plain", [], "First version.")}
+    server.routes["/plain.html"] = lambda request: Reply(
+        200, body["text"], content_type="text/html; charset=utf-8"
+    )
+    text = web_sources(server).replace("/index.html", "/plain.html")
+    sources = write_sources(tmp_path, text)
+
+    assert ingest(env, sources, "site").rows_by_table == {"pages": 1}
+    assert ingest(env, sources, "site").rows_by_table == {}  # fetched again, same text hash
+    assert len(server.hits("/plain.html")) == 2
+    assert "if-none-match" not in server.hits("/plain.html")[1].headers
+
+    body["text"] = page("Plain", [], "Second version.")
+    assert ingest(env, sources, "site").rows_by_table == {"pages": 1}
+    assert completed_count(database_url, "pages", "url") == (1, 1)

@@ -1,7 +1,7 @@
 """dlt source for CSV files (local paths, globs, http(s) URLs) declared in the sources file.
 
 Rows travel as Arrow tables (dlt's fast path: no per-row normalization). With ``incremental``
-(the default) each file's fingerprint is kept in the resource's dlt state: local files by
+(the default) each file's fingerprint is kept in the source's dlt state: local files by
 modification time + size, URLs by ETag/Last-Modified (sent back as conditional request headers).
 An unchanged file is not read again. The state is committed with the load, so a failed or killed
 load re-reads the file next time.
@@ -18,55 +18,9 @@ from dlt.sources import DltResource
 
 from tasks.errors import SourceError
 from tasks.sources.config import CsvResource, CsvSourceConfig
-from tasks.sources.contracts import dlt_contract, mark_rejected
-from tasks.sources.csv_files.helpers import read_batches, resolve_paths
+from tasks.sources.contracts import dlt_contract
+from tasks.sources.csv_files.helpers import local_batches, resolve_paths, url_batches
 from tasks.sources.http import SafeSession
-
-
-def _local_batches(
-    spec: CsvResource, config: CsvSourceConfig, base_dir: Path, files: dict[str, Any]
-) -> Iterator[Any]:
-    for path in resolve_paths(spec.path, base_dir):
-        stat = path.stat()
-        fingerprint = {"mtime_ns": stat.st_mtime_ns, "size": stat.st_size}
-        key = str(path)
-        if spec.incremental and files.get(key) == fingerprint:
-            continue
-        with path.open("rb") as handle:
-            yield from _emit(read_batches(handle, spec, str(path), config.contract), spec)
-        files[key] = fingerprint
-
-
-def _url_batches(
-    spec: CsvResource, config: CsvSourceConfig, session: SafeSession, files: dict[str, Any]
-) -> Iterator[Any]:
-    url = spec.path
-    known = files.get(url) or {}
-    headers = {}
-    if spec.incremental and known.get("etag"):
-        headers["If-None-Match"] = known["etag"]
-    if spec.incremental and known.get("last_modified"):
-        headers["If-Modified-Since"] = known["last_modified"]
-    with session.get(url, headers=headers, stream=True) as response:
-        if response.status_code == 304:
-            return
-        fingerprint = {
-            "etag": response.headers.get("ETag"),
-            "last_modified": response.headers.get("Last-Modified"),
-        }
-        if spec.incremental and known and fingerprint == known and any(fingerprint.values()):
-            return  # the server ignored the conditional request but the validators match
-        response.raw.decode_content = True
-        yield from _emit(read_batches(response.raw, spec, url, config.contract), spec)
-    files[url] = fingerprint
-
-
-def _emit(batches: Iterator[Any], spec: CsvResource) -> Iterator[Any]:
-    for result in batches:
-        if result.table.num_rows:
-            yield result.table
-        if result.rejected:
-            yield mark_rejected(result.rejected, spec.table)
 
 
 def csv_resource(spec: CsvResource, config: CsvSourceConfig, base_dir: Path) -> DltResource:
@@ -75,13 +29,15 @@ def csv_resource(spec: CsvResource, config: CsvSourceConfig, base_dir: Path) -> 
         resolve_paths(spec.path, base_dir)  # fail before any load when nothing matches
 
     def batches() -> Iterator[Any]:
-        files: dict[str, Any] = dlt.current.resource_state().setdefault("files", {})
+        # Source state, not resource state: dlt resets a `replace` resource's state every run.
+        tables = dlt.current.source_state().setdefault("csv_files", {})
+        files: dict[str, Any] = tables.setdefault(spec.table, {})
         if spec.is_url:
             session = SafeSession(config.http, allow_private=config.allow_private_addresses)
             with session:
-                yield from _url_batches(spec, config, session, files)
+                yield from url_batches(spec, config, session, files)
         else:
-            yield from _local_batches(spec, config, base_dir, files)
+            yield from local_batches(spec, config, base_dir, files)
 
     return dlt.resource(
         batches,

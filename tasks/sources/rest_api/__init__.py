@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dlt.sources import DltSource
 from dlt.sources.rest_api import rest_api_source
 
 from tasks.sources.config import RestApiSourceConfig
-from tasks.sources.contracts import dlt_contract, mark_rejected, split_rows
+from tasks.sources.contracts import dlt_contract
 from tasks.sources.http import SafeSession
-from tasks.sources.rest_api.helpers import rest_api_config
+from tasks.sources.rest_api.helpers import contract_step, rest_api_config
 
 
 def rest_api(config: RestApiSourceConfig) -> DltSource:
@@ -20,7 +18,7 @@ def rest_api(config: RestApiSourceConfig) -> DltSource:
     pipeline's state and is only committed with a completed load.
     """
     # REST APIs are declared by the operator, not discovered: they may be internal services.
-    session = SafeSession(config.http, allow_private=True)
+    session = SafeSession(config.http, allow_private=True, check_json=True)
     source = rest_api_source(
         rest_api_config(config, session),  # type: ignore[arg-type]
         name=config.name,
@@ -29,13 +27,7 @@ def rest_api(config: RestApiSourceConfig) -> DltSource:
     )
     for spec in config.resources:
         if spec.columns and spec.name in source.resources:
-            source.resources[spec.name].add_map(_checker(spec.name, spec.columns, config.contract))
+            source.resources[spec.name].add_step(
+                contract_step(spec.name, spec.columns, config.contract)
+            )
     return source
-
-
-def _checker(table: str, columns: dict[str, str], mode: Any) -> Any:
-    def check(item: dict[str, Any]) -> Any:
-        good, rejected = split_rows([item], columns, mode, table, origin=None)
-        return item if good else mark_rejected(rejected, table)
-
-    return check

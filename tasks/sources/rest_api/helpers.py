@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dlt
-from pydantic import BaseModel
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.sources.helpers.rest_client.auth import (
     APIKeyAuth,
@@ -14,6 +14,7 @@ from dlt.sources.helpers.rest_client.auth import (
     HttpBasicAuth,
     OAuth2ClientCredentials,
 )
+from pydantic import BaseModel
 
 from tasks.errors import ConfigError
 from tasks.sources.config import (
@@ -25,6 +26,7 @@ from tasks.sources.config import (
     RestApiSourceConfig,
     RestResource,
 )
+from tasks.sources.contracts import mark_rejected, split_rows
 from tasks.sources.http import SafeSession
 
 
@@ -34,6 +36,7 @@ def secret(source: str, field: str, required: bool = True) -> str | None:
     Raises:
         ConfigError: the secret is required and not set; the message names the variable.
     """
+    value: Any
     try:
         value = dlt.secrets.get(f"sources.{source}.{field}")
     except ConfigFieldMissingException:
@@ -126,3 +129,24 @@ def rest_api_config(config: RestApiSourceConfig, session: SafeSession) -> dict[s
     if auth is not None:
         client["auth"] = auth
     return {"client": client, "resources": [resource_dict(r) for r in config.resources]}
+
+
+def contract_step(table: str, columns: Mapping[str, str], mode: Any) -> Any:
+    """A pipe step over whole pages: a clean page passes unchanged (children still get pages);
+    otherwise a generator yields the good rows and the rejected rows marked for
+    ``<table>__rejected`` (only a yielded item may carry table hints)."""
+
+    def check(page: Any, meta: Any = None) -> Any:
+        rows = page if isinstance(page, list) else [page]
+        good, rejected = split_rows(rows, columns, mode, table, origin=None)
+        if not rejected:
+            return page
+
+        def split() -> Iterator[Any]:
+            if good:
+                yield good
+            yield mark_rejected(rejected, table)
+
+        return split()
+
+    return check

@@ -1,19 +1,28 @@
-"""Pure helpers of the web crawler: URL rules, robots.txt, and HTML to clean text."""
+"""The web crawler (:class:`Crawler`) and its pure helpers: URL rules, robots.txt, HTML to text."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 import lxml.html
 import trafilatura
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
+from tasks.sources.config import WebSourceConfig
+from tasks.sources.http import BlockedAddressError, HttpStatusError, SafeSession
+from tasks.sources.web.settings import HTML_TYPES, MAX_REDIRECTS
+
+logger = logging.getLogger(__name__)
 
 
 def normalize_url(url: str, base: str | None = None) -> str | None:
@@ -122,3 +131,161 @@ def parse_page(html: str, url: str) -> Page:
             element.drop_tree()
         text = " ".join(tree.text_content().split())
     return Page(title, canonical, text, headings, links, language)
+
+
+class Crawler:
+    """One crawl of one web source (state: the resource's dlt state dict)."""
+
+    def __init__(
+        self,
+        config: WebSourceConfig,
+        state: dict[str, Any],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self._sleep = sleep
+        self.pages: dict[str, Any] = state.setdefault("pages", {})
+        self.session = SafeSession(config.http, allow_private=config.allow_private_addresses)
+        self.rules = UrlRules(
+            config.domains,
+            [re.compile(p) for p in config.include_patterns],
+            [re.compile(p) for p in config.exclude_patterns],
+        )
+        self._robots: dict[str, Any] = {}
+        self._last_request: dict[str, float] = {}
+        self.fetched = 0
+
+    def _wait(self, url: str) -> None:
+        host = urlsplit(url).netloc
+        robots = self._robots.get(host)
+        delay = self.config.delay_s
+        crawl_delay = robots.crawl_delay(self.config.http.user_agent) if robots else None
+        if crawl_delay:
+            delay = max(delay, float(crawl_delay))
+        last = self._last_request.get(host)
+        if last is not None and delay > 0:
+            pause = last + delay - time.monotonic()
+            if pause > 0:
+                self._sleep(pause)
+        self._last_request[host] = time.monotonic()
+
+    def _robots_for(self, url: str) -> Any:
+        parts = urlsplit(url)
+        host = parts.netloc
+        if host not in self._robots:
+            robots_url = f"{parts.scheme}://{host}/robots.txt"
+            text: str | None = None
+            self._wait(robots_url)
+            try:
+                with self.session.get(robots_url) as response:
+                    text = response.text
+            except HttpStatusError:
+                text = None  # 4xx: no robots.txt, everything is allowed (RFC 9309)
+            self._robots[host] = parse_robots(text)
+        return self._robots[host]
+
+    def allowed(self, url: str) -> bool:
+        """URL rules, then robots.txt (when respected)."""
+        if not self.rules.allows(url):
+            return False
+        if not self.config.respect_robots_txt:
+            return True
+        return bool(self._robots_for(url).can_fetch(self.config.http.user_agent, url))
+
+    def crawl(self) -> Iterator[dict[str, Any]]:
+        """Yield a row per new or changed page."""
+        queue: deque[tuple[str, int]] = deque()
+        queued: set[str] = set()
+        for seed in self.config.seeds:
+            url = normalize_url(seed)
+            if url and url not in queued:
+                queue.append((url, 0))
+                queued.add(url)
+        while queue and self.fetched < self.config.max_pages:
+            url, depth = queue.popleft()
+            if not self.allowed(url):
+                logger.info("Skipping %s (domain, pattern or robots.txt)", url)
+                continue
+            try:
+                row, links = self.fetch(url, depth)
+            except (HttpStatusError, BlockedAddressError) as exc:
+                if depth == 0:
+                    raise  # a seed that fails is a configuration problem
+                # Dead links are normal, and a link into a private network is refused, not
+                # followed; neither should stop the rest of the crawl.
+                logger.warning("Skipping link: %s", exc)
+                continue
+            if row is not None:
+                yield row
+            if depth < self.config.max_depth:
+                for link in links:
+                    if link not in queued:
+                        queued.add(link)
+                        queue.append((link, depth + 1))
+
+    def fetch(self, url: str, depth: int) -> tuple[dict[str, Any] | None, list[str]]:
+        """Fetch one page: its row when new or changed (else ``None``) and its links."""
+        known = self.pages.get(url) or {}
+        headers = {}
+        if known.get("etag"):
+            headers["If-None-Match"] = known["etag"]
+        if known.get("last_modified"):
+            headers["If-Modified-Since"] = known["last_modified"]
+        self._wait(url)
+        self.fetched += 1
+        final_url = url
+        # Redirects are followed here, hop by hop, so that each hop is held to the allowed
+        # domains (the session's SSRF guard checks every request too).
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self.session.get(
+                final_url, headers=headers, stream=True, allow_redirects=False
+            )
+            if not response.is_redirect:
+                break
+            target = normalize_url(response.headers.get("Location", ""), final_url)
+            response.close()
+            if target is None or not self.rules.allows(target):
+                logger.info("%s redirects out of the allowed domains to %s", url, target)
+                return None, []
+            final_url = target
+        else:
+            raise HttpStatusError(f"GET {url}: more than {MAX_REDIRECTS} redirects.")
+        with response:
+            if response.status_code == 304:
+                return None, list(known.get("links", []))
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            if content_type and content_type not in HTML_TYPES:
+                return None, []
+            body = response.raw.read(self.config.max_page_bytes + 1, decode_content=True)
+            if len(body) > self.config.max_page_bytes:
+                logger.warning("%s is over max_page_bytes; skipped", url)
+                return None, []
+            encoding = response.encoding or response.apparent_encoding or "utf-8"
+            html = body.decode(encoding, errors="replace")
+            etag = response.headers.get("ETag")
+            last_modified = response.headers.get("Last-Modified")
+        page = parse_page(html, final_url)
+        links = [link for link in page.links if self.rules.allows(link)]
+        unchanged = known.get("content_hash") == page.content_hash
+        self.pages[url] = {
+            "etag": etag,
+            "last_modified": last_modified,
+            "content_hash": page.content_hash,
+            "links": links,
+        }
+        if unchanged:
+            return None, links
+        row = {
+            "url": url,
+            "canonical_url": page.canonical_url or final_url,
+            "title": page.title,
+            "text": page.text,
+            "headings": page.headings,
+            "language": page.language,
+            "last_modified": http_date(last_modified),
+            "etag": etag,
+            "content_hash": page.content_hash,
+            "depth": depth,
+            "fetched_at": datetime.now(UTC),
+        }
+        return row, links

@@ -1,0 +1,26 @@
+"""Constants of the web source."""
+
+from __future__ import annotations
+
+from dlt.common.schema.typing import TTableSchemaColumns
+
+#: Content types stored as pages.
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+#: Redirect hops followed per page (each is checked against the domains and the SSRF guard).
+MAX_REDIRECTS = 10
+
+#: Columns of the pages table (documents models read these).
+PAGE_COLUMNS: TTableSchemaColumns = {
+    "url": {"data_type": "text", "nullable": False},
+    "canonical_url": {"data_type": "text"},
+    "title": {"data_type": "text"},
+    "text": {"data_type": "text"},
+    "headings": {"data_type": "json"},
+    "language": {"data_type": "text"},
+    "last_modified": {"data_type": "timestamp"},
+    "etag": {"data_type": "text"},
+    "content_hash": {"data_type": "text", "nullable": False},
+    "depth": {"data_type": "bigint"},
+    "fetched_at": {"data_type": "timestamp", "nullable": False},
+}
