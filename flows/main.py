@@ -92,14 +92,21 @@ def report_task(summary: PipelineSummary) -> None:
 # Four hours: far above a normal run; the "over-long run" alert fires much earlier (see
 # flows/setup_alerts.py), this only stops a run that hangs.
 @flow(name="data-pipeline", log_prints=True, timeout_seconds=4 * 3600)
-def data_pipeline(params: PipelineParams | None = None) -> PipelineSummary:
+def data_pipeline(
+    params: PipelineParams | None = None, run_date: str | None = None
+) -> PipelineSummary:
     """Load the sources, build the dbt models, index the documents and validate the result.
+
+    ``run_date`` is the logical date a scheduler assigns to the run (Airflow's ``{{ ds }}`` from
+    the bridge DAG); it is logged and tags nothing else: every run loads what its sources hold.
 
     Each stage emits ``pipeline.<stage>.completed`` (or ``.failed``) and the run ends with a
     report artifact, also when a stage failed (the error then names the stage).
     """
     params = params or PipelineParams()
     summary = PipelineSummary()
+    if run_date:
+        get_run_logger().info("Logical run date: %s", run_date)
     try:
         with run_stage(summary, "ingest"):
             summary.ingest = ingest(params.sources)

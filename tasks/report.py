@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from tasks.errors import PipelineError
+from tasks.errors import PipelineError, is_retryable
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class StageFailed(PipelineError):
 
     def __init__(self, stage: str, cause: BaseException) -> None:
         self.stage = stage
+        self.retryable = is_retryable(cause)
         super().__init__(f"Stage '{stage}' failed: {type(cause).__name__}: {cause}")
 
 

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
 import psycopg
 import pytest
-from prefect.exceptions import FailedRun  # noqa: F401  (documented failure type)
 
 from flows.main import PipelineSummary, data_pipeline
 from tasks.errors import SourceError, TransformError
+from tasks.report import StageFailed
 from tasks.search import search
 from tasks.settings import get_settings
 from tasks.warehouse import get_warehouse
@@ -99,8 +100,9 @@ def test_failing_dbt_test_fails_the_flow_and_indexes_nothing(
     env.setenv("SOURCES_FILE", str(bad / "sources.yml"))
     get_settings.cache_clear()
 
-    with pytest.raises(TransformError) as err:
+    with pytest.raises(StageFailed) as err:
         data_pipeline()
+    assert err.value.stage == "transform" and isinstance(err.value.__cause__, TransformError)
     assert "accepted_values" in str(err.value) and "rating" in str(err.value)
     with psycopg.connect(get_warehouse().conninfo) as conn:
         tables = {
@@ -124,9 +126,10 @@ def test_empty_source_fails_clearly_and_loads_nothing(
     )
     env.setenv("SOURCES_FILE", str(tmp_path / "sources.yml"))
     get_settings.cache_clear()
-    with pytest.raises(SourceError) as err:
+    with pytest.raises(StageFailed) as err:
         data_pipeline()
-    assert "no rows" in str(err.value) and "items" in str(err.value)
+    assert err.value.stage == "ingest" and isinstance(err.value.__cause__, SourceError)
+    assert re.search(r"no (data )?rows", str(err.value)) and "items" in str(err.value)
     with psycopg.connect(get_warehouse().conninfo) as conn:
         schemas = {r[0] for r in conn.execute("select nspname from pg_namespace").fetchall()}
     assert "raw_data" not in schemas
