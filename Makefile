@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-main test-airflow lint search serve settings-doc clean
+.PHONY: install demo test test-main test-airflow lint search serve setup-prefect deploy check-compose settings-doc clean
 
 install: $(STAMP)
 
@@ -38,6 +38,19 @@ lint: install
 
 search: install
 	$(BIN)/python -m flows.search "$(Q)"
+
+serve: install
+	$(BIN)/python -m api
+
+# Against a running Prefect server (PREFECT_API_URL): work pool, concurrency limits, alerts.
+setup-prefect: install
+	$(BIN)/python -m flows.setup_alerts
+
+deploy: install
+	$(BIN)/prefect deploy --all
+
+check-compose:
+	bash deployments/check_compose.sh
 
 settings-doc: install
 	$(BIN)/python -m tasks.settings

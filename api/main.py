@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -121,7 +122,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, DeadlineExceeded):
             return _error(request, status.HTTP_504_GATEWAY_TIMEOUT, str(exc))
         if isinstance(exc, ServiceBusy):
-            return _error(request, status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), **{"Retry-After": "1"})
+            return _error(
+                request, status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), **{"Retry-After": "1"}
+            )
         logger.error("Request %s failed: %s: %s", _request_id(request), type(exc).__name__, exc)
         if isinstance(exc, WarehouseError):
             detail = "The database is unavailable; retry later."
@@ -143,16 +146,27 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         logger.error("Request %s: database error %s", _request_id(request), type(exc).__name__)
         return _error(
-            request, status.HTTP_503_SERVICE_UNAVAILABLE, "The database is unavailable; retry later."
+            request,
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "The database is unavailable; retry later.",
         )
+
+
+def _where_raised(exc: BaseException) -> str:
+    """``file:line in function`` of the innermost frame: enough to find the bug, no data."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown location"
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno} in {last.name}"
 
 
 class CatchAllMiddleware:
     """Turn any unexpected exception into a bare 500 with the request id.
 
-    Logs the exception type only: tracebacks and messages of unknown errors may carry data or
-    secrets. (Starlette's own handler for ``Exception`` re-raises, and the server then prints the
-    traceback; this middleware stops it here.)
+    Logs the exception type and where it was raised only: tracebacks and messages of unknown
+    errors may carry data or secrets. (Starlette's own handler for ``Exception`` re-raises,
+    and the server then prints the traceback; this middleware stops it here.)
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -178,7 +192,12 @@ class CatchAllMiddleware:
             if isinstance(exc, BodyTooLarge):
                 raise  # the size-limit middleware outside answers 413
             request_id = scope.get("state", {}).get("request_id")
-            logger.error("Request %s failed: unexpected %s", request_id, type(exc).__name__)
+            logger.error(
+                "Request %s failed: unexpected %s at %s",
+                request_id,
+                type(exc).__name__,
+                _where_raised(exc),
+            )
             if started:
                 return
             body = json.dumps({"detail": "Internal error.", "request_id": request_id}).encode()

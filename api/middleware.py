@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -9,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_logger = logging.getLogger("api.access")
@@ -16,8 +18,19 @@ access_logger = logging.getLogger("api.access")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class BodyTooLarge(Exception):
-    """Raised inside ``receive`` when the body passes the limit."""
+class BodyTooLarge(HTTPException):
+    """Raised inside ``receive`` when a streamed body passes the limit.
+
+    An ``HTTPException`` because FastAPI turns any other error raised while it reads the body
+    into a 400; this one reaches the app's handler and becomes the 413.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, _too_large(max_bytes))
+
+
+def _too_large(max_bytes: int) -> str:
+    return f"Request body larger than {max_bytes} bytes (SEARCH_API_MAX_BODY_BYTES)."
 
 
 class BodySizeLimitMiddleware:
@@ -49,7 +62,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -65,9 +78,7 @@ class BodySizeLimitMiddleware:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {"detail": f"Request body larger than {self.max_bytes} bytes (SEARCH_API_MAX_BODY_BYTES)."}
-        ).encode()
+        body = json.dumps({"detail": _too_large(self.max_bytes)}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -97,9 +108,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
-        request_id = (
-            incoming if incoming and _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
-        )
+        request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -147,10 +156,8 @@ def _server_timing(headers: list[tuple[bytes, bytes]]) -> dict[str, float]:
         for part in value.decode("latin-1").split(","):
             name, _, rest = part.strip().partition(";dur=")
             if rest:
-                try:
+                with contextlib.suppress(ValueError):
                     out[f"{name}_ms"] = float(rest)
-                except ValueError:
-                    pass
     return out
 
 

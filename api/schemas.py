@@ -37,6 +37,12 @@ class SearchRequest(BaseModel):
         "characters, SEARCH_MAX_QUERY_TOKENS model tokens).",
     )
     top_k: int = Field(default=10, ge=1, le=100, description="Number of results (1..100).")
+    offset: int = Field(
+        default=0,
+        ge=0,
+        le=199,
+        description="Results to skip, for paging through one ranking; offset + top_k <= 200.",
+    )
     filter: dict[str, FilterCondition] | None = Field(
         default=None,
         description='Metadata filter, AND of all keys: `{"category": "kitchen"}`, '

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
 from fastapi import HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -43,8 +44,8 @@ def key_matches(presented: str, keys: list[bytes]) -> bool:
 
 def require_api_key(
     request: Request,
-    header_key: str | None = Security(api_key_header),
-    bearer_key: HTTPAuthorizationCredentials | None = Security(bearer),
+    header_key: Annotated[str | None, Security(api_key_header)],
+    bearer_key: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> None:
     """Dependency: reject the request (401) unless it carries a valid key or auth is disabled."""
     state = request.app.state

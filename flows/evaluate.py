@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             report = evaluate_retrieval(str(args.query_file), modes, args.namespace)
         else:
             queries = load_queries(args.query_file)
-            report = evaluate(
-                queries, modes, args.namespace, query_file=str(args.query_file)
-            )
+            report = evaluate(queries, modes, args.namespace, query_file=str(args.query_file))
     except (PipelineError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

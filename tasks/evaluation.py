@@ -113,9 +113,7 @@ class ModeScores:
     misses: list[str] = field(default_factory=list)
 
 
-def score_rankings(
-    mode: str, rankings: Sequence[tuple[LabeledQuery, Sequence[str]]]
-) -> ModeScores:
+def score_rankings(mode: str, rankings: Sequence[tuple[LabeledQuery, Sequence[str]]]) -> ModeScores:
     """Average the metrics over ``(query, ranked document ids)`` pairs."""
     sums = {f"recall@{k}": 0.0 for k in RECALL_CUTOFFS} | {"mrr": 0.0, "ndcg@10": 0.0}
     misses: list[str] = []

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 from tasks.documents import EmbeddingSpec, load_specs
@@ -29,7 +30,7 @@ from tasks.fulltext import FullTextSearch, chunk_text_table
 from tasks.namespaces import serving_namespace
 from tasks.settings import Settings, get_settings
 from tasks.stores import get_store
-from tasks.stores.base import SearchHit, VectorStore
+from tasks.stores.base import SearchHit, VectorStore, check_namespace
 from tasks.stores.filters import Condition, parse_filter
 from tasks.warehouse import get_warehouse
 
@@ -37,6 +38,11 @@ logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 240
 MAX_TOP_K = 100
+#: Deepest rank reachable with ``offset`` (HNSW returns about ``hnsw.ef_search`` rows per scan;
+#: deeper pages need iterative scans and get slower).
+MAX_DEPTH = 200
+#: How long a searcher trusts its lookup of the serving physical namespace.
+SERVING_TTL_S = 2.0
 
 Mode = Literal["vector", "hybrid"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -111,6 +117,12 @@ class DocumentView:
 _specs_lock = threading.Lock()
 #: manifest path -> (mtime, specs): the last declarations read from each manifest.
 _specs_cache: dict[str, tuple[int, list[EmbeddingSpec]]] = {}
+#: dbt model id -> {column: declared data_type} (from the same manifest reads).
+_column_types: dict[str, dict[str, str]] = {}
+
+_NUMERIC_TYPES = re.compile(r"^(numeric|decimal|bigint|integer|int\d?|smallint|double|real|float)")
+_TEXT_TYPES = re.compile(r"^(text|character|varchar|char|string)")
+_TIME_TYPES = re.compile(r"^(timestamp|date)")
 
 
 def namespace_specs(settings: Settings) -> list[EmbeddingSpec]:
@@ -135,9 +147,27 @@ def namespace_specs(settings: Settings) -> list[EmbeddingSpec]:
             logger.warning("dbt manifest %s is gone; using the declarations read last", manifest)
         return list(cached[1])
     specs = load_specs(settings)
+    types = _read_column_types(manifest, {s.model for s in specs})
     with _specs_lock:
         _specs_cache[key] = (mtime, specs)
+        _column_types.update(types)
     return list(specs)
+
+
+def _read_column_types(manifest: Path, models: set[str]) -> dict[str, dict[str, str]]:
+    """Declared ``data_type`` of each column of ``models`` (columns without one are left out)."""
+    try:
+        nodes = json.loads(manifest.read_text()).get("nodes", {})
+    except (OSError, ValueError):
+        return {}
+    return {
+        model: {
+            name: str(col["data_type"]).lower()
+            for name, col in (nodes.get(model, {}).get("columns") or {}).items()
+            if col.get("data_type")
+        }
+        for model in models
+    }
 
 
 def default_namespace(settings: Settings) -> str:
@@ -180,9 +210,38 @@ def check_filter(spec: EmbeddingSpec, raw: dict[str, Any] | None) -> list[Condit
         InvalidFilter: unknown key or operator, or a value of the wrong shape.
     """
     try:
-        return parse_filter(raw, allowed_keys=filter_keys(spec))
+        conditions = parse_filter(raw, allowed_keys=filter_keys(spec))
     except VectorStoreError as exc:
         raise InvalidFilter(str(exc)) from None
+    types = _column_types.get(spec.model, {})
+    for c in conditions:
+        column = spec.updated_at_column if c.key == "updated_at" else c.key
+        _check_type(c, types.get(column or c.key, ""))
+    return conditions
+
+
+def _check_type(condition: Condition, data_type: str) -> None:
+    """Refuse values that can never match the column's declared type (instead of no results).
+
+    Raises:
+        InvalidFilter: e.g. a string for a numeric column, a number for a text or date column.
+    """
+    values = condition.value if isinstance(condition.value, list) else [condition.value]
+    key, op = condition.key, condition.op
+    if _NUMERIC_TYPES.match(data_type):
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+            raise InvalidFilter(f"{key!r} is numeric ({data_type}): `{op}` needs numbers.")
+    elif _TIME_TYPES.match(data_type):
+        for v in values:
+            if not isinstance(v, str) or not _ISO_DATE.match(v):
+                raise InvalidFilter(
+                    f'{key!r} is a {data_type}: `{op}` needs ISO dates like "2026-01-31".'
+                )
+    elif _TEXT_TYPES.match(data_type) and any(not isinstance(v, str) for v in values):
+        raise InvalidFilter(f"{key!r} is text: `{op}` needs strings.")
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
 # --- fusion and snippets ----------------------------------------------------------------------
@@ -264,8 +323,12 @@ class Searcher:
         store: VectorStore | None = None,
         embedder: Embedder | None = None,
         statement_timeout_ms: int = 0,
+        physical_namespaces: dict[str, str] | None = None,
     ) -> None:
+        """``physical_namespaces`` pins logical namespaces to physical ones, e.g. to evaluate a
+        rebuilt namespace before it is switched in (``{"products": "products__3f2a..."}``)."""
         self.settings = settings or get_settings()
+        self._pinned = dict(physical_namespaces or {})
         self.embedder = embedder or get_embedder(self.settings)
         self._own_store = store is None
         self.store = store or get_store(self.settings)
@@ -280,6 +343,23 @@ class Searcher:
             text_config=self.settings.search_fulltext_config,
             statement_timeout_ms=statement_timeout_ms,
         )
+        self._serving: dict[str, tuple[float, str]] = {}
+
+    def physical_namespace(self, logical: str) -> str:
+        """The physical namespace serving ``logical``, looked up at most every few seconds.
+
+        ``serving_namespace`` opens a connection per call; a switch-over (blue/green rebuild)
+        is picked up within ``SERVING_TTL_S``.
+        """
+        if logical in self._pinned:
+            return check_namespace(self._pinned[logical])
+        now = time.monotonic()
+        cached = self._serving.get(logical)
+        if cached is not None and now - cached[0] < SERVING_TTL_S:
+            return cached[1]
+        physical = serving_namespace(self.settings, logical)
+        self._serving[logical] = (now, physical)
+        return physical
 
     def close(self) -> None:
         """Release connections (the store only if this searcher opened it)."""
@@ -316,8 +396,11 @@ class Searcher:
         filter: dict[str, Any] | None = None,
         namespace: str | None = None,
         mode: str | None = None,
+        offset: int = 0,
     ) -> SearchResponse:
-        """The ``top_k`` best chunks for ``query``, best first, with timings.
+        """The ``top_k`` best chunks for ``query`` after skipping ``offset``, best first.
+
+        ``offset`` pages through one ranking: ``offset + top_k`` may not exceed ``MAX_DEPTH``.
 
         Raises:
             SearchRequestError: bad query, filter, namespace, mode or top_k (nothing was run).
@@ -337,14 +420,21 @@ class Searcher:
         top_k = settings.search_top_k if top_k is None else top_k
         if not 1 <= top_k <= MAX_TOP_K:
             raise SearchRequestError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}.")
+        if offset < 0 or offset + top_k > MAX_DEPTH:
+            raise SearchRequestError(
+                f"offset + top_k must be at most {MAX_DEPTH} (got {offset} + {top_k}); "
+                "refine the query or the filter instead of paging deeper."
+            )
+        depth = offset + top_k
         spec = namespace_spec(settings, namespace)
         conditions = check_filter(spec, filter)
-        physical = serving_namespace(settings, spec.namespace)
+        physical = self.physical_namespace(spec.namespace)
 
+        before_embedding = time.perf_counter()
         vector = self.embed_query(query)
         embedded = time.perf_counter()
 
-        candidates = max(top_k, settings.search_hybrid_candidates) if mode == "hybrid" else top_k
+        candidates = max(depth, settings.search_hybrid_candidates) if mode == "hybrid" else depth
         vector_hits = self.store.query(physical, vector, candidates, filter or None)
         counts = {"vector": len(vector_hits)}
         if mode == "hybrid":
@@ -352,15 +442,17 @@ class Searcher:
             text_hits = self.fulltext.search(table, query, candidates, conditions)
             counts["fulltext"] = len(text_hits)
             hits = reciprocal_rank_fusion(
-                [vector_hits, text_hits], k=settings.search_rrf_k, top_k=top_k
-            )
+                [vector_hits, text_hits], k=settings.search_rrf_k, top_k=depth
+            )[offset:]
         else:
-            hits = vector_hits[:top_k]
+            hits = vector_hits[offset:depth]
         snippets = [
             # No query word in the text (a pure vector match): the text's start reads better
             # than the few words ts_headline falls back to.
             s if "<mark>" in s else html.escape(make_snippet(h.text, query), quote=False)
-            for h, s in zip(hits, self.fulltext.headlines([h.text for h in hits], query), strict=True)
+            for h, s in zip(
+                hits, self.fulltext.headlines([h.text for h in hits], query), strict=True
+            )
         ]
         digits = 6 if mode == "hybrid" else 4
         results = [to_result(h, s, digits) for h, s in zip(hits, snippets, strict=True)]
@@ -370,7 +462,7 @@ class Searcher:
             mode=mode,
             namespace=spec.namespace,
             model=self.embedder.model,
-            embed_ms=(embedded - started) * 1000,
+            embed_ms=(embedded - before_embedding) * 1000,
             retrieve_ms=(done - embedded) * 1000,
             total_ms=(done - started) * 1000,
             candidates=counts,
@@ -379,7 +471,7 @@ class Searcher:
     def document(self, document_id: str, namespace: str | None = None) -> DocumentView | None:
         """The indexed document ``document_id`` with its chunks, or ``None`` if not indexed."""
         spec = namespace_spec(self.settings, namespace)
-        table = chunk_text_table(self.settings, serving_namespace(self.settings, spec.namespace))
+        table = chunk_text_table(self.settings, self.physical_namespace(spec.namespace))
         chunks = self.fulltext.document_chunks(table, document_id)
         if not chunks:
             return None
@@ -415,8 +507,3 @@ def search(
     """The ``top_k`` chunks best matching ``query``, best first (``mode``: vector or hybrid)."""
     with Searcher(settings, store=store) as searcher:
         return searcher.search(query, top_k, filter, namespace, mode).results
-
-
-def results_as_json_lines(results: Sequence[SearchResult]) -> str:
-    """Results as JSON lines (the CLI's ``--json`` output)."""
-    return "\n".join(json.dumps(r.to_dict(), default=str) for r in results)

@@ -33,7 +33,9 @@ async def search(
     """
 
     def run(searcher: Searcher) -> SearchResponse:
-        return searcher.search(body.query, body.top_k, body.filter, body.namespace, body.mode)
+        return searcher.search(
+            body.query, body.top_k, body.filter, body.namespace, body.mode, body.offset
+        )
 
     result = await with_deadline(settings.search_timeout_s, service.run, run)
     response.headers["Server-Timing"] = (

@@ -1,0 +1,433 @@
+"""Search service benchmark: 100,000 chunks in pgvector (HNSW), latency under concurrent load.
+
+What it does (figures go to BENCHMARKS.md, "Search service"):
+
+1. Starts the embedded PostgreSQL in ``--data-dir`` and loads ``--rows`` synthetic chunks into
+   namespace ``bench`` (the pgvector store's table layout): **synthetic vectors** (384 dims,
+   unit length, drawn around 2,000 random cluster centres so neighbourhoods exist as in real
+   embeddings) and synthetic text (25 words from a 4,000-word made-up vocabulary plus a unique
+   code). Binary COPY, then the HNSW index (m=16, ef_construction=64, as the store creates it)
+   and the full-text GIN index (as hybrid search creates it). Build times are reported.
+2. Recall@10 of HNSW (ef_search 40, the default, and 100) against exact search on 200 query
+   vectors (a data vector plus noise), and the in-process SQL latency of both.
+3. Starts the service (``python -m api``) in its own process and a load generator in another
+   (``--concurrency`` clients on loopback, ``--seconds`` per scenario) for: vector and hybrid
+   with HNSW, then vector and hybrid with exact search (``enable_indexscan = off`` for the
+   database, service restarted). Reports p50/p95/p99 of the whole request as the client sees
+   it, of retrieval alone (the service's ``Server-Timing: retrieve``; excludes embedding) and
+   of query embedding (``Server-Timing: embed``), and requests/s.
+
+    python bench/bench_search.py                       # 100,000 rows (HNSW build: minutes)
+    python bench/bench_search.py --rows 20000 --seconds 10
+    python bench/bench_search.py --reuse               # keep the loaded table from a last run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+import flows  # noqa: E402, F401  (offline defaults)
+
+NAMESPACE = "bench"
+DIM = 384
+API_KEY = "bench-key"
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def vocabulary(rng: np.random.Generator, size: int = 4000) -> list[str]:
+    """Made-up pronounceable words (``kavoru``, ``tespelin``...)."""
+    consonants, vowels = list("bdfgklmnprstvz"), list("aeiou")
+    words: set[str] = set()
+    while len(words) < size:
+        n = int(rng.integers(2, 5))
+        words.add("".join(rng.choice(consonants) + rng.choice(vowels) for _ in range(n)))
+    return sorted(words)
+
+
+def synthetic_rows(rows: int, seed: int = 1) -> tuple[np.ndarray, list[str], list[str]]:
+    """Vectors (float32, unit length), texts and codes.
+
+    Each vector is a random cluster centre plus noise of a per-row strength (cosine to its centre
+    between about 0.3 and 0.9), so clusters are loose and overlapping rather than a few tight
+    balls of near-ties, closer to how sentence embeddings spread.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((2000, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    assign = rng.integers(0, len(centres), rows)
+    noise = rng.standard_normal((rows, DIM)).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    strength = rng.uniform(0.5, 3.0, (rows, 1)).astype(np.float32)
+    vectors = centres[assign] + strength * noise
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vocab = vocabulary(rng)
+    picks = rng.integers(0, len(vocab), (rows, 25))
+    codes = [f"BX-{i:06d}" for i in range(rows)]
+    texts = [f"{' '.join(vocab[j] for j in picks[i])} code {codes[i]}" for i in range(rows)]
+    return vectors, texts, codes
+
+
+def write_manifest(data_dir: Path) -> None:
+    """Declare namespace ``bench`` the way a dbt model would (what the service reads)."""
+    target = data_dir / "dbt" / "target"
+    target.mkdir(parents=True, exist_ok=True)
+    node = {
+        "resource_type": "model",
+        "schema": "analytics",
+        "name": NAMESPACE,
+        "config": {
+            "meta": {
+                "embedding": {
+                    "id_column": "document_id",
+                    "text_columns": ["body"],
+                    "metadata_columns": ["category", "price"],
+                    "namespace": NAMESPACE,
+                }
+            }
+        },
+    }
+    (target / "manifest.json").write_text(json.dumps({"nodes": {"model.bench.bench": node}}))
+
+
+def load(settings: Any, rows: int, reuse: bool) -> dict[str, float]:
+    """Create and fill the namespace table and its indexes; returns timings in seconds."""
+    from pgvector.psycopg import register_vector
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
+
+    from tasks.fulltext import FullTextSearch, chunk_text_table
+    from tasks.warehouse import get_warehouse
+
+    warehouse = get_warehouse(settings)
+    out: dict[str, float] = {}
+    with warehouse.connect(autocommit=True) as conn:
+        conn.execute("create extension if not exists vector")
+        register_vector(conn)
+        schema = settings.vector_schema
+        table = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(NAMESPACE))
+        count = conn.execute(
+            "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = %s and c.relname = %s",
+            (schema, NAMESPACE),
+        ).fetchone()[0]
+        if reuse and count:
+            have = conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0]
+            if have == rows:
+                print(f"reusing {have} rows in {schema}.{NAMESPACE}", file=sys.stderr)
+                return out
+        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("drop table if exists {}").format(table))
+        # The store's layout (tasks/stores/pgvector.py); the index comes after the load because
+        # building it once is much faster than maintaining it row by row.
+        conn.execute(
+            sql.SQL(
+                """
+                create table {} (
+                    id text primary key, document_id text not null, content_hash text not null,
+                    text text not null, metadata jsonb not null default '{{}}',
+                    embedding vector({}) not null, written_at timestamptz not null default now()
+                )
+                """
+            ).format(table, sql.Literal(DIM))
+        )
+        started = time.perf_counter()
+        vectors, texts, codes = synthetic_rows(rows)
+        out["generate_s"] = time.perf_counter() - started
+        categories = ["kitchen", "outdoor", "electronics", "garden", "books", "toys"]
+        started = time.perf_counter()
+        copy_sql = sql.SQL(
+            "copy {} (id, document_id, content_hash, text, metadata, embedding) "
+            "from stdin with (format binary)"
+        ).format(table)
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            copy.set_types(["text", "text", "text", "text", "jsonb", "vector"])
+            for i in range(rows):
+                meta = {
+                    "category": categories[i % len(categories)],
+                    "price": round(5 + (i * 7919 % 50000) / 100, 2),
+                    "title": f"Synthetic chunk {codes[i]}",
+                    "chunk_position": 0,
+                }
+                copy.write_row((f"doc:{i}#0", f"doc:{i}", "x", texts[i], Jsonb(meta), vectors[i]))
+        out["copy_s"] = time.perf_counter() - started
+        conn.execute("set maintenance_work_mem = '1GB'")
+        started = time.perf_counter()
+        conn.execute(
+            sql.SQL("create index {} on {} using hnsw (embedding vector_cosine_ops)").format(
+                sql.Identifier(f"{NAMESPACE}_embedding_hnsw"), table
+            )
+        )
+        out["hnsw_build_s"] = time.perf_counter() - started
+        conn.execute(
+            sql.SQL("create index {} on {} (document_id)").format(
+                sql.Identifier(f"{NAMESPACE}_document_id"), table
+            )
+        )
+        conn.execute(sql.SQL("analyze {}").format(table))
+    started = time.perf_counter()
+    fts = FullTextSearch(warehouse, settings.search_fulltext_config)
+    fts.ensure_index(chunk_text_table(settings, NAMESPACE))
+    fts.close()
+    out["gin_build_s"] = time.perf_counter() - started
+    return out
+
+
+# --- recall -----------------------------------------------------------------------------------
+
+
+def recall(settings: Any, queries: int = 200) -> dict[str, Any]:
+    """Recall@10 of HNSW vs exact search, and in-process SQL latency of each."""
+    from pgvector.psycopg import register_vector
+    from psycopg import sql
+
+    from tasks.warehouse import get_warehouse
+
+    rng = np.random.default_rng(7)
+    with get_warehouse(settings).connect(autocommit=True) as conn:
+        conn.prepare_threshold = None  # plans per call, as the service's first queries do
+        register_vector(conn)
+        table = sql.SQL("{}.{}").format(
+            sql.Identifier(settings.vector_schema), sql.Identifier(NAMESPACE)
+        )
+        sample = conn.execute(
+            sql.SQL("select embedding from {} order by md5(id) limit %s").format(table),
+            (queries,),
+        ).fetchall()
+        qs = [np.asarray(_as_list(r[0]), dtype=np.float32) for r in sample]
+        # A query near a stored chunk: its vector plus noise of norm 0.3 (cosine ~0.96).
+        noise = rng.standard_normal((len(qs), DIM)).astype(np.float32)
+        noise = 0.3 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+        qs = [q + n for q, n in zip(qs, noise, strict=True)]
+        qs = [q / np.linalg.norm(q) for q in qs]
+        top = sql.SQL("select id from {} order by embedding <=> %s limit 10").format(table)
+        plan = conn.execute(sql.SQL("explain ") + top, (qs[0],)).fetchall()
+        uses_index = any("hnsw" in str(r[0]) for r in plan)
+
+        def run(setup: list[str]) -> tuple[list[set[str]], list[float]]:
+            results, times = [], []
+            for q in qs:
+                with conn.transaction():
+                    for s in setup:
+                        conn.execute(s)
+                    started = time.perf_counter()
+                    ids = {r[0] for r in conn.execute(top, (q,)).fetchall()}
+                    times.append((time.perf_counter() - started) * 1000)
+                results.append(ids)
+            return results, times
+
+        exact, exact_ms = run(["set local enable_indexscan = off"])
+        out: dict[str, Any] = {
+            "queries": len(qs),
+            "plan_uses_hnsw": uses_index,
+            "exact": _pcts(exact_ms),
+        }
+        for ef in (40, 100):
+            approx, approx_ms = run([f"set local hnsw.ef_search = {ef}"])
+            hits = [len(a & e) / 10 for a, e in zip(approx, exact, strict=True)]
+            out[f"hnsw_ef{ef}"] = {"recall@10": round(statistics.mean(hits), 4), **_pcts(approx_ms)}
+    return out
+
+
+def _as_list(value: Any) -> Any:
+    return value.to_numpy() if hasattr(value, "to_numpy") else value
+
+
+def _pcts(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    qs = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": round(qs[49], 2), "p95": round(qs[94], 2), "p99": round(qs[98], 2)}
+
+
+# --- HTTP load --------------------------------------------------------------------------------
+
+
+def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """``python -m api`` in its own process; waits until it is ready."""
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api", "--port", str(port), "--log-level", "WARNING"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError("the service exited during startup")
+        time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError("the service did not become ready")
+
+
+def _load_worker(
+    url: str, mode: str, seconds: float, concurrency: int, words: list[str], out: Any
+) -> None:
+    """Load generator (its own process): ``concurrency`` threads sending searches."""
+    import httpx
+
+    stop = time.monotonic() + seconds
+    lock = threading.Lock()
+    samples: list[tuple[float, float, float, int]] = []
+
+    def client(n: int) -> None:
+        rng = np.random.default_rng(n)
+        with httpx.Client(headers={"X-API-Key": API_KEY}, timeout=60) as http:
+            while time.monotonic() < stop:
+                query = " ".join(rng.choice(words, 2))
+                started = time.perf_counter()
+                r = http.post(url, json={"query": query, "top_k": 10, "mode": mode})
+                total = (time.perf_counter() - started) * 1000
+                timing = dict(
+                    p.strip().split(";dur=")
+                    for p in r.headers.get("server-timing", "").split(",")
+                    if ";dur=" in p
+                )
+                with lock:
+                    samples.append(
+                        (
+                            total,
+                            float(timing.get("embed", "nan")),
+                            float(timing.get("retrieve", "nan")),
+                            r.status_code,
+                        )
+                    )
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    begun = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put({"samples": samples, "elapsed": time.perf_counter() - begun})
+
+
+def load_test(port: int, mode: str, seconds: float, concurrency: int) -> dict[str, Any]:
+    """One scenario; the generator runs in a second process."""
+    words = vocabulary(np.random.default_rng(1))  # same vocabulary as the data (seed 1)
+    queue: Any = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(
+        target=_load_worker,
+        args=(f"http://127.0.0.1:{port}/search", mode, seconds, concurrency, words, queue),
+    )
+    proc.start()
+    result = queue.get()
+    proc.join()
+    samples = result["samples"]
+    ok = [s for s in samples if s[3] == 200]
+    return {
+        "mode": mode,
+        "requests": len(samples),
+        "errors": len(samples) - len(ok),
+        "req_per_s": round(len(ok) / result["elapsed"], 1),
+        "total_ms": _pcts([s[0] for s in ok]),
+        "retrieve_ms": _pcts([s[2] for s in ok]),
+        "embed_ms": _pcts([s[1] for s in ok]),
+    }
+
+
+def main() -> int:
+    """Run everything and print the results as JSON."""
+    # SIGTERM: unwind (stop the service child, reset the database setting) instead of dying.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/bench-search"))
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--port", type=int, default=8799)
+    parser.add_argument("--reuse", action="store_true", help="Keep a loaded table of --rows.")
+    parser.add_argument("--skip-exact-http", action="store_true")
+    parser.add_argument("--skip-recall", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")
+    args = parser.parse_args()
+
+    from tasks.settings import Settings
+    from tasks.warehouse import get_warehouse
+
+    data_dir = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(data_dir)
+    settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    report: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "nproc": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_avg_start": os.getloadavg(),
+        },
+        "rows": args.rows,
+        "concurrency": args.concurrency,
+        "seconds_per_scenario": args.seconds,
+    }
+    report["build"] = load(settings, args.rows, args.reuse)
+    print(json.dumps(report["build"]), file=sys.stderr)
+    if not args.skip_recall:
+        report["recall"] = recall(settings)
+        print(json.dumps(report["recall"]), file=sys.stderr)
+
+    warehouse = get_warehouse(settings)  # the service attaches to this running server
+    env = {
+        **os.environ,
+        "DATA_DIR": str(data_dir),
+        "SEARCH_API_KEYS": API_KEY,
+        "SEARCH_API_POOL_SIZE": str(args.concurrency),
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("DATABASE_URL", None)
+    report["http"] = {}
+    dbname = warehouse.params.get("dbname", "postgres")
+    scenarios = [("hnsw", False)] + ([] if args.skip_exact_http else [("exact", True)])
+    for label, exact in scenarios:
+        with warehouse.connect(autocommit=True) as conn:
+            value = "off" if exact else "on"
+            conn.execute(f'alter database "{dbname}" set enable_indexscan = {value}')
+        try:
+            service = start_service(env, args.port)
+            try:
+                for mode in ("vector", "hybrid"):
+                    key = f"{mode}_{label}"
+                    report["http"][key] = load_test(args.port, mode, args.seconds, args.concurrency)
+                    print(key, json.dumps(report["http"][key]), file=sys.stderr)
+            finally:
+                service.terminate()
+                service.wait(timeout=30)
+        finally:
+            with warehouse.connect(autocommit=True) as conn:
+                conn.execute(f'alter database "{dbname}" reset enable_indexscan')
+    report["machine"]["load_avg_end"] = os.getloadavg()
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
