@@ -53,7 +53,7 @@ check-compose:
 	bash deployments/check_compose.sh
 
 settings-doc: install
-	$(BIN)/python -m tasks.settings
+	$(BIN)/python -m tasks.settings --write-readme
 
 clean:
 	rm -rf $(VENV) .venv-airflow .data

@@ -273,9 +273,7 @@ class Settings(BaseSettings):
         description="Serve without API keys. Only for local use; never in front of users.",
     )
     search_api_host: str = Field(default="127.0.0.1", description="Search service bind address.")
-    search_api_port: int = Field(
-        default=8000, ge=1, le=65535, description="Search service port."
-    )
+    search_api_port: int = Field(default=8000, ge=1, le=65535, description="Search service port.")
     search_api_cors_origins: str = Field(
         default="",
         description="Comma-separated origins allowed by CORS (empty: CORS closed).",
@@ -400,5 +398,18 @@ def settings_markdown() -> str:
     return "\n".join(lines)
 
 
+def write_readme_table(readme: Path = PROJECT_ROOT / "README.md") -> None:
+    """Replace the settings table in the README with the generated one."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.index("| Variable | Default | Meaning |")
+    end = text.index("\n\n", start)
+    readme.write_text(text[:start] + settings_markdown() + text[end:], encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(settings_markdown())
+    import sys
+
+    if "--write-readme" in sys.argv:
+        write_readme_table()
+    else:
+        print(settings_markdown())
