@@ -1,13 +1,11 @@
 """The whole data_pipeline flow with ``VECTOR_STORE=pinecone``: real embedded Postgres, dlt, dbt,
 Prefect and the local model; vectors go through the official SDK to the local Pinecone server.
 
-Two full pipeline runs take 1-4 minutes on a shared 2-core machine, so this test runs only when
-``RUN_PIPELINE_TESTS=1`` is set (CI should set it).
+Two full pipeline runs: the slowest test of the suite (about a minute), and part of every run.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -16,13 +14,7 @@ from tests.conftest import reset_caches
 from tests.fakes.pinecone_server import FakePinecone
 from tests.stores.conftest import API_KEY
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        os.environ.get("RUN_PIPELINE_TESTS") != "1",
-        reason="two full pipeline runs (1-4 min): set RUN_PIPELINE_TESTS=1",
-    ),
-]
+pytestmark = [pytest.mark.integration]
 
 
 def test_pipeline_indexes_into_pinecone_and_reruns_write_nothing(
