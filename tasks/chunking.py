@@ -106,7 +106,9 @@ def _spans(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[tu
     return spans
 
 
-def _hard_cut(text: str, start: int, end: int, max_tokens: int, count: TokenCounter) -> list[tuple[int, int]]:
+def _hard_cut(
+    text: str, start: int, end: int, max_tokens: int, count: TokenCounter
+) -> list[tuple[int, int]]:
     """Cut ``text[start:end]`` into the longest prefixes that fit (binary search on chars)."""
     pieces = []
     while start < end:
@@ -233,28 +235,27 @@ def chunk_document(
 ) -> list[tuple[str, int]]:
     """``(chunk text, tokens)`` of one document, title prepended where configured.
 
-    The title is not prepended to a chunk that already starts with it, and is dropped when it
-    would take more than half the budget.
+    With ``prepend_title``, every chunk reads ``<title>\n\n<piece>``; a text that already
+    starts with its title (``text_columns: [title, body]``) has it taken off first, so it is not
+    chunked twice. A title that would take more than half the budget is not prepended.
     """
     budget = config.max_tokens
     prefix = ""
+    body = text
     if config.prepend_title and title and title.strip():
         prefix = title.strip() + TITLE_SEPARATOR
         prefix_tokens = count([prefix])[0]
         if prefix_tokens <= config.max_tokens // 2:
             budget = config.max_tokens - prefix_tokens
+            stripped, head = text.strip(), title.strip()
+            rest = stripped[len(head) :]
+            if stripped.startswith(head) and (not rest or rest[0].isspace()):
+                body = rest
         else:
             prefix = ""
-    pieces = split_text(text, budget, config.overlap_tokens if budget > 16 else 0, count)
+    overlap = min(config.overlap_tokens, budget // 2)
+    pieces = split_text(body, budget, overlap, count)
     if not prefix:
         return pieces
-    out: list[tuple[str, int]] = []
-    needs_prefix = [not body.startswith(prefix.strip()) for body, _ in pieces]
-    prefixed = [prefix + body for (body, _), need in zip(pieces, needs_prefix, strict=True) if need]
-    counted = iter(count(prefixed)) if prefixed else iter(())
-    for (body, tokens), need in zip(pieces, needs_prefix, strict=True):
-        if need:
-            out.append((prefix + body, next(counted)))
-        else:
-            out.append((body, tokens))
-    return out
+    texts = [prefix + piece for piece, _ in pieces]
+    return list(zip(texts, count(texts), strict=True)) if texts else []

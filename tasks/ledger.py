@@ -406,7 +406,7 @@ class Ledger:
             "error",
         }
         values = {k: v for k, v in values.items() if k in allowed}
-        sets = [sql.SQL("status = %s"), sql.SQL("finished_at = now()")]
+        sets: list[sql.Composable] = [sql.SQL("status = %s"), sql.SQL("finished_at = now()")]
         sets += [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values]
         self.conn.execute(
             sql.SQL("update {} set {} where run_id = %s").format(

@@ -113,7 +113,8 @@ def index_task(spec: EmbeddingSpec) -> IndexResult:
     embedder = get_embedder(settings)
     store = get_store(settings)
     key = "index-" + re.sub(r"[^a-z0-9-]", "-", spec.namespace.lower())
-    artifact_id = create_progress_artifact(
+    # Sync call in a sync task: a UUID (the annotation also allows a coroutine).
+    artifact_id: Any = create_progress_artifact(
         progress=0.0, key=key, description=f"Chunks embedded and written for {spec.namespace}"
     )
 

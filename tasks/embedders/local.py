@@ -95,9 +95,9 @@ class LocalEmbedder(Embedder):
         """Exact counts with the model's own (HF) tokenizer, special tokens excluded."""
         if not texts:
             return []
-        encoded = self._model.tokenizer(
-            list(texts), add_special_tokens=False, verbose=False
-        )["input_ids"]
+        encoded = self._model.tokenizer(list(texts), add_special_tokens=False, verbose=False)[
+            "input_ids"
+        ]
         return [len(ids) for ids in encoded]
 
     def load(self) -> None:

@@ -113,7 +113,11 @@ def _is_quota(exc: BaseException) -> bool:
         return False
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body) if isinstance(body, dict) else {}
-    codes = {exc.code, exc.type, *(error.get(k) for k in ("code", "type") if isinstance(error, dict))}
+    codes = {
+        exc.code,
+        exc.type,
+        *(error.get(k) for k in ("code", "type") if isinstance(error, dict)),
+    }
     return "insufficient_quota" in codes
 
 
@@ -177,6 +181,8 @@ class OpenAIEmbedder(Embedder):
         encoding = _encoding()
         if encoding is None:
             return [approx_tokens(t) for t in texts]
+        if len(texts) < 256:  # the batch API starts a thread pool per call: not worth it
+            return [len(encoding.encode_ordinary(t)) for t in texts]
         return [len(ids) for ids in encoding.encode_ordinary_batch(list(texts))]
 
     def fingerprint_payload(self) -> dict[str, Any]:
@@ -329,7 +335,11 @@ class OpenAIEmbedder(Embedder):
             raise _final(
                 f"Embedding request to {self._client.base_url} failed with HTTP "
                 f"{exc.status_code}: {exc.message}"
-                + (f" (gave up after {self.options.max_attempts} attempts)" if _retryable(exc) else "")
+                + (
+                    f" (gave up after {self.options.max_attempts} attempts)"
+                    if _retryable(exc)
+                    else ""
+                )
             ) from None
         except (openai.APIConnectionError, openai.APIResponseValidationError, _Malformed) as exc:
             raise _final(
@@ -340,7 +350,9 @@ class OpenAIEmbedder(Embedder):
         return vectors
 
     def _send(self, texts: Sequence[str]) -> tuple[list[list[float]], int | None]:
-        kwargs = {"dimensions": self.config.dimensions} if self.config.dimensions else {}
+        kwargs: dict[str, Any] = (
+            {"dimensions": self.config.dimensions} if self.config.dimensions else {}
+        )
         try:
             response = self._client.embeddings.create(
                 model=self.model, input=list(texts), encoding_format="float", **kwargs

@@ -83,6 +83,8 @@ class FakeOpenAIServer:
         self._in_flight = 0
         #: Most requests ever in flight at once (checks bounded concurrency).
         self.max_in_flight = 0
+        #: Seconds every request takes (spreads a run over time for crash tests).
+        self.latency = 0.0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -122,6 +124,7 @@ class FakeOpenAIServer:
             self.requests.clear()
             self._faults.clear()
             self.max_in_flight = 0
+            self.latency = 0.0
 
     @property
     def answered(self) -> list[Request]:
@@ -144,7 +147,13 @@ class FakeOpenAIServer:
         dimensions = body.get("dimensions")
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
-            record = Request(model, inputs, dimensions, "pending", dict(handler.headers))
+            record = Request(
+                model,
+                inputs,
+                dimensions,
+                "pending",
+                {k.lower(): v for k, v in handler.headers.items()},
+            )
             self.requests.append(record)
         if handler.path.rstrip("/") not in ("/v1/embeddings", "/embeddings"):
             record.outcome = "404"
@@ -174,6 +183,8 @@ class FakeOpenAIServer:
         model: str,
         dimensions: int | None,
     ) -> None:
+        if self.latency:
+            time.sleep(self.latency)
         if fault and fault.delay:
             time.sleep(fault.delay)
         if fault and fault.quota:

@@ -3,6 +3,7 @@ ledger that go straight to SQL (not through the code under test)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,10 +74,13 @@ def store_rows(conninfo: str, physical: str, schema: str = "semantic_index") -> 
 def ledger_rows(conninfo: str, physical: str) -> dict[str, tuple[str, str]]:
     """``{chunk id: (content_hash, state)}`` of the ledger for a physical namespace."""
     with psycopg.connect(conninfo) as conn:
-        rows = conn.execute(
-            "select chunk_id, content_hash, state from index_state.chunks where namespace = %s",
-            (physical,),
-        ).fetchall()
+        try:
+            rows = conn.execute(
+                "select chunk_id, content_hash, state from index_state.chunks where namespace = %s",
+                (physical,),
+            ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return {}
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
@@ -94,6 +98,41 @@ def fake_openai(base_url: str, dimensions: int = 8, **options: Any) -> OpenAIEmb
     config = OpenAIEmbedderConfig(
         api_key="test-key", base_url=base_url, dimensions=dimensions, timeout_s=30
     )
-    return OpenAIEmbedder(
+    embedder = OpenAIEmbedder(
         config, OpenAIOptions(**{"max_concurrency": 1, **options}), sleep=lambda s: None
     )
+    # Tag requests with the sending process: a killed process's last request can still reach
+    # the server after the test moved on, and must not be counted as the re-run's.
+    embedder._client = embedder._client.with_options(
+        default_headers={"x-test-pid": str(os.getpid())}
+    )
+    return embedder
+
+
+def crash_settings(database_url: str) -> Any:
+    """Settings shared by the crash worker and the test's re-run (tiny chunks and batches)."""
+    from tasks.settings import Settings
+
+    return Settings(
+        database_url=database_url,
+        chunk_tokens=24,
+        chunk_overlap_tokens=0,
+        index_batch_size=2,
+    )
+
+
+def crash_docs(version: int = 0, count: int = 20) -> dict[str, Doc]:
+    """``count`` documents of 3 paragraphs each: 3 chunks per document at 24 tokens."""
+    docs = {}
+    for i in range(count):
+        body = "\n\n".join(
+            f"Paragraph {p} of document {i} (v{version}) about tents, stoves and lamps."
+            for p in range(3)
+        )
+        docs[f"doc:{i}"] = Doc(f"Doc {i}", body, "outdoor", float(i))
+    return docs
+
+
+def base_docs_for_cli() -> dict[str, Doc]:
+    """Three one-chunk documents."""
+    return {f"item:{i}": Doc(f"Item {i}", f"A sturdy thing number {i}.") for i in range(3)}

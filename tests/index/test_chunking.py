@@ -98,10 +98,15 @@ def test_split_text(
 @pytest.mark.parametrize("max_tokens", [16, 50, 120])
 @pytest.mark.parametrize("overlap", [0, 8])
 def test_real_tokenizer_chunks_fit_cover_and_are_verbatim(max_tokens: int, overlap: int) -> None:
-    text = "\n\n".join(
-        f"Paragraph {p}. " + " ".join(f"Sentence {p}.{s} talks about tents and stoves." for s in range(7))
-        for p in range(6)
-    ) + " " + "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(10))
+    text = (
+        "\n\n".join(
+            f"Paragraph {p}. "
+            + " ".join(f"Sentence {p}.{s} talks about tents and stoves." for s in range(7))
+            for p in range(6)
+        )
+        + " "
+        + "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(10))
+    )
     chunks = split_text(text, max_tokens, overlap, cl100k)
     assert len(chunks) > 1
     for piece, tokens in chunks:
@@ -126,7 +131,14 @@ TITLE_CASES = [
     ("no title", "a b c", None, True, [("a b c", 3)]),
     ("prepended", "a b c", "T", True, [("T\n\na b c", 4)]),
     ("not prepended when off", "a b c", "T", False, [("a b c", 3)]),
-    ("not repeated when the text starts with it", "T a b", "T", True, [("T a b", 3)]),
+    ("taken off the text, not chunked twice", "T\n\na b", "T", True, [("T\n\na b", 3)]),
+    (
+        "starts with it: every piece gets it",
+        "T\n\na b c d e f g h i j k l m n",
+        "T",
+        True,
+        [("T\n\na b c d e f g", 8), ("T\n\nh i j k l m n", 8)],
+    ),
     (
         "every chunk carries it, within the budget",
         "a b c d e f g h i j k l m n",
@@ -134,6 +146,7 @@ TITLE_CASES = [
         True,
         [("T\n\na b c d e f g", 8), ("T\n\nh i j k l m n", 8)],
     ),
+    ("a longer first word is not the title", "Tea b", "Te", True, [("Te\n\nTea b", 3)]),
     ("too long a title is dropped", "a b c", "t1 t2 t3 t4 t5", True, [("a b c", 3)]),
 ]
 
@@ -161,9 +174,7 @@ def test_ids_and_hashes_are_stable() -> None:
     assert metadata_hash({"a": 1}) != metadata_hash({"a": 2})
 
 
-@pytest.mark.parametrize(
-    ("max_tokens", "overlap"), [(4, 0), (100, 51), (10, -1)]
-)
+@pytest.mark.parametrize(("max_tokens", "overlap"), [(4, 0), (100, 51), (10, -1)])
 def test_config_rejects_unusable_values(max_tokens: int, overlap: int) -> None:
     with pytest.raises(ValueError):
         ChunkerConfig(max_tokens=max_tokens, overlap_tokens=overlap)

@@ -53,7 +53,9 @@ def expected(docs: dict[str, Doc], settings: Settings, embedder: Any) -> dict[st
     out: dict[str, str] = {}
     for doc_id, d in docs.items():
         doc = Document(doc_id, d.text, d.title, None, None, {})
-        out.update({c.id: c.content_hash for c in document_chunks(doc, config, embedder.count_tokens)})
+        out.update(
+            {c.id: c.content_hash for c in document_chunks(doc, config, embedder.count_tokens)}
+        )
     return out
 
 
@@ -93,7 +95,12 @@ def test_incremental_changes_pay_only_for_what_changed(
     before = store_rows(conninfo, "products")
     result = run(settings, store, embedder)
     assert openai_server.requests == []
-    assert (result.embedded, result.upserted, result.deleted, result.metadata_updated) == (0, 0, 0, 0)
+    assert (result.embedded, result.upserted, result.deleted, result.metadata_updated) == (
+        0,
+        0,
+        0,
+        0,
+    )
     assert result.unchanged == len(want) and store_rows(conninfo, "products") == before
 
     # 3. add documents: exactly their chunks are embedded
@@ -102,7 +109,9 @@ def test_incremental_changes_pay_only_for_what_changed(
     docs["item:new2"] = Doc("New two", "Brand new lantern.")
     write_docs(conninfo, docs)
     result = run(settings, store, embedder)
-    assert sorted(openai_server.embedded_inputs) == sorted([docs["item:new1"].text, docs["item:new2"].text])
+    assert sorted(openai_server.embedded_inputs) == sorted(
+        [docs["item:new1"].text, docs["item:new2"].text]
+    )
     check_store(conninfo, "products", want := expected(docs, settings, embedder))
 
     # 4. change a text: only that chunk
@@ -152,7 +161,9 @@ def test_incremental_changes_pay_only_for_what_changed(
     result = run(settings, store, embedder16)
     assert result.rebuilt and result.switched and result.physical_namespace != "products"
     assert serving_namespace(settings, "products") == result.physical_namespace
-    assert sorted(openai_server.embedded_inputs) == sorted(_texts(docs, settings, embedder16).values())
+    assert sorted(openai_server.embedded_inputs) == sorted(
+        _texts(docs, settings, embedder16).values()
+    )
     check_store(conninfo, result.physical_namespace, expected(docs, settings, embedder16))
     assert "products" not in tables(conninfo)  # the old physical namespace was dropped
     assert ledger_rows(conninfo, "products") == {}
@@ -163,7 +174,10 @@ def test_incremental_changes_pay_only_for_what_changed(
     want_big = expected(docs, bigger, embedder16)
     cached_before = set(_texts(docs, settings, embedder16).values())
     result = run(bigger, store, embedder16)
-    assert set(openai_server.embedded_inputs) == set(_texts(docs, bigger, embedder16).values()) - cached_before
+    assert (
+        set(openai_server.embedded_inputs)
+        == set(_texts(docs, bigger, embedder16).values()) - cached_before
+    )
     assert result.cache_hits == len(want_big) - len(openai_server.embedded_inputs) > 0
     check_store(conninfo, result.physical_namespace, want_big)
     assert serving_namespace(bigger, "products") == result.physical_namespace
@@ -220,7 +234,11 @@ def test_budget_guard_stops_before_spending(
     conninfo = get_warehouse(settings).conninfo
     write_docs(conninfo, base_docs())
     with pytest.raises(EmbeddingBudgetExceeded) as err:
-        run(settings.model_copy(update={"max_tokens_per_run": 50}), store, fake_openai(openai_server.base_url))
+        run(
+            settings.model_copy(update={"max_tokens_per_run": 50}),
+            store,
+            fake_openai(openai_server.base_url),
+        )
     assert "MAX_TOKENS_PER_RUN=50" in str(err.value)
     assert openai_server.requests == [] and store_rows(conninfo, "products") == {}
 

@@ -42,7 +42,9 @@ def test_local_model_incremental(env: pytest.MonkeyPatch, openai_server: FakeOpe
     def check(physical: str, e: object = embedder) -> None:
         want = expected(docs, settings, e)
         assert {i: r[0] for i, r in store_rows(warehouse.conninfo, physical).items()} == want
-        assert ledger_rows(warehouse.conninfo, physical) == {i: (h, "written") for i, h in want.items()}
+        assert ledger_rows(warehouse.conninfo, physical) == {
+            i: (h, "written") for i, h in want.items()
+        }
 
     docs = {
         "item:tent": Doc("Tent", "An ultralight two person tent for backpacking in the rain."),

