@@ -72,7 +72,8 @@ class PipelineSummary:
             lines.append(
                 f"  index      {r.namespace}: {r.documents} documents, {r.embedded} chunks "
                 f"embedded, {r.unchanged} unchanged, {r.deleted} deleted, {r.vectors_in_store} "
-                f"vectors stored  ({self.seconds.get('index', 0):.1f}s)"
+                f"vectors stored, {r.input_tokens} tokens (~${r.estimated_cost_usd:.4f})  "
+                f"({self.seconds.get('index', 0):.1f}s)"
             )
         if self.validation:
             passed = sum(1 for _, ok, _ in self.validation.checks if ok)

@@ -19,7 +19,7 @@ from tasks.backup import BackupResult, backup_dir
 from tasks.backup import dump as backup_dump
 from tasks.documents import EmbeddingSpec, load_specs
 from tasks.embedders import get_embedder
-from tasks.errors import is_retryable
+from tasks.errors import PipelineError, is_retryable
 from tasks.index import IndexResult, index_documents
 from tasks.ingest import IngestResult, ingest_source
 from tasks.search import search
@@ -27,6 +27,7 @@ from tasks.settings import get_settings
 from tasks.sources import load_sources_file
 from tasks.sources.config import AnySourceConfig
 from tasks.stores import get_store
+from tasks.stores.base import VectorStore
 from tasks.transform import DbtResult
 from tasks.validate import ValidationReport
 from tasks.warehouse import get_warehouse
@@ -63,6 +64,9 @@ def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any
     exc = state.result(raise_on_failure=False)
     return not isinstance(exc, BaseException) or is_transient(exc)
 
+
+#: How long validation waits for an eventually consistent store (Pinecone) to show all writes.
+VALIDATION_SETTLE_S = 120.0
 
 NETWORK_RETRIES: dict[str, Any] = {
     "retries": 3,
@@ -148,28 +152,50 @@ def validate_task(
             dbt_result.tests_failed == 0,
             f"{dbt_result.tests_passed} passed, {dbt_result.tests_failed} failed",
         )
-    for r in index_results:
-        report.add(
-            f"vectors in {r.namespace}",
-            r.vectors_in_store == r.chunks,
-            f"{r.chunks} chunks from {r.documents} documents, {r.vectors_in_store} in store",
-        )
-        report.add(
-            f"documents in {r.namespace}", r.documents > 0, f"{r.documents} documents in {r.model}"
-        )
-        if r.chunks:
-            hits = search(
-                probe_query or "popular item", top_k=1, namespace=r.namespace, settings=settings
+    store = get_store(settings)
+    try:
+        for r in index_results:
+            if r.dry_run:
+                report.add(f"dry run of {r.namespace}", True, "nothing written; counts not checked")
+                continue
+            physical = r.physical_namespace or r.namespace
+            in_store = _settled_count(store, physical, r.chunks)
+            report.add(
+                f"vectors in {r.namespace}",
+                in_store == r.chunks,
+                f"{r.chunks} chunks from {r.documents} documents, {in_store} in store ({physical})",
             )
             report.add(
-                f"probe search in {r.namespace}",
-                bool(hits),
-                f"top hit {hits[0].document_id}" if hits else "no results",
+                f"documents in {r.namespace}",
+                r.documents > 0,
+                f"{r.documents} documents in {r.model}",
             )
+            if r.chunks:
+                hits = search(
+                    probe_query or "popular item", top_k=1, namespace=r.namespace, settings=settings
+                )
+                report.add(
+                    f"probe search in {r.namespace}",
+                    bool(hits),
+                    f"top hit {hits[0].document_id}" if hits else "no results",
+                )
+    finally:
+        store.close()
     for name, passed, detail in report.checks:
         get_run_logger().info("%s %s: %s", "PASS" if passed else "FAIL", name, detail)
     report.raise_if_failed()
     return report
+
+
+def _settled_count(store: VectorStore, namespace: str, expected: int) -> int:
+    """The store's count, after waiting (bounded) for an eventually consistent store to settle."""
+    wait = getattr(store, "wait_for_count", None)
+    if wait is not None:
+        try:
+            return int(wait(namespace, expected, timeout=VALIDATION_SETTLE_S))
+        except PipelineError:
+            pass  # report the count it settled on below
+    return store.count(namespace)
 
 
 @contextmanager
