@@ -25,7 +25,7 @@ demo: install
 test: test-main test-airflow
 
 test-main: install
-	$(BIN)/ruff check flows tasks tests
+	$(BIN)/ruff check flows tasks tests api bench
 	$(BIN)/pytest -q
 
 test-airflow: install

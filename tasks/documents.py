@@ -104,8 +104,9 @@ class Document:
 def load_specs(source: Settings | Path) -> list[EmbeddingSpec]:
     """Every model with ``meta.embedding`` in the dbt manifest.
 
-    ``source`` is the settings (manifest in ``settings.dbt_target_dir``, where the transform step
-    writes it) or a dbt project folder (manifest in its ``target/``, as after a manual ``dbt parse``).
+    ``source`` is the settings (manifest in ``settings.dbt_target_dir``, where the transform
+    step writes it) or a dbt project folder (manifest in its ``target/``, as after a manual
+    ``dbt parse``).
 
     Raises:
         ConfigError: no manifest yet, a declaration is malformed, or two models share a namespace.

@@ -227,7 +227,8 @@ class Settings(BaseSettings):
     # --- operations (issue 7) ---
     backup_dir: Path | None = Field(
         default=None,
-        description="Where the backup flow writes `pg_dump -Fc` files. Unset: `<DATA_DIR>/backups`.",
+        description="Where the backup flow writes `pg_dump -Fc` files. "
+        "Unset: `<DATA_DIR>/backups`.",
     )
     backup_keep: int = Field(
         default=7, ge=1, description="How many backup files to keep; older ones are deleted."
@@ -254,7 +255,8 @@ class Settings(BaseSettings):
         default=50,
         ge=1,
         le=1000,
-        description="Hybrid mode: candidates taken from each side (vector, full-text) before fusion.",
+        description="Hybrid mode: candidates taken from each side (vector, full-text) "
+        "before fusion.",
     )
     search_rrf_k: int = Field(
         default=60, ge=1, description="Reciprocal rank fusion constant k (score = sum 1/(k+rank))."
@@ -382,7 +384,7 @@ def get_settings() -> Settings:
 
 
 def settings_markdown() -> str:
-    """The README's settings table, generated from the field descriptions (``make settings-doc``)."""
+    """The README's settings table, built from the field descriptions (``make settings-doc``)."""
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
         default = field.default

@@ -191,7 +191,8 @@ class PgVectorStore(VectorStore):
             return []
         if len(vector) != dimension:
             raise VectorStoreError(
-                f"Query vector has {len(vector)} dimensions; namespace {namespace!r} has {dimension}."
+                f"Query vector has {len(vector)} dimensions; "
+                f"namespace {namespace!r} has {dimension}."
             )
         where, params = _where(conditions)
         query_vector = np.asarray(vector, dtype=np.float32)

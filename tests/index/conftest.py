@@ -1,23 +1,3 @@
-"""Fixtures for embedder tests: the local OpenAI-compatible server."""
+"""Indexing tests use the local OpenAI-compatible server (fixtures shared with tests/embedders)."""
 
-from __future__ import annotations
-
-from collections.abc import Iterator
-
-import pytest
-
-from tests.fakes.openai_server import FakeOpenAIServer, serve
-
-
-@pytest.fixture(scope="module")
-def _server() -> Iterator[FakeOpenAIServer]:
-    server = serve()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def openai_server(_server: FakeOpenAIServer) -> FakeOpenAIServer:
-    """A running fake OpenAI server with no recorded requests and no queued faults."""
-    _server.reset()
-    return _server
+from tests.fakes.openai_fixtures import _server, openai_server  # noqa: F401
