@@ -109,6 +109,22 @@ def fake_openai(base_url: str, dimensions: int = 8, **options: Any) -> OpenAIEmb
     return embedder
 
 
+def expected(docs: dict[str, Doc], settings: Any, embedder: Any) -> dict[str, str]:
+    """``{chunk id: content hash}`` the store must hold for ``docs`` (computed independently of
+    the indexer's diff, from the chunker alone)."""
+    from tasks.documents import Document
+    from tasks.index import chunker_config, document_chunks
+
+    config = chunker_config(settings, embedder)
+    out: dict[str, str] = {}
+    for doc_id, d in docs.items():
+        doc = Document(doc_id, d.text, d.title, None, None, {})
+        out.update(
+            {c.id: c.content_hash for c in document_chunks(doc, config, embedder.count_tokens)}
+        )
+    return out
+
+
 def crash_settings(database_url: str) -> Any:
     """Settings shared by the crash worker and the test's re-run (tiny chunks and batches)."""
     from tasks.settings import Settings

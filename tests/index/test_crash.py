@@ -28,7 +28,7 @@ import psycopg
 import pytest
 
 from tasks.chunking import text_hash
-from tasks.index import chunker_config, document_chunks, index_documents
+from tasks.index import index_documents
 from tasks.stores.pgvector import PgVectorStore
 from tasks.warehouse import Warehouse
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -37,6 +37,7 @@ from tests.index.helpers import (
     Doc,
     crash_docs,
     crash_settings,
+    expected,
     fake_openai,
     ledger_rows,
     store_rows,
@@ -54,17 +55,7 @@ def _database(host: str) -> str:
 
 
 def _expected(docs: dict[str, Doc], url: str, base_url: str) -> dict[str, str]:
-    from tasks.documents import Document
-
-    embedder = fake_openai(base_url)
-    config = chunker_config(crash_settings(url), embedder)
-    out = {}
-    for doc_id, d in docs.items():
-        doc = Document(doc_id, d.text, d.title, None, None, {})
-        out.update(
-            {c.id: c.content_hash for c in document_chunks(doc, config, embedder.count_tokens)}
-        )
-    return out
+    return expected(docs, crash_settings(url), fake_openai(base_url))
 
 
 def _cached_hashes(url: str) -> set[str]:

@@ -20,7 +20,16 @@ from tasks.settings import Settings, get_settings
 from tasks.stores.pgvector import PgVectorStore
 from tasks.warehouse import get_warehouse
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.index.helpers import SPEC, Doc, fake_openai, ledger_rows, store_rows, tables, write_docs
+from tests.index.helpers import (
+    SPEC,
+    Doc,
+    expected,
+    fake_openai,
+    ledger_rows,
+    store_rows,
+    tables,
+    write_docs,
+)
 
 LONG = "\n\n".join(
     f"Section {i}. The {word} stove burns hot and packs small for long trips on foot. "
@@ -43,20 +52,6 @@ def setup(env: pytest.MonkeyPatch) -> Iterator[tuple[Settings, PgVectorStore]]:
     store = PgVectorStore(get_warehouse(settings), schema=settings.vector_schema)
     yield settings, store
     store.close()
-
-
-def expected(docs: dict[str, Doc], settings: Settings, embedder: Any) -> dict[str, str]:
-    """``{chunk id: content hash}`` the store must hold for ``docs``."""
-    from tasks.documents import Document
-
-    config = chunker_config(settings, embedder)
-    out: dict[str, str] = {}
-    for doc_id, d in docs.items():
-        doc = Document(doc_id, d.text, d.title, None, None, {})
-        out.update(
-            {c.id: c.content_hash for c in document_chunks(doc, config, embedder.count_tokens)}
-        )
-    return out
 
 
 def run(settings: Settings, store: PgVectorStore, embedder: Any, **kw: Any) -> IndexResult:

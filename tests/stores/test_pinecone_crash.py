@@ -25,14 +25,22 @@ import psycopg
 import pytest
 
 from tasks.chunking import text_hash
-from tasks.index import chunker_config, document_chunks, index_documents
+from tasks.index import index_documents
 from tasks.stores.pinecone import PineconeStore, PineconeStoreConfig
 from tasks.warehouse import Warehouse
 from tests.conftest import create_database
 from tests.fakes.openai_fixtures import _server  # noqa: F401
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.pinecone_server import FakePinecone
-from tests.index.helpers import SPEC, Doc, crash_docs, crash_settings, fake_openai, ledger_rows
+from tests.index.helpers import (
+    SPEC,
+    Doc,
+    crash_docs,
+    crash_settings,
+    expected,
+    fake_openai,
+    ledger_rows,
+)
 from tests.index.helpers import write_docs as write_documents
 
 pytestmark = pytest.mark.integration
@@ -41,17 +49,7 @@ TRIALS = 20
 
 
 def _expected(docs: dict[str, Doc], url: str, base_url: str) -> dict[str, str]:
-    from tasks.documents import Document
-
-    embedder = fake_openai(base_url)
-    config = chunker_config(crash_settings(url), embedder)
-    out: dict[str, str] = {}
-    for doc_id, d in docs.items():
-        doc = Document(doc_id, d.text, d.title, None, None, {})
-        out.update(
-            {c.id: c.content_hash for c in document_chunks(doc, config, embedder.count_tokens)}
-        )
-    return out
+    return expected(docs, crash_settings(url), fake_openai(base_url))
 
 
 def _index(url: str, base_url: str, store: PineconeStore) -> None:

@@ -10,13 +10,21 @@ from typing import Any
 
 import pytest
 
-from tasks.index import IndexResult, chunker_config, document_chunks, index_documents
+from tasks.index import IndexResult, index_documents
 from tasks.settings import Settings, get_settings
 from tasks.stores.pinecone import PineconeStore, PineconeUnavailable
 from tasks.warehouse import get_warehouse
 from tests.fakes.openai_server import FakeOpenAIServer, serve
 from tests.fakes.pinecone_server import FakePinecone
-from tests.index.helpers import SPEC, Doc, crash_docs, fake_openai, ledger_rows, write_docs
+from tests.index.helpers import (
+    SPEC,
+    Doc,
+    crash_docs,
+    expected,
+    fake_openai,
+    ledger_rows,
+    write_docs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +43,6 @@ def settings(env: pytest.MonkeyPatch) -> Settings:
     return get_settings().model_copy(
         update={"chunk_tokens": 24, "chunk_overlap_tokens": 0, "index_batch_size": 4}
     )
-
-
-def expected(docs: dict[str, Doc], settings: Settings, embedder: Any) -> dict[str, str]:
-    """``{chunk id: content hash}`` the store must hold for ``docs`` (computed independently)."""
-    from tasks.documents import Document
-
-    config = chunker_config(settings, embedder)
-    out: dict[str, str] = {}
-    for doc_id, d in docs.items():
-        doc = Document(doc_id, d.text, d.title, None, None, {})
-        out.update(
-            {c.id: c.content_hash for c in document_chunks(doc, config, embedder.count_tokens)}
-        )
-    return out
 
 
 def held(server: FakePinecone, store: PineconeStore, physical: str) -> dict[str, str]:
