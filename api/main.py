@@ -5,7 +5,6 @@ Run it with ``python -m api`` (or the ``semantic-search-api`` script); see docs/
 
 from __future__ import annotations
 
-import json
 import logging
 import traceback
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.middleware import AccessLogMiddleware, BodySizeLimitMiddleware
 from api.routers import documents, health, search
@@ -176,19 +175,12 @@ class CatchAllMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        from api.middleware import BodyTooLarge, ResponseTracker, send_json
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracker = ResponseTracker(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracker)
         except Exception as exc:
-            from api.middleware import BodyTooLarge
-
             if isinstance(exc, BodyTooLarge):
                 raise  # the size-limit middleware outside answers 413
             request_id = scope.get("state", {}).get("request_id")
@@ -198,14 +190,5 @@ class CatchAllMiddleware:
                 type(exc).__name__,
                 _where_raised(exc),
             )
-            if started:
-                return
-            body = json.dumps({"detail": "Internal error.", "request_id": request_id}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            if not tracker.started:
+                await send_json(send, 500, {"detail": "Internal error.", "request_id": request_id})

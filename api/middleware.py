@@ -29,6 +29,32 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, _too_large(max_bytes))
 
 
+class ResponseTracker:
+    """A ``send`` wrapper that records whether the response has started (headers sent), so
+    error handlers know whether they may still answer."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
+async def send_json(
+    send: Send, status: int, payload: dict[str, object], close: bool = False
+) -> None:
+    """Send a complete JSON response."""
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _too_large(max_bytes: int) -> str:
     return f"Request body larger than {max_bytes} bytes (SEARCH_API_MAX_BODY_BYTES)."
 
@@ -54,7 +80,7 @@ class BodySizeLimitMiddleware:
                 await self._reject(send)
                 return
         received = 0
-        started = False
+        tracker = ResponseTracker(send)
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -65,32 +91,14 @@ class BodySizeLimitMiddleware:
                     raise BodyTooLarge(self.max_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracker)
         except BodyTooLarge:
-            if not started:
+            if not tracker.started:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps({"detail": _too_large(self.max_bytes)}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 413, {"detail": _too_large(self.max_bytes)}, close=True)
 
 
 class AccessLogMiddleware:
