@@ -65,7 +65,7 @@ class PipelineSummary:
         if self.dbt:
             lines.append(
                 f"  transform  {self.dbt.models_built} models built, {self.dbt.tests_passed} "
-                f"tests passed, {self.dbt.tests_failed} failed  "
+                f"tests passed, {self.dbt.tests_failed} failed, {self.dbt.tests_warned} warned  "
                 f"({self.seconds.get('transform', 0):.1f}s)"
             )
         for r in self.index:
