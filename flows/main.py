@@ -134,5 +134,5 @@ if __name__ == "__main__":
     print(result.to_text())
     example = "a light tent for two people backpacking in the rain"
     print(f'\nExample search: "{example}"')
-    for hit in search(example, top_k=3):
-        print(f"  {hit.score:.3f}  {hit.title}  [{hit.document_id}]")
+    for rank, hit in enumerate(search(example, top_k=3), 1):
+        print(f"  {rank}. {hit.title}  [{hit.document_id}]")
