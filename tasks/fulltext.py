@@ -29,7 +29,7 @@ from tasks.settings import Settings, check_identifier
 from tasks.stores.base import SearchHit
 from tasks.stores.filters import Condition
 from tasks.stores.pgvector import _where as filter_sql
-from tasks.warehouse import Warehouse
+from tasks.warehouse import LazyConnection, Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -118,31 +118,27 @@ class FullTextSearch:
     def __init__(
         self, warehouse: Warehouse, text_config: str = "english", statement_timeout_ms: int = 0
     ) -> None:
-        self._warehouse = warehouse
         self._config = sql.SQL("{}::regconfig").format(
             sql.Literal(check_identifier(text_config, "text search configuration"))
         )
         self._timeout_ms = statement_timeout_ms
-        self._conn: psycopg.Connection | None = None
+        self._connection = LazyConnection(warehouse, on_open=self._prepare)
         self._indexed: set[tuple[str, str]] = set()
+
+    def _prepare(self, conn: psycopg.Connection) -> None:
+        if self._timeout_ms:
+            conn.execute(
+                "select set_config('statement_timeout', %s, false)", (str(self._timeout_ms),)
+            )
 
     @property
     def conn(self) -> psycopg.Connection:
         """The connection, opened on first use (autocommit, statement timeout applied)."""
-        if self._conn is None or self._conn.closed:
-            conn = self._warehouse.connect(autocommit=True)
-            if self._timeout_ms:
-                conn.execute(
-                    "select set_config('statement_timeout', %s, false)", (str(self._timeout_ms),)
-                )
-            self._conn = conn
-        return self._conn
+        return self._connection.get()
 
     def close(self) -> None:
         """Close the connection."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._connection.close()
 
     def table_exists(self, table: ChunkTextTable) -> bool:
         """Whether ``table`` exists (an unindexed namespace has none)."""

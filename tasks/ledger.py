@@ -30,7 +30,7 @@ from psycopg import sql
 from tasks.chunking import Chunk
 from tasks.errors import PipelineError
 from tasks.settings import check_identifier
-from tasks.warehouse import Warehouse
+from tasks.warehouse import LazyConnection, Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -154,21 +154,16 @@ class Ledger:
 
     def __init__(self, warehouse: Warehouse, schema: str = "index_state") -> None:
         self.schema = check_identifier(schema, "schema name")
-        self._warehouse = warehouse
-        self._conn: psycopg.Connection | None = None
+        self._connection = LazyConnection(warehouse)
 
     @property
     def conn(self) -> psycopg.Connection:
         """The ledger's connection (autocommit; multi-statement writes use transactions)."""
-        if self._conn is None or self._conn.closed:
-            self._conn = self._warehouse.connect(autocommit=True)
-        return self._conn
+        return self._connection.get()
 
     def close(self) -> None:
         """Close the connection (releases any advisory lock)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._connection.close()
 
     def _t(self, table: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))

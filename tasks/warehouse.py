@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -95,6 +96,35 @@ class Warehouse:
                 "running and DATABASE_URL is right, or unset DATABASE_URL to use the embedded "
                 "server."
             ) from None
+
+
+class LazyConnection:
+    """One autocommit connection to the warehouse, opened on first use and reopened if closed.
+
+    ``on_open`` prepares a new connection (register types, set a statement timeout).
+    """
+
+    def __init__(
+        self, warehouse: Warehouse, on_open: Callable[[psycopg.Connection], None] | None = None
+    ) -> None:
+        self._warehouse = warehouse
+        self._on_open = on_open
+        self._conn: psycopg.Connection | None = None
+
+    def get(self) -> psycopg.Connection:
+        """The open connection."""
+        if self._conn is None or self._conn.closed:
+            conn = self._warehouse.connect(autocommit=True)
+            if self._on_open is not None:
+                self._on_open(conn)
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection (the next ``get`` opens a new one)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def get_warehouse(settings: Settings | None = None) -> Warehouse:

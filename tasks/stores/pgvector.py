@@ -26,7 +26,7 @@ from tasks.errors import VectorStoreError
 from tasks.settings import check_identifier
 from tasks.stores.base import SearchHit, VectorRecord, VectorStore, check_namespace
 from tasks.stores.filters import Condition, parse_filter
-from tasks.warehouse import Warehouse
+from tasks.warehouse import LazyConnection, Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -40,24 +40,16 @@ class PgVectorStore(VectorStore):
 
     def __init__(self, warehouse: Warehouse, schema: str = "semantic_index") -> None:
         self.schema = check_identifier(schema, "schema name")
-        self._warehouse = warehouse
-        self._conn: psycopg.Connection | None = None
+        self._connection = LazyConnection(warehouse, on_open=_prepare)
 
     @property
     def conn(self) -> psycopg.Connection:
         """The store's connection, opened on first use with pgvector types registered."""
-        if self._conn is None or self._conn.closed:
-            conn = self._warehouse.connect(autocommit=True)
-            conn.execute("create extension if not exists vector")
-            register_vector(conn)
-            self._conn = conn
-        return self._conn
+        return self._connection.get()
 
     def close(self) -> None:
         """Close the connection."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._connection.close()
 
     def _table(self, namespace: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(
@@ -250,6 +242,12 @@ class PgVectorStore(VectorStore):
             sql.SQL("select id, content_hash from {}").format(self._table(namespace))
         ).fetchall()
         return {r[0]: r[1] for r in rows}
+
+
+def _prepare(conn: psycopg.Connection) -> None:
+    """Make sure the extension exists and psycopg knows the ``vector`` type."""
+    conn.execute("create extension if not exists vector")
+    register_vector(conn)
 
 
 def _where(conditions: list[Condition]) -> tuple[sql.Composable, list[Any]]:
