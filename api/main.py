@@ -6,7 +6,6 @@ Run it with ``python -m api`` (or the ``semantic-search-api`` script); see docs/
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,9 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.middleware import AccessLogMiddleware, BodySizeLimitMiddleware
+from api.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, CatchAllMiddleware
 from api.routers import documents, health, search
 from api.security import configured_keys
 from api.service import SearchService, ServiceBusy
@@ -149,46 +147,3 @@ def _add_error_handlers(app: FastAPI) -> None:
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "The database is unavailable; retry later.",
         )
-
-
-def _where_raised(exc: BaseException) -> str:
-    """``file:line in function`` of the innermost frame: enough to find the bug, no data."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return "unknown location"
-    last = frames[-1]
-    return f"{last.filename}:{last.lineno} in {last.name}"
-
-
-class CatchAllMiddleware:
-    """Turn any unexpected exception into a bare 500 with the request id.
-
-    Logs the exception type and where it was raised only: tracebacks and messages of unknown
-    errors may carry data or secrets. (Starlette's own handler for ``Exception`` re-raises,
-    and the server then prints the traceback; this middleware stops it here.)
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        from api.middleware import BodyTooLarge, ResponseTracker, send_json
-
-        tracker = ResponseTracker(send)
-        try:
-            await self.app(scope, receive, tracker)
-        except Exception as exc:
-            if isinstance(exc, BodyTooLarge):
-                raise  # the size-limit middleware outside answers 413
-            request_id = scope.get("state", {}).get("request_id")
-            logger.error(
-                "Request %s failed: unexpected %s at %s",
-                request_id,
-                type(exc).__name__,
-                _where_raised(exc),
-            )
-            if not tracker.started:
-                await send_json(send, 500, {"detail": "Internal error.", "request_id": request_id})

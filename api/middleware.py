@@ -7,12 +7,14 @@ import json
 import logging
 import re
 import time
+import traceback
 import uuid
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("api.access")
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -183,3 +185,44 @@ class JsonFormatter(logging.Formatter):
             "message": message,
         }
         return json.dumps(payload)
+
+
+def _where_raised(exc: BaseException) -> str:
+    """``file:line in function`` of the innermost frame: enough to find the bug, no data."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown location"
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno} in {last.name}"
+
+
+class CatchAllMiddleware:
+    """Turn any unexpected exception into a bare 500 with the request id.
+
+    Logs the exception type and where it was raised only: tracebacks and messages of unknown
+    errors may carry data or secrets. (Starlette's own handler for ``Exception`` re-raises,
+    and the server then prints the traceback; this middleware stops it here.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tracker = ResponseTracker(send)
+        try:
+            await self.app(scope, receive, tracker)
+        except Exception as exc:
+            if isinstance(exc, BodyTooLarge):
+                raise  # the size-limit middleware outside answers 413
+            request_id = scope.get("state", {}).get("request_id")
+            logger.error(
+                "Request %s failed: unexpected %s at %s",
+                request_id,
+                type(exc).__name__,
+                _where_raised(exc),
+            )
+            if not tracker.started:
+                await send_json(send, 500, {"detail": "Internal error.", "request_id": request_id})
