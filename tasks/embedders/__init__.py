@@ -35,9 +35,8 @@ def make_embedder(
 
 
 @lru_cache(maxsize=4)
-def _cached(config_json: str, provider: str) -> Embedder:
-    model = OpenAIEmbedderConfig if provider == "openai" else LocalEmbedderConfig
-    return make_embedder(model.model_validate_json(config_json))
+def _local_embedder(config_json: str) -> Embedder:
+    return make_embedder(LocalEmbedderConfig.model_validate_json(config_json))
 
 
 def get_embedder(settings: Settings | None = None) -> Embedder:
@@ -45,9 +44,9 @@ def get_embedder(settings: Settings | None = None) -> Embedder:
     settings = settings or get_settings()
     config = settings.embedder_config()
     if isinstance(config, OpenAIEmbedderConfig):
-        # SecretStr dumps as '**********'; keep the key out of the cache key but in the config.
+        # Not cached: its SecretStr key dumps as '**********', and the client is cheap to build.
         return make_embedder(config, settings)
-    return _cached(config.model_dump_json(), config.provider)
+    return _local_embedder(config.model_dump_json())
 
 
 __all__ = [
