@@ -60,7 +60,10 @@ def test_unreachable_server_names_the_fix(env: pytest.MonkeyPatch) -> None:
 
 def test_tool_specific_connection_strings() -> None:
     socket_dir = Warehouse(conninfo="host=/tmp/pg user=postgres dbname=postgres", embedded=True)
-    assert socket_dir.dlt_credentials() == "postgresql://postgres:embedded@localhost/postgres?host=/tmp/pg"
+    assert (
+        socket_dir.dlt_credentials()
+        == "postgresql://postgres:embedded@localhost/postgres?host=/tmp/pg"
+    )
     assert socket_dir.dbt_env()["DBT_PG_HOST"] == "/tmp/pg"
 
     tcp = Warehouse(

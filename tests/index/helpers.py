@@ -125,6 +125,11 @@ def expected(docs: dict[str, Doc], settings: Any, embedder: Any) -> dict[str, st
     return out
 
 
+def crash_expected(docs: dict[str, Doc], database_url: str, base_url: str) -> dict[str, str]:
+    """:func:`expected` with the crash tests' settings and embedder."""
+    return expected(docs, crash_settings(database_url), fake_openai(base_url))
+
+
 def crash_settings(database_url: str) -> Any:
     """Settings shared by the crash worker and the test's re-run (tiny chunks and batches)."""
     from tasks.settings import Settings

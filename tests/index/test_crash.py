@@ -21,7 +21,6 @@ import os
 import random
 import signal
 import time
-import uuid
 from multiprocessing.connection import Connection
 
 import psycopg
@@ -31,13 +30,14 @@ from tasks.chunking import text_hash
 from tasks.index import index_documents
 from tasks.stores.pgvector import PgVectorStore
 from tasks.warehouse import Warehouse
+from tests.conftest import create_database
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.index.helpers import (
     SPEC,
     Doc,
     crash_docs,
+    crash_expected,
     crash_settings,
-    expected,
     fake_openai,
     ledger_rows,
     store_rows,
@@ -45,17 +45,6 @@ from tests.index.helpers import (
 )
 
 TRIALS = 20
-
-
-def _database(host: str) -> str:
-    name = f"crash_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(host=host, user="postgres", dbname="postgres", autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    return f"postgresql://postgres:test@localhost/{name}?host={host}"
-
-
-def _expected(docs: dict[str, Doc], url: str, base_url: str) -> dict[str, str]:
-    return expected(docs, crash_settings(url), fake_openai(base_url))
 
 
 def _cached_hashes(url: str) -> set[str]:
@@ -108,7 +97,7 @@ def test_sigkill_at_random_points_then_rerun(
     resent_unacknowledged = 0
     late_from_killed = 0
     # How long one undisturbed run takes here: kills are spread over that window.
-    url = _database(pg_server)
+    url = create_database(pg_server)
     write_docs(url, crash_docs())
     openai_server.latency = 0.02
     child = _start_child(url, openai_server.base_url)
@@ -117,7 +106,7 @@ def test_sigkill_at_random_points_then_rerun(
     run_seconds = time.monotonic() - start
     assert child.exitcode == 0
     for trial in range(TRIALS):
-        url = _database(pg_server)
+        url = create_database(pg_server)
         docs = crash_docs()
         write_docs(url, docs)
         scenario = trial % 3
@@ -160,7 +149,7 @@ def test_sigkill_at_random_points_then_rerun(
         late = [r for r in openai_server.requests if r.headers.get("x-test-pid") != me]
         late_from_killed += len(late)
 
-        want = _expected(docs, url, openai_server.base_url)
+        want = crash_expected(docs, url, openai_server.base_url)
         rows = store_rows(url, "products")
         assert {i: r[0] for i, r in rows.items()} == want, f"trial {trial}"
         assert ledger_rows(url, "products") == {i: (h, "written") for i, h in want.items()}

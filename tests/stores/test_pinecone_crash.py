@@ -34,10 +34,9 @@ from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.pinecone_server import FakePinecone
 from tests.index.helpers import (
     SPEC,
-    Doc,
     crash_docs,
+    crash_expected,
     crash_settings,
-    expected,
     fake_openai,
     ledger_rows,
 )
@@ -46,10 +45,6 @@ from tests.index.helpers import write_docs as write_documents
 pytestmark = pytest.mark.integration
 
 TRIALS = 20
-
-
-def _expected(docs: dict[str, Doc], url: str, base_url: str) -> dict[str, str]:
-    return expected(docs, crash_settings(url), fake_openai(base_url))
 
 
 def _index(url: str, base_url: str, store: PineconeStore) -> None:
@@ -136,7 +131,7 @@ def test_sigkill_at_random_points_then_rerun_with_pinecone(
             for t in r.inputs
         }
 
-        want = _expected(docs, url, openai_server.base_url)
+        want = crash_expected(docs, url, openai_server.base_url)
         assert _held(fake_pinecone, store) == want, f"trial {trial}: Pinecone differs"
         assert ledger_rows(url, "products") == {i: (h, "written") for i, h in want.items()}
         assert store.count("products") == len(want)
