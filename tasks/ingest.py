@@ -85,7 +85,7 @@ def ingest_source(
         except PipelineStepFailed as exc:
             raise SourceError(
                 f"Source {config.name}: the load left pending by an earlier run still fails: "
-                f"{_root_cause(exc)}"
+                f"{_root_cause_exc(exc)}"
             ) from None
         result.recovered_pending = True
 
@@ -120,10 +120,8 @@ def _source_error(name: str, exc: PipelineStepFailed) -> SourceError:
     """A SourceError carrying the root cause; retryable when the root cause is transient."""
     cause = _root_cause_exc(exc)
     error = SourceError(f"Source {name}: {cause}")
-    if isinstance(cause, SourceError):
-        error.retryable = cause.retryable
-    elif not isinstance(cause, (ValueError, TypeError, KeyError)):
-        error.retryable = is_retryable(cause)
+    # Our own errors say whether they are retryable; is_retryable judges the rest.
+    error.retryable = is_retryable(cause)
     return error
 
 
@@ -135,13 +133,3 @@ def _root_cause_exc(exc: BaseException) -> BaseException:
         if isinstance(seen, SourceError):
             return seen
     return seen
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost error message of a dlt step failure (dlt wraps errors several times)."""
-    seen = exc
-    while seen.__cause__ is not None or seen.__context__ is not None:
-        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
-        if isinstance(seen, SourceError):
-            return str(seen)
-    return str(seen)
