@@ -6,10 +6,13 @@ Generates a CSV (default 1,000,000 rows, ~200 MB), then in the same PostgreSQL:
 2. the product's ingest (``tasks.ingest.ingest_source`` on a ``csv`` source) in a child process,
    whose peak resident memory is read from the kernel (``wait4`` rusage) when it exits.
 
-Prints rows/s for both, their ratio and the ingest's peak memory, as JSON and as a Markdown row
-for BENCHMARKS.md. Uses ``DATABASE_URL`` when set, else an embedded server in a temp dir.
+Each of ``--repeat`` rounds checkpoints (and syncs) before each timed phase, so neither pays
+for the other's write-back, and the ingest starts with empty raw schemas and a fresh dlt state.
+Prints each round, then the medians: rows/s for both, their ratio and the ingest's peak memory,
+as JSON and as a Markdown row for BENCHMARKS.md. Uses ``DATABASE_URL`` when set, else an
+embedded server in a temp dir.
 
-    python bench/bench_ingest.py [--rows 1000000] [--disposition append|merge]
+    python bench/bench_ingest.py [--rows 1000000] [--disposition append|merge] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -94,6 +99,14 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
         out.write("".join(chunk))
 
 
+def checkpoint(conninfo: str) -> None:
+    """Write out what earlier phases left dirty (the generated file, the WAL) so each timed phase
+    starts from the same clean state instead of paying for the previous one's write-back."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("checkpoint")
+    os.sync()
+
+
 def raw_copy(conninfo: str, path: Path) -> float:
     """Seconds to COPY ``path`` into a fresh typed table."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -117,6 +130,7 @@ def raw_copy(conninfo: str, path: Path) -> float:
 
 def ingest(database_url: str, work: Path, csv_path: Path, disposition: str) -> dict[str, float]:
     """Run the product's ingest in a child process; its seconds, rows and peak RSS (MB)."""
+    work.mkdir(parents=True, exist_ok=True)
     sources = work / "sources.yml"
     sources.write_text(
         f"""sources:
@@ -156,6 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--disposition", choices=["append", "merge"], default="append")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="COPY + ingest pairs; medians are reported"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -181,32 +198,46 @@ def main() -> None:
             f"generated {args.rows} rows, {size_mb:.0f} MB in {time.perf_counter() - started:.0f}s"
         )
 
-        copy_s = raw_copy(conninfo, csv_path)
-        print(f"COPY: {copy_s:.1f}s")
-        run = ingest(database_url, work, csv_path, args.disposition)
-        print(f"ingest: {run['seconds']:.1f}s, {run['rows']}")
-        with psycopg.connect(conninfo) as conn:
-            (loaded,) = conn.execute("select count(*) from raw_data.bench_items").fetchone()  # type: ignore[misc]
-        if loaded != args.rows:
-            raise SystemExit(f"ingest loaded {loaded} rows, expected {args.rows}")
+        copies: list[float] = []
+        runs: list[dict[str, Any]] = []
+        for attempt in range(1, args.repeat + 1):
+            checkpoint(conninfo)
+            copies.append(raw_copy(conninfo, csv_path))
+            with psycopg.connect(conninfo, autocommit=True) as conn:  # each ingest starts afresh
+                for schema in ("raw_data", "raw_data_staging"):
+                    conn.execute(f"drop schema if exists {schema} cascade")
+            checkpoint(conninfo)
+            runs.append(ingest(database_url, work / f"run{attempt}", csv_path, args.disposition))
+            with psycopg.connect(conninfo) as conn:
+                (loaded,) = conn.execute("select count(*) from raw_data.bench_items").fetchone()  # type: ignore[misc]
+            if loaded != args.rows:
+                raise SystemExit(f"ingest loaded {loaded} rows, expected {args.rows}")
+            print(
+                f"run {attempt}: COPY {copies[-1]:.2f}s, ingest {runs[-1]['seconds']:.2f}s "
+                f"(ratio {copies[-1] / runs[-1]['seconds']:.2f}), peak {runs[-1]['peak_mb']:.0f} MB"
+            )
         if server is not None:
             server.cleanup()
 
+    copy_s = statistics.median(copies)
+    ingest_s = statistics.median(run["seconds"] for run in runs)
+    peak_mb = max(run["peak_mb"] for run in runs)
     copy_rps = args.rows / copy_s
-    ingest_rps = args.rows / run["seconds"]
+    ingest_rps = args.rows / ingest_s
     figures = {
         "rows": args.rows,
         "csv_mb": round(size_mb),
         "disposition": args.disposition,
+        "runs": args.repeat,
         "copy_rows_per_s": round(copy_rps),
         "ingest_rows_per_s": round(ingest_rps),
         "ratio": round(ingest_rps / copy_rps, 3),
-        "ingest_peak_rss_mb": round(run["peak_mb"]),
+        "ingest_peak_rss_mb": round(peak_mb),
     }
     print(json.dumps(figures))
     print(
         f"| {args.rows:,} rows / {size_mb:.0f} MB | {args.disposition} | {copy_rps:,.0f} | "
-        f"{ingest_rps:,.0f} | {ingest_rps / copy_rps:.2f} | {run['peak_mb']:.0f} MB |"
+        f"{ingest_rps:,.0f} | {ingest_rps / copy_rps:.2f} | {peak_mb:.0f} MB |"
     )
 
 

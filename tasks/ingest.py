@@ -40,15 +40,31 @@ class IngestResult:
         return sum(self.rows_by_table.values())
 
 
-def make_pipeline(source_name: str, settings: Settings, warehouse: Warehouse) -> dlt.Pipeline:
-    """The dlt pipeline that loads ``source_name`` into ``settings.raw_schema``."""
+#: dlt settings changed from dlt's defaults (measured in bench/bench_ingest.py, see BENCHMARKS.md).
+#: Set as environment defaults when a pipeline is made, so an environment variable still wins.
+DLT_DEFAULTS = {
     # Arrow tables (the CSV fast path) get _dlt_load_id too: staging models keep only rows whose
     # _dlt_load_id belongs to a completed load. (The CSV source adds _dlt_id itself, in bulk.)
-    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
-    # Throughput (bench/bench_ingest.py): gzip of the load files cost ~70% of normalize time,
-    # and files of 250k rows let the loader run COPYs in parallel. Env vars still win.
-    os.environ.setdefault("DATA_WRITER__DISABLE_COMPRESSION", "true")
-    os.environ.setdefault("DATA_WRITER__FILE_MAX_ITEMS", "250000")
+    "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true",
+    # Load files stay uncompressed: gzip (csv) and snappy (parquet) cost more time than they
+    # save on a local disk.
+    "DATA_WRITER__DISABLE_COMPRESSION": "true",
+    "DATA_WRITER__COMPRESSION": "none",
+    # Load files of at most 16 MB, loaded by 4 parallel COPYs. A parquet load job holds its whole
+    # file in memory (ADBC), so this bounds the load step's memory whatever the source's size.
+    "DATA_WRITER__FILE_MAX_BYTES": str(16 << 20),
+    "LOAD__WORKERS": "4",
+    # Disk: dlt would keep every loaded file (a copy of each source, forever) and the last
+    # merge's rows in <raw schema>_staging. Each package's state and schema stay.
+    "LOAD__DELETE_COMPLETED_JOBS": "true",
+    "LOAD__TRUNCATE_STAGING_DATASET": "true",
+}
+
+
+def make_pipeline(source_name: str, settings: Settings, warehouse: Warehouse) -> dlt.Pipeline:
+    """The dlt pipeline that loads ``source_name`` into ``settings.raw_schema``."""
+    for name, value in DLT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     return dlt.pipeline(
         pipeline_name=f"ingest_{source_name}",
         pipelines_dir=str(settings.resolved_data_dir / "dlt"),

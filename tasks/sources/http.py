@@ -4,12 +4,12 @@
   honouring ``Retry-After`` (seconds or an HTTP date), capped at ``max_backoff_s``.
 * Any other 4xx fails at once with the URL and status (:class:`HttpStatusError`).
 * With ``check_json`` (REST APIs), a JSON response that does not parse fails with the URL.
-* With ``allow_private=False`` every request, and every redirect hop (requests re-enters
-  :meth:`SafeSession.send` for each hop), is refused when its host resolves to a loopback,
-  private, link-local, multicast, reserved or cloud-metadata address.
-
-Limit: the address check and the connection resolve the name separately, so a DNS server that
-answers differently within milliseconds (DNS rebinding) is not caught.
+* With ``allow_private=False`` every request, and every redirect hop (requests sends each hop
+  through the session's adapter), is refused when its host resolves to a loopback, private,
+  link-local, multicast, reserved or cloud-metadata address. The name is resolved once, by the
+  check, and the connection goes to the address that passed it (:class:`PinnedAddressAdapter`),
+  so a DNS server that answers "public" to the check and "private" to the connection (DNS
+  rebinding) gets nowhere.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from requests.hooks import default_hooks, dispatch_hook
 
 from tasks.errors import SourceError
@@ -40,12 +41,12 @@ METADATA_ADDRESSES = frozenset(
 )
 
 
-#: Name resolution used by the guard (a seam for tests that need a "public" name locally).
-_resolve = socket.getaddrinfo
-
-
 class HttpStatusError(SourceError):
     """The server answered with a status a retry cannot fix (4xx other than 429)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class HttpRetriesExhausted(SourceError):
@@ -62,39 +63,83 @@ class BlockedAddressError(SourceError):
     """A URL (or a redirect) points at an address sources may not reach (SSRF guard)."""
 
 
-def check_public_url(url: str) -> None:
-    """Raise :class:`BlockedAddressError` unless every address ``url``'s host resolves to is public.
+def is_blocked_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether sources may not connect to ``address`` (unless they allow private addresses)."""
+    return (
+        address in METADATA_ADDRESSES
+        or address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def check_url_scheme(url: str) -> None:
+    """Raise :class:`BlockedAddressError` unless ``url`` is an absolute http(s) URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BlockedAddressError(f"Refusing {url}: only absolute http(s) URLs may be fetched.")
+
+
+def check_public_url(url: str) -> str:
+    """The address to connect to for ``url``: its host's first address, once every address the
+    host resolves to has been found public.
 
     Raises:
         BlockedAddressError: the scheme is not http(s), the host does not resolve, or an address
             is loopback/private/link-local/metadata/reserved.
     """
+    check_url_scheme(url)
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BlockedAddressError(f"Refusing {url}: only absolute http(s) URLs may be fetched.")
+    assert parts.hostname is not None  # checked above
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = _resolve(parts.hostname, port, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise BlockedAddressError(f"Refusing {url}: host does not resolve ({exc}).") from None
+    addresses = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         mapped = getattr(address, "ipv4_mapped", None)
         if mapped is not None:
             address = mapped
-        if (
-            address in METADATA_ADDRESSES
-            or address.is_loopback
-            or address.is_private
-            or address.is_link_local
-            or address.is_multicast
-            or address.is_reserved
-            or address.is_unspecified
-        ):
+        if is_blocked_address(address):
             raise BlockedAddressError(
                 f"Refusing {url}: {parts.hostname} resolves to non-public address {address}. "
                 "Set `allow_private_addresses: true` on this source only if you trust it."
             )
+        addresses.append(address)
+    if not addresses:
+        raise BlockedAddressError(f"Refusing {url}: {parts.hostname} has no address.")
+    first = addresses[0]
+    return f"[{first}]" if first.version == 6 else str(first)
+
+
+class PinnedAddressAdapter(HTTPAdapter):
+    """Connects each request (and redirect hop) to the address :func:`check_public_url` vetted.
+
+    The host name is resolved once, here; the connection pool is keyed by the vetted address,
+    while the Host header, TLS SNI and the certificate check keep using the name (the technique
+    of requests-hardened's ``IPFilterAdapter``).
+    """
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        name = host_params["host"]
+        address = check_public_url(str(request.url))
+        # Set on every hop: a redirect's request is a copy that still carries the last Host.
+        request.headers["Host"] = urlsplit(str(request.url)).netloc.rpartition("@")[2]
+        if host_params["scheme"] == "https":
+            pool_kwargs["server_hostname"] = name
+            pool_kwargs["assert_hostname"] = name
+        host_params["host"] = address
+        return host_params, pool_kwargs
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -136,12 +181,15 @@ class SafeSession(requests.Session):
         self._sleep = sleep
         self.headers["User-Agent"] = options.user_agent
         self.max_redirects = 10
+        if not allow_private:
+            for prefix in ("http://", "https://"):
+                self.mount(prefix, PinnedAddressAdapter())
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        """Send with retries; check the target (and, via requests, each redirect hop) first."""
+        """Send with retries. Each request and redirect hop is checked by the pinning adapter."""
         url = str(request.url)
         if not self.allow_private:
-            check_public_url(url)
+            check_url_scheme(url)
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.http_options.timeout_s
         # Response hooks (dlt's raise_for_status) would fire inside requests before our retry
@@ -206,7 +254,8 @@ class SafeSession(requests.Session):
                 body = response.text[:200] if not kwargs.get("stream") else ""
                 raise HttpStatusError(
                     f"{request.method} {url}: HTTP {status} {response.reason}. "
-                    f"{_hint(status)} {body}".strip()
+                    f"{_hint(status)} {body}".strip(),
+                    status=status,
                 )
             return response
 

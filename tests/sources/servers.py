@@ -45,7 +45,7 @@ Route = Callable[[Request], Reply]
 class LocalServer:
     """A threaded HTTP server; ``routes`` maps a path to a handler, ``faults`` queue replies."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.routes: dict[str, Route] = {}
         self.prefix_routes: dict[str, Route] = {}
         #: Replies served (first in, first out) before the route for a path, e.g. 429s and 500s.
@@ -105,10 +105,10 @@ class LocalServer:
             do_POST = _handle
             do_HEAD = _handle
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def start(self) -> LocalServer:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -261,3 +263,110 @@ def test_missing_url_fails_fast_with_url_and_status(
     with pytest.raises(SourceError, match=r"GET http://127\.0\.0\.1:\d+/nope\.csv: HTTP 404"):
         ingest(env, sources, "files")
     assert len(server.hits("/nope.csv")) == 1  # a 404 is not retried
+
+
+def _pipeline(name: str) -> Any:
+    """The dlt pipeline the ingest task used for source ``name`` (attached from its state)."""
+    import dlt
+
+    from tasks.settings import get_settings
+
+    return dlt.attach(
+        pipeline_name=f"ingest_{name}", pipelines_dir=str(get_settings().resolved_data_dir / "dlt")
+    )
+
+
+def test_arrow_batches_load_as_parquet_through_adbc(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    """With ADBC's driver installed (a dependency) files go from extract to load unchanged."""
+    (tmp_path / "a.csv").write_text(HEADER + rows(1, 5))
+    sources = write_sources(tmp_path, csv_sources("a.csv"))
+    first = ingest(env, sources, "files")
+    loaded = _pipeline("files").get_load_package_info(first.load_ids[0])
+    assert loaded.jobs["completed_jobs"] == []  # loaded files are deleted by default
+
+    env.setenv("LOAD__DELETE_COMPLETED_JOBS", "false")  # keep them to look at their format
+    os.utime(tmp_path / "a.csv", ns=(1, 1))
+    result = ingest(env, sources, "files")
+
+    package = _pipeline("files").get_load_package_info(result.load_ids[0])
+    formats = {
+        job.job_file_info.file_format
+        for job in package.jobs["completed_jobs"]
+        if job.job_file_info.table_name == "items"
+    }
+    assert formats == {"parquet", "sql"}  # the rows, then the merge from the staging table
+    assert query(
+        database_url, "select price, updated_at::text from raw_data.items where id = 2"
+    ) == [(5.0, "2024-01-03 10:00:00+00")]
+
+
+def test_merge_skips_dlt_dedup_only_when_the_loads_keys_are_unique(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.csv").write_text(HEADER + rows(1, 5))
+    sources = write_sources(tmp_path, csv_sources("in/*.csv"))
+
+    ingest(env, sources, "files")
+    items = _pipeline("files").default_schema.get_table("items")
+    assert items["x-stage-data-deduplicated"] is True
+    assert completed_count(database_url, "items", "id") == (5, 5)
+
+    # Key 3 twice in one file and key 5 again in a second file: dlt must de-duplicate this load.
+    (data / "a.csv").write_text(HEADER + rows(1, 5) + rows(3, 1, price="7.5"))
+    (data / "b.csv").write_text(HEADER + rows(5, 2))
+    os.utime(data / "a.csv", ns=(1, 1))
+    assert ingest(env, sources, "files").rows_by_table == {"items": 8}
+    items = _pipeline("files").default_schema.get_table("items")
+    assert items["x-stage-data-deduplicated"] is False
+    assert completed_count(database_url, "items", "id") == (6, 6)
+
+    # Unique keys again, over rows already in the table: merged, not appended.
+    (data / "b.csv").write_text(HEADER + rows(5, 3, price="1.5"))
+    os.utime(data / "b.csv", ns=(2, 2))
+    assert ingest(env, sources, "files").rows_by_table == {"items": 3}
+    assert _pipeline("files").default_schema.get_table("items")["x-stage-data-deduplicated"]
+    assert completed_count(database_url, "items", "id") == (7, 7)
+    assert query(database_url, "select count(*) from raw_data.items where price = 1.5") == [(3,)]
+
+
+def test_timestamps_with_and_without_offsets(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    """Naive text is UTC (as dlt assumes); text with an offset keeps its instant."""
+    (tmp_path / "naive.csv").write_text(HEADER + "1,a,1,2024-05-01 12:00:00\n")
+    (tmp_path / "offset.csv").write_text(HEADER + "2,b,1,2024-05-01T12:00:00+02:00\n")
+    sources = write_sources(tmp_path, csv_sources("*.csv"))
+    ingest(env, sources, "files")
+    assert query(
+        database_url, "select id, updated_at at time zone 'UTC' from raw_data.items order by id"
+    ) == [(1, datetime(2024, 5, 1, 12, 0)), (2, datetime(2024, 5, 1, 10, 0))]
+
+
+def test_a_vanished_file_is_reported_and_reread_when_it_returns(
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.csv").write_text(HEADER + rows(1, 2))
+    (data / "b.csv").write_text(HEADER + rows(3, 2))
+    sources = write_sources(tmp_path, csv_sources("in/*.csv"))
+    ingest(env, sources, "files")
+
+    saved, stat = (data / "b.csv").read_text(), (data / "b.csv").stat()
+    (data / "b.csv").unlink()
+    with caplog.at_level("WARNING", logger="tasks.sources.csv_files.helpers"):
+        assert ingest(env, sources, "files").rows_by_table == {}
+    assert f"{data / 'b.csv'} was loaded before and is gone; its rows stay" in caplog.text
+    assert completed_count(database_url, "items", "id") == (4, 4)  # merge keeps them, as said
+
+    (data / "b.csv").write_text(saved)  # restored as it was (say `cp -p`): read again
+    os.utime(data / "b.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert ingest(env, sources, "files").rows_by_table == {"items": 2}
+    assert completed_count(database_url, "items", "id") == (4, 4)

@@ -181,3 +181,28 @@ def test_pages_without_validators_are_compared_by_content_hash(
     body["text"] = page("Plain", [], "Second version.")
     assert ingest(env, sources, "site").rows_by_table == {"pages": 1}
     assert completed_count(database_url, "pages", "url") == (1, 1)
+
+
+def test_a_page_that_is_gone_is_deleted_and_comes_back_when_restored(
+    site: tuple[LocalServer, Path], env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    server, root = site
+    sources = write_sources(tmp_path, web_sources(server))
+    ingest(env, sources, "site")
+    c_url = f"{server.url}/c.html"
+    assert query(database_url, f"select count(*) from raw_data.pages where url = '{c_url}'") == [
+        (1,)
+    ]
+
+    saved = (root / "c.html").read_text()
+    (root / "c.html").unlink()  # now a 404, still linked from a.html
+    ingest(env, sources, "site")
+    assert completed_count(database_url, "pages", "url") == (3, 3)
+    assert query(database_url, f"select count(*) from raw_data.pages where url = '{c_url}'") == [
+        (0,)
+    ]
+
+    (root / "c.html").write_text(saved)
+    ingest(env, sources, "site")
+    assert completed_count(database_url, "pages", "url") == (4, 4)
+    assert query(database_url, "select count(*) from raw_data.pages where deleted") == [(0,)]

@@ -19,7 +19,13 @@ from dlt.sources import DltResource
 from tasks.errors import SourceError
 from tasks.sources.config import CsvResource, CsvSourceConfig
 from tasks.sources.contracts import dlt_contract
-from tasks.sources.csv_files.helpers import local_batches, resolve_paths, url_batches
+from tasks.sources.csv_files.helpers import (
+    load_file_format,
+    local_batches,
+    resolve_paths,
+    url_batches,
+    with_dedup_hint,
+)
 from tasks.sources.http import SafeSession
 
 
@@ -35,9 +41,9 @@ def csv_resource(spec: CsvResource, config: CsvSourceConfig, base_dir: Path) -> 
         if spec.is_url:
             session = SafeSession(config.http, allow_private=config.allow_private_addresses)
             with session:
-                yield from url_batches(spec, config, session, files)
+                yield from with_dedup_hint(url_batches(spec, config, session, files), spec)
         else:
-            yield from local_batches(spec, config, base_dir, files)
+            yield from with_dedup_hint(local_batches(spec, config, base_dir, files), spec)
 
     return dlt.resource(
         batches,
@@ -46,7 +52,7 @@ def csv_resource(spec: CsvResource, config: CsvSourceConfig, base_dir: Path) -> 
         write_disposition=spec.write_disposition,
         columns={name: {"data_type": kind} for name, kind in spec.columns.items()},
         schema_contract=dlt_contract(config.contract),
-        file_format="csv",
+        file_format=load_file_format(),
     )
 
 

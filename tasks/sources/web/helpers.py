@@ -20,7 +20,7 @@ import trafilatura
 
 from tasks.sources.config import WebSourceConfig
 from tasks.sources.http import BlockedAddressError, HttpStatusError, SafeSession
-from tasks.sources.web.settings import HTML_TYPES, MAX_REDIRECTS
+from tasks.sources.web.settings import GONE_STATUSES, HTML_TYPES, MAX_REDIRECTS
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +209,14 @@ class Crawler:
             try:
                 row, links = self.fetch(url, depth)
             except (HttpStatusError, BlockedAddressError) as exc:
+                status = exc.status if isinstance(exc, HttpStatusError) else None
+                if status in GONE_STATUSES and url in self.pages:
+                    # A page stored by an earlier crawl is gone: delete its row (dlt's hard
+                    # delete), and forget it, so it is fetched afresh if it comes back.
+                    logger.warning("%s is gone (HTTP %s): deleting its row", url, status)
+                    del self.pages[url]
+                    yield deleted_row(url)
+                    continue
                 if depth == 0:
                     raise  # a seed that fails is a configuration problem
                 # Dead links are normal, and a link into a private network is refused, not
@@ -289,3 +297,9 @@ class Crawler:
             "fetched_at": datetime.now(UTC),
         }
         return row, links
+
+
+def deleted_row(url: str) -> dict[str, Any]:
+    """The row that deletes page ``url`` from the pages table (``deleted`` is dlt's hard-delete
+    column: the merge removes the stored row by its key and inserts nothing)."""
+    return {"url": url, "content_hash": "", "fetched_at": datetime.now(UTC), "deleted": True}

@@ -23,4 +23,10 @@ PAGE_COLUMNS: TTableSchemaColumns = {
     "content_hash": {"data_type": "text", "nullable": False},
     "depth": {"data_type": "bigint"},
     "fetched_at": {"data_type": "timestamp", "nullable": False},
+    # Set only on the row that deletes a page that is gone (404/410): dlt's merge removes the
+    # stored row and never inserts this one.
+    "deleted": {"data_type": "bool", "hard_delete": True},
 }
+
+#: Statuses that mean a page stored earlier is gone for good.
+GONE_STATUSES = frozenset({404, 410})
