@@ -370,3 +370,30 @@ def test_a_vanished_file_is_reported_and_reread_when_it_returns(
     os.utime(data / "b.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert ingest(env, sources, "files").rows_by_table == {"items": 2}
     assert completed_count(database_url, "items", "id") == (4, 4)
+
+
+def test_without_adbc_arrow_batches_load_as_csv(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    """The fallback when ADBC's driver is missing: csv files (dlt would use INSERTs for parquet)."""
+    import dlt.destinations._adbc_jobs as adbc_jobs
+
+    from tasks.sources.csv_files.helpers import load_file_format
+
+    env.setattr(adbc_jobs, "has_adbc_driver", lambda driver: (False, "not installed"))
+    load_file_format.cache_clear()
+    try:
+        env.setenv("LOAD__DELETE_COMPLETED_JOBS", "false")
+        (tmp_path / "a.csv").write_text(HEADER + rows(1, 3))
+        result = ingest(env, write_sources(tmp_path, csv_sources("a.csv")), "files")
+    finally:
+        load_file_format.cache_clear()
+
+    package = _pipeline("files").get_load_package_info(result.load_ids[0])
+    formats = {
+        job.job_file_info.file_format
+        for job in package.jobs["completed_jobs"]
+        if job.job_file_info.table_name == "items"
+    }
+    assert formats == {"csv", "sql"}
+    assert completed_count(database_url, "items", "id") == (3, 3)
