@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.errors import SourceError
 from tests.sources.conftest import completed_count, ingest, query, write_sources
 from tests.sources.servers import LocalServer
 
@@ -206,3 +207,17 @@ def test_a_page_that_is_gone_is_deleted_and_comes_back_when_restored(
     ingest(env, sources, "site")
     assert completed_count(database_url, "pages", "url") == (4, 4)
     assert query(database_url, "select count(*) from raw_data.pages where deleted") == [(0,)]
+
+
+def test_a_seed_that_is_gone_fails_the_load_and_deletes_nothing(
+    site: tuple[LocalServer, Path], env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    """A site answering 404 everywhere (an outage, a bad deploy) must not empty the table."""
+    server, root = site
+    sources = write_sources(tmp_path, web_sources(server))
+    ingest(env, sources, "site")
+    (root / "index.html").unlink()
+
+    with pytest.raises(SourceError, match=r"index\.html: HTTP 404"):
+        ingest(env, sources, "site")
+    assert completed_count(database_url, "pages", "url") == (4, 4)

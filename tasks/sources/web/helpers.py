@@ -209,6 +209,10 @@ class Crawler:
             try:
                 row, links = self.fetch(url, depth)
             except (HttpStatusError, BlockedAddressError) as exc:
+                if depth == 0:
+                    # A seed that fails is a configuration problem, or the whole site is down
+                    # (then nothing must be deleted): the load fails and changes nothing.
+                    raise
                 status = exc.status if isinstance(exc, HttpStatusError) else None
                 if status in GONE_STATUSES and url in self.pages:
                     # A page stored by an earlier crawl is gone: delete its row (dlt's hard
@@ -217,8 +221,6 @@ class Crawler:
                     del self.pages[url]
                     yield deleted_row(url)
                     continue
-                if depth == 0:
-                    raise  # a seed that fails is a configuration problem
                 # Dead links are normal, and a link into a private network is refused, not
                 # followed; neither should stop the rest of the crawl.
                 logger.warning("Skipping link: %s", exc)
