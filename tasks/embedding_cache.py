@@ -4,6 +4,9 @@ A vector depends only on the embedder (provider, model, dimension, input policy)
 input text, so a rebuild with new chunk settings, a second namespace or a store migration never
 pays for the same text twice. Vectors are stored as float32 bytes (``bytea``): compact and fast
 to write, and exactly what pgvector and Pinecone keep anyway.
+
+Entries no indexed chunk uses any more (edited or deleted texts) are pruned after
+``EMBEDDING_CACHE_RETENTION_DAYS``, so the cache does not grow with every edit forever.
 """
 
 from __future__ import annotations
@@ -59,6 +62,35 @@ class EmbeddingCache:
         ]
         with conn.cursor() as cur:
             cur.executemany(statement, rows)
+
+    def prune(self, conn: psycopg.Connection, older_than_days: int) -> int | None:
+        """Delete entries older than ``older_than_days`` whose text no indexed chunk (of any
+        namespace) has; return how many went, or ``None`` when a prune already ran in the last
+        day (it reads the whole cache, so it runs at most daily; ``cache_prunes`` logs each).
+        Entries still in use are kept whatever their age.
+        """
+        prunes = sql.SQL("{}.cache_prunes").format(sql.Identifier(self.schema))
+        chunks = sql.SQL("{}.chunks").format(sql.Identifier(self.schema))
+        with conn.transaction():
+            conn.execute(
+                "select pg_advisory_xact_lock(hashtext(%s))", (f"cache_prune:{self.schema}",)
+            )
+            recent = conn.execute(
+                sql.SQL("select 1 from {} where pruned_at > now() - interval '1 day'").format(
+                    prunes
+                )
+            ).fetchone()
+            if recent:
+                return None
+            removed = conn.execute(
+                sql.SQL(
+                    "delete from {} c where c.created_at < now() - make_interval(days => %s) "
+                    "and not exists (select 1 from {} k where k.content_hash = c.content_hash)"
+                ).format(self._table, chunks),
+                (older_than_days,),
+            ).rowcount
+            conn.execute(sql.SQL("insert into {} (removed) values (%s)").format(prunes), (removed,))
+        return removed
 
     def count(self, conn: psycopg.Connection, fingerprint: str | None = None) -> int:
         """Entries in the cache (for one fingerprint, or all)."""

@@ -72,6 +72,7 @@ class IndexResult:
     fingerprint: str = ""
     upserted: int = 0
     cache_hits: int = 0
+    cache_pruned: int = 0
     metadata_updated: int = 0
     requests: int = 0
     input_tokens: int = 0
@@ -96,6 +97,8 @@ class IndexResult:
             text += f"; {self.requests} requests, {self.vectors_in_store} vectors in store"
         if self.rebuilt:
             text += "; rebuilt" + (" and switched over" if self.switched else "")
+        if self.cache_pruned:
+            text += f"; {self.cache_pruned} unused embedding cache entries pruned"
         return text
 
 
@@ -283,6 +286,9 @@ def index_documents(
                 )
                 raise
             ledger.finish_run(run_id, "completed", asdict(result))
+            if settings.embedding_cache_retention_days:
+                pruned = cache.prune(ledger.conn, settings.embedding_cache_retention_days)
+                result.cache_pruned = pruned or 0
     finally:
         ledger.close()
     logger.info("Indexed %s", result.to_text())

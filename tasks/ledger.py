@@ -9,7 +9,7 @@ Tables in ``<INDEX_STATE_SCHEMA>`` (default ``index_state``); see docs/indexing.
 - ``namespaces``: the registry of physical namespaces per logical one: ``physical, logical,
   fingerprint, state ('building' | 'serving' | 'retired'), created_at, switched_at``.
 - ``runs``: one row per indexing run, with counts, tokens and estimated cost.
-- ``embedding_cache`` (see :mod:`tasks.embedding_cache`).
+- ``embedding_cache`` and ``cache_prunes`` (see :mod:`tasks.embedding_cache`).
 
 The search side reads chunk texts back with :func:`chunk_texts` (Pinecone keeps no text; hybrid
 search needs it in Postgres).
@@ -117,6 +117,14 @@ def _ddl(schema: str) -> list[sql.Composed]:
                 embedding bytea not null,
                 created_at timestamptz not null default now(),
                 primary key (fingerprint, content_hash)
+            )
+            """
+        ).format(s),
+        sql.SQL(
+            """
+            create table if not exists {}.cache_prunes (
+                pruned_at timestamptz not null default now(),
+                removed int not null
             )
             """
         ).format(s),

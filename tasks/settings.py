@@ -152,6 +152,14 @@ class Settings(BaseSettings):
         default=False,
         description="Plan only: report what would be embedded, updated, deleted and its cost.",
     )
+    embedding_cache_retention_days: int = Field(
+        default=30,
+        ge=0,
+        description=(
+            "Days an embedding cache entry that no indexed chunk uses is kept (a revert within "
+            "that time costs nothing); pruned after each index run. 0 keeps entries forever."
+        ),
+    )
     max_tokens_per_run: int | None = Field(
         default=None,
         ge=0,

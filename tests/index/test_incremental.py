@@ -84,6 +84,8 @@ def test_incremental_changes_pay_only_for_what_changed(
     )
     assert result.embedded == len(want) and result.vectors_in_store == len(want)
     assert serving_namespace(settings, "products") == "products"
+    with psycopg.connect(conninfo) as conn:  # the run pruned the (still fresh) embedding cache
+        assert conn.execute("select removed from index_state.cache_prunes").fetchall() == [(0,)]
 
     # 2. no change: zero requests, zero writes
     openai_server.reset()
