@@ -397,3 +397,53 @@ def test_without_adbc_arrow_batches_load_as_csv(
     }
     assert formats == {"csv", "sql"}
     assert completed_count(database_url, "items", "id") == (3, 3)
+
+
+def test_every_declared_type_loads_through_the_fast_path(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    (tmp_path / "t.csv").write_text(
+        "id,amount,flag,day,at,doc,blob,note\n"
+        '1,12.345678901,true,2024-02-29,13:45:10,"{""a"": [1, 2]}",aGVsbG8=,plain\n'
+        "2,,false,,,,,\n"
+    )
+    text = """
+sources:
+  - name: files
+    kind: csv
+    resources:
+      - table: typed
+        path: t.csv
+        primary_key: id
+        columns: {id: bigint, amount: decimal, flag: bool, day: date, at: time, doc: json,
+                  blob: binary}
+"""
+    ingest(env, write_sources(tmp_path, text), "files")
+    types = dict(
+        query(
+            database_url,
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = 'raw_data' and table_name = 'typed'",
+        )
+    )
+    assert {k: types[k] for k in ("id", "amount", "flag", "day", "at", "note")} == {
+        "id": "bigint",
+        "amount": "numeric",
+        "flag": "boolean",
+        "day": "date",
+        "at": "time without time zone",
+        "note": "character varying",
+    }
+    assert types["doc"] in ("json", "jsonb")
+    assert types["blob"] == "bytea"  # the cell's bytes as they are (not base64-decoded)
+    assert query(database_url, "select blob from raw_data.typed order by id") == [
+        (b"aGVsbG8=",),
+        (None,),
+    ]
+    rows = query(
+        database_url,
+        "select id, amount::text, flag, day::text, at::text, doc::text, note "
+        "from raw_data.typed order by id",
+    )
+    assert rows[0] == (1, "12.345678901", True, "2024-02-29", "13:45:10", '{"a": [1, 2]}', "plain")
+    assert rows[1] == (2, None, False, None, None, None, None)
