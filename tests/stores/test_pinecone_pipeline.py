@@ -2,6 +2,7 @@
 Prefect and the local model; vectors go through the official SDK to the local Pinecone server.
 
 Two full pipeline runs: the slowest test of the suite (about a minute), and part of every run.
+Vector and hybrid search run against the result.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def test_pipeline_indexes_into_pinecone_and_reruns_write_nothing(
     env: pytest.MonkeyPatch, prefect_harness: None, fake_pinecone: FakePinecone
 ) -> None:
     from flows.main import data_pipeline
-    from tasks.search import search
+    from tasks.search import Searcher, search
 
     index_name = f"pipe-{uuid.uuid4().hex[:8]}"
     for key, value in {
@@ -45,6 +46,14 @@ def test_pipeline_indexes_into_pinecone_and_reruns_write_nothing(
     hits = search("a light tent for two people backpacking in the rain", top_k=3)
     assert len(hits) == 3
     assert all(h.document_id and h.snippet for h in hits)  # text came back with the hit
+
+    # Hybrid with Pinecone: the keyword side reads the chunk text from the ledger in Postgres
+    # and is fused with Pinecone's vector hits; an exact product name wins and is highlighted.
+    with Searcher() as searcher:
+        hybrid = searcher.search("Clearcall", top_k=3, mode="hybrid")
+    assert hybrid.candidates["vector"] > 0 and hybrid.candidates["fulltext"] > 0
+    assert hybrid.results[0].document_id == "item:2"
+    assert "<mark>Clearcall</mark>" in hybrid.results[0].snippet
 
     # A re-run with nothing changed embeds nothing and writes nothing to Pinecone.
     fake_pinecone.reset_counters()
