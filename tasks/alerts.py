@@ -50,7 +50,7 @@ OVERLONG_SUBJECT = "Pipeline alert: {{ flow.name }} is running too long"
 OVERLONG_BODY = """\
 Flow: {{ flow.name }}
 Deployment: {{ deployment.name }}
-Run: {{ flow_run.name }} has been running for more than {minutes} minutes
+Run: {{ flow_run.name }} has been running for more than {limit}
 Run link: {{ flow_run|ui_url }}"""
 
 
@@ -81,8 +81,15 @@ def webhook_block(url: str) -> Any:
     )
 
 
-def _tagged_runs() -> dict[str, Any]:
-    return {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{PIPELINE_TAG}"}
+def _tagged_runs(tag: str = PIPELINE_TAG) -> dict[str, Any]:
+    return {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{tag}"}
+
+
+def _duration(limit: timedelta) -> str:
+    """``30 minutes``, ``1 minute``, ``5 seconds``: the limit as the alert says it."""
+    seconds = int(limit.total_seconds())
+    value, unit = (seconds // 60, "minute") if seconds % 60 == 0 else (seconds, "second")
+    return f"{value} {unit}{'' if value == 1 else 's'}"
 
 
 def failure_automation(block_id: UUID) -> Any:
@@ -107,28 +114,38 @@ def failure_automation(block_id: UUID) -> Any:
     )
 
 
-def overlong_automation(block_id: UUID, max_run_minutes: int) -> Any:
-    """Notify when a pipeline run is still running ``max_run_minutes`` after it started."""
+def overlong_automation(
+    block_id: UUID,
+    limit: timedelta,
+    *,
+    tag: str = PIPELINE_TAG,
+    name: str = OVERLONG_AUTOMATION,
+) -> Any:
+    """Notify when a run tagged ``tag`` is still running ``limit`` after it started.
+
+    A proactive trigger: the server starts a window at the run's Running event and fires when
+    no final state (Completed, Failed, Cancelled, ...) arrived within it.
+    """
     from prefect.automations import AutomationCore, EventTrigger, Posture, SendNotification
 
     return AutomationCore(
-        name=OVERLONG_AUTOMATION,
-        description=f"A pipeline run has not finished {max_run_minutes} minutes after starting.",
+        name=name,
+        description=f"A pipeline run has not finished {_duration(limit)} after starting.",
         trigger=EventTrigger(
             match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related=_tagged_runs(),
+            match_related=_tagged_runs(tag),
             after={"prefect.flow-run.Running"},
             expect=set(FINAL_EVENTS),
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
-            within=timedelta(minutes=max_run_minutes),
+            within=limit,
         ),
         actions=[
             SendNotification(
                 block_document_id=block_id,
                 subject=OVERLONG_SUBJECT,
-                body=OVERLONG_BODY.replace("{minutes}", str(max_run_minutes)),
+                body=OVERLONG_BODY.replace("{limit}", _duration(limit)),
             )
         ],
     )
@@ -173,7 +190,7 @@ def setup_operations(
         result.block_id = webhook_block(webhook_url).save(ALERT_BLOCK_NAME, overwrite=True)
         for automation in (
             failure_automation(result.block_id),
-            overlong_automation(result.block_id, max_run_minutes),
+            overlong_automation(result.block_id, timedelta(minutes=max_run_minutes)),
         ):
             client.create_automation(automation)
             result.automations.append(automation.name)

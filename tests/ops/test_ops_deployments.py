@@ -6,7 +6,9 @@ Heavy (one server, one worker, a handful of flow runs on 12 items): the session 
 from __future__ import annotations
 
 import subprocess
+from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -270,3 +272,42 @@ def test_no_secret_reaches_logs_artifacts_or_process_output(
     for setting, canary in ops.canaries.items():
         for where, text in haystacks.items():
             assert canary not in text, f"{setting} leaked into {where}"
+
+
+def test_a_run_over_its_time_limit_alerts_the_webhook(ops: Ops) -> None:
+    """The proactive "run too long" automation fires for a run past its limit. Same automation
+    as `make setup-prefect` creates, with a 10-second limit (the least Prefect allows; a daily
+    run here takes ~17 s) and a tag only this test's run has."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from tasks.alerts import ALERT_BLOCK_NAME, overlong_automation
+
+    slug = CustomWebhookNotificationBlock.get_block_type_slug()
+    with ops.server.client() as c:
+        block = c.get(f"/block_types/slug/{slug}/block_documents/name/{ALERT_BLOCK_NAME}")
+        block.raise_for_status()
+        automation = overlong_automation(
+            UUID(block.json()["id"]),
+            timedelta(seconds=10),
+            tag="overlong-probe",
+            name="test: run too long",
+        )
+        created = c.post("/automations/", json=automation.model_dump(mode="json"))
+        created.raise_for_status()
+    try:
+        run_id = ops.trigger("data-pipeline", "daily", tags=["overlong-probe"])
+        hits = ops.webhook.wait_for(
+            lambda r: run_id in r["json"].get("text", "") and "too long" in r["json"]["text"],
+            timeout=180,
+        )
+        run = ops.wait(run_id)
+    finally:
+        with ops.server.client() as c:
+            c.delete(f"/automations/{created.json()['id']}").raise_for_status()
+
+    assert hits, f"no overlong alert; got {ops.webhook.requests}"
+    text = hits[0]["json"]["text"]
+    assert "Pipeline alert: data-pipeline is running too long" in text
+    assert "has been running for more than 10 seconds" in text
+    assert f"/runs/flow-run/{run_id}" in text
+    assert run["state_type"] == "COMPLETED"  # an alert, not a timeout: the run goes on

@@ -7,6 +7,7 @@ import importlib
 import os
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -326,7 +327,9 @@ def test_automations_match_tagged_runs_and_say_where_it_failed() -> None:
     body = failure.actions[0].body
     for piece in ("flow.name", "flow_run.state.message", "flow_run|ui_url", "deployment.name"):
         assert piece in body
-    overlong = overlong_automation(uuid4(), 90)
+    overlong = overlong_automation(uuid4(), timedelta(minutes=90))
     assert overlong.trigger.posture == "Proactive"
     assert overlong.trigger.within.total_seconds() == 90 * 60
     assert "90 minutes" in overlong.actions[0].body
+    assert "1 minute\n" in overlong_automation(uuid4(), timedelta(minutes=1)).actions[0].body
+    assert "5 seconds" in overlong_automation(uuid4(), timedelta(seconds=5)).actions[0].body
