@@ -332,4 +332,4 @@ def test_automations_match_tagged_runs_and_say_where_it_failed() -> None:
     assert overlong.trigger.within.total_seconds() == 90 * 60
     assert "90 minutes" in overlong.actions[0].body
     assert "1 minute\n" in overlong_automation(uuid4(), timedelta(minutes=1)).actions[0].body
-    assert "5 seconds" in overlong_automation(uuid4(), timedelta(seconds=5)).actions[0].body
+    assert "15 seconds" in overlong_automation(uuid4(), timedelta(seconds=15)).actions[0].body
