@@ -156,6 +156,28 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k not in drop}
 
 
+class RetryUnavailable(httpx.BaseTransport):
+    """Retries 503 answers, as Prefect's own client (and the Airflow bridge's hook) do: the
+    server answers 503 to errors a client should retry, such as its SQLite database being busy
+    while the worker, the event pipeline and the automations write to it."""
+
+    def __init__(self, attempts: int = 6) -> None:
+        self._inner = httpx.HTTPTransport()
+        self._attempts = attempts
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(self._attempts):
+            response = self._inner.handle_request(request)
+            if response.status_code != 503 or attempt == self._attempts - 1:
+                return response
+            response.close()
+            time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 @dataclass
 class PrefectServer:
     """A running ``prefect server start``."""
@@ -167,7 +189,7 @@ class PrefectServer:
 
     def client(self) -> httpx.Client:
         """HTTP client on the server's REST API."""
-        return httpx.Client(base_url=self.api_url, timeout=30)
+        return httpx.Client(base_url=self.api_url, timeout=30, transport=RetryUnavailable())
 
 
 @pytest.fixture(scope="session")
