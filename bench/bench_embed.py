@@ -31,50 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from vocabulary import PRODUCTS, QUALITIES
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-WORDS = [
-    "kettle",
-    "lamp",
-    "chair",
-    "garden",
-    "drill",
-    "novel",
-    "puzzle",
-    "racket",
-    "blender",
-    "tent",
-    "lantern",
-    "desk",
-    "monitor",
-    "cable",
-    "speaker",
-    "mug",
-    "blanket",
-    "shelf",
-    "pillow",
-    "stove",
-    "camera",
-    "tripod",
-    "bottle",
-    "jacket",
-    "sturdy",
-    "light",
-    "warm",
-    "quiet",
-    "fast",
-    "small",
-    "large",
-    "waterproof",
-    "durable",
-    "classic",
-    "modern",
-    "compact",
-    "portable",
-]
+WORDS = PRODUCTS + QUALITIES
 
 
 def body(rng: random.Random, n_words: int = 45) -> str:

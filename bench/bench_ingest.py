@@ -30,36 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from vocabulary import PRODUCTS
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-WORDS = [
-    "kettle",
-    "lamp",
-    "chair",
-    "garden",
-    "drill",
-    "novel",
-    "puzzle",
-    "racket",
-    "blender",
-    "tent",
-    "lantern",
-    "desk",
-    "monitor",
-    "cable",
-    "speaker",
-    "mug",
-    "blanket",
-    "shelf",
-    "pillow",
-    "stove",
-    "camera",
-    "tripod",
-    "bottle",
-    "jacket",
-]
 CATEGORIES = ["kitchen", "outdoor", "electronics", "home_office", "fitness", "garden", "books"]
 
 CHILD = """
@@ -86,9 +61,9 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
         out.write("id,name,category,price,updated_at,description\n")
         chunk: list[str] = []
         for i in range(1, rows + 1):
-            words = " ".join(rng.choice(WORDS) for _ in range(18))
+            words = " ".join(rng.choice(PRODUCTS) for _ in range(18))
             chunk.append(
-                f"{i},{rng.choice(WORDS)} {rng.choice(WORDS)} {i % 997},"
+                f"{i},{rng.choice(PRODUCTS)} {rng.choice(PRODUCTS)} {i % 997},"
                 f"{rng.choice(CATEGORIES)},{rng.randint(100, 99999) / 100},"
                 f"2024-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}:00,"
                 f'"{words}, model {i}"\n'
