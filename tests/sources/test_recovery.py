@@ -59,6 +59,29 @@ def kill(child: subprocess.Popen[bytes]) -> None:
     assert child.wait(30) == -signal.SIGKILL
 
 
+def kill_when_blocked(database_url: str, blocking_sql: str, what: str) -> None:
+    """Run ``blocking_sql`` in an open transaction, start an ingest of source ``files``, SIGKILL
+    it once it waits on that lock inside Postgres, then roll the blocker back."""
+    params = conninfo_to_dict(database_url)
+    with psycopg.connect(**params) as blocker:  # type: ignore[arg-type]
+        blocker.execute(blocking_sql)  # type: ignore[arg-type]
+        child = start_child("files")
+        with psycopg.connect(**params, autocommit=True) as monitor:  # type: ignore[arg-type]
+            wait_for(
+                lambda: (
+                    monitor.execute(
+                        "select count(*) from pg_stat_activity where datname = current_database() "
+                        "and wait_event_type = 'Lock'"
+                    ).fetchone()[0]  # type: ignore[index]
+                    > 0
+                ),
+                child,
+                what,
+            )
+            kill(child)
+        blocker.rollback()
+
+
 def test_killed_during_extract_then_rerun(
     api: Api, env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
 ) -> None:
@@ -94,25 +117,12 @@ def test_killed_while_loading_then_rerun(
 
     data.write_text(HEADER + rows(1, 10, price="7.0") + rows(11, 5))
     os.utime(data, ns=(10**9, 10**9))
-    params = conninfo_to_dict(database_url)
-    with psycopg.connect(**params) as blocker:  # type: ignore[arg-type]
-        # Hold the table so the child's load blocks inside Postgres, then kill it there.
-        blocker.execute("lock table raw_data.items in access exclusive mode")
-        child = start_child("files")
-        with psycopg.connect(**params, autocommit=True) as monitor:  # type: ignore[arg-type]
-            wait_for(
-                lambda: (
-                    monitor.execute(
-                        "select count(*) from pg_stat_activity where datname = current_database() "
-                        "and wait_event_type = 'Lock'"
-                    ).fetchone()[0]  # type: ignore[index]
-                    > 0
-                ),
-                child,
-                "the child's load to block on the table lock",
-            )
-            kill(child)
-        blocker.rollback()
+    # Hold the table so the child's load blocks inside Postgres, then kill it there.
+    kill_when_blocked(
+        database_url,
+        "lock table raw_data.items in access exclusive mode",
+        "the child's load to block on the table lock",
+    )
 
     data.write_text(HEADER + rows(1, 10, price="8.0") + rows(11, 10))  # more new data
     os.utime(data, ns=(2 * 10**9, 2 * 10**9))
@@ -137,26 +147,9 @@ def test_first_load_killed_after_extract_then_rerun(
     data.write_text(HEADER + rows(1, 12))
     sources = write_sources(tmp_path, csv_sources("items.csv"))
     env.setenv("SOURCES_FILE", str(sources))
-    params = conninfo_to_dict(database_url)
-    with psycopg.connect(**params) as blocker:  # type: ignore[arg-type]
-        # An uncommitted CREATE SCHEMA makes the child's own CREATE SCHEMA wait: the child has
-        # extracted and normalized everything and is starting its first load.
-        blocker.execute("create schema raw_data")
-        child = start_child("files")
-        with psycopg.connect(**params, autocommit=True) as monitor:  # type: ignore[arg-type]
-            wait_for(
-                lambda: (
-                    monitor.execute(
-                        "select count(*) from pg_stat_activity where datname = current_database() "
-                        "and wait_event_type = 'Lock'"
-                    ).fetchone()[0]  # type: ignore[index]
-                    > 0
-                ),
-                child,
-                "the child's first load to block",
-            )
-            kill(child)
-        blocker.rollback()
+    # An uncommitted CREATE SCHEMA makes the child's own CREATE SCHEMA wait: the child has
+    # extracted and normalized everything and is starting its first load.
+    kill_when_blocked(database_url, "create schema raw_data", "the child's first load to block")
 
     data.write_text(HEADER + rows(1, 15))
     os.utime(data, ns=(10**9, 10**9))
