@@ -306,6 +306,15 @@ class Ops:
         return found
 
 
+def run_ok(
+    args: list[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a command from the checkout; fail the test with its output unless it exits 0."""
+    done = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
 @pytest.fixture(scope="session")
 def ops(
     prefect_server: PrefectServer,
@@ -344,37 +353,15 @@ def ops(
         "PYTHONUNBUFFERED": "1",
     }
 
-    setup = subprocess.run(
-        [str(BIN / "python"), "-m", "flows.setup_alerts", "--max-run-minutes", "30"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert setup.returncode == 0, setup.stdout + setup.stderr
+    run_ok([str(BIN / "python"), "-m", "flows.setup_alerts", "--max-run-minutes", "30"], env, 120)
 
     # The real prefect.yaml, except the pull steps: run this checkout instead of a git clone.
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     spec["pull"] = [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
     prefect_file = tmp_path_factory.mktemp("deploy") / "prefect.yaml"
     prefect_file.write_text(yaml.safe_dump(spec, sort_keys=False))
-    deploy = subprocess.run(
-        [
-            str(BIN / "prefect"),
-            "--no-prompt",
-            "deploy",
-            "--all",
-            "--prefect-file",
-            str(prefect_file),
-        ],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    deploy_all = ["deploy", "--all", "--prefect-file", str(prefect_file)]
+    deploy = run_ok([str(BIN / "prefect"), "--no-prompt", *deploy_all], env, 300)
 
     worker_log = worker_home / "worker.log"
     with worker_log.open("w") as out:

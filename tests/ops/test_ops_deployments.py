@@ -5,7 +5,6 @@ Heavy (one server, one worker, a handful of flow runs on 12 items): the session 
 
 from __future__ import annotations
 
-import subprocess
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -14,7 +13,7 @@ import psycopg
 import pytest
 
 from tests.conftest import create_database
-from tests.ops.conftest import BIN, N_ITEMS, REPO, Ops
+from tests.ops.conftest import BIN, N_ITEMS, Ops, run_ok
 
 pytestmark = pytest.mark.integration
 
@@ -221,15 +220,7 @@ def test_backup_deployment_dump_restores_into_a_fresh_database(
 
     fresh = create_database(ops.pg_host)
     env = {**ops.worker_env, "DATABASE_URL": fresh}
-    restored = subprocess.run(
-        [str(BIN / "python"), "-m", "flows.backup", "restore", str(backups[-1])],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert restored.returncode == 0, restored.stdout + restored.stderr
+    run_ok([str(BIN / "python"), "-m", "flows.backup", "restore", str(backups[-1])], env, 300)
 
     source = _table_counts(ops.database_url)
     copy = _table_counts(fresh)
