@@ -276,6 +276,16 @@ def _pipeline(name: str) -> Any:
     )
 
 
+def _items_file_formats(load_id: str) -> set[str]:
+    """Formats of the files load ``load_id`` of source ``files`` loaded into ``items``."""
+    package = _pipeline("files").get_load_package_info(load_id)
+    return {
+        job.job_file_info.file_format
+        for job in package.jobs["completed_jobs"]
+        if job.job_file_info.table_name == "items"
+    }
+
+
 def test_arrow_batches_load_as_parquet_through_adbc(
     env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
 ) -> None:
@@ -290,12 +300,7 @@ def test_arrow_batches_load_as_parquet_through_adbc(
     os.utime(tmp_path / "a.csv", ns=(1, 1))
     result = ingest(env, sources, "files")
 
-    package = _pipeline("files").get_load_package_info(result.load_ids[0])
-    formats = {
-        job.job_file_info.file_format
-        for job in package.jobs["completed_jobs"]
-        if job.job_file_info.table_name == "items"
-    }
+    formats = _items_file_formats(result.load_ids[0])
     assert formats == {"parquet", "sql"}  # the rows, then the merge from the staging table
     assert query(
         database_url, "select price, updated_at::text from raw_data.items where id = 2"
@@ -389,12 +394,7 @@ def test_without_adbc_arrow_batches_load_as_csv(
     finally:
         load_file_format.cache_clear()
 
-    package = _pipeline("files").get_load_package_info(result.load_ids[0])
-    formats = {
-        job.job_file_info.file_format
-        for job in package.jobs["completed_jobs"]
-        if job.job_file_info.table_name == "items"
-    }
+    formats = _items_file_formats(result.load_ids[0])
     assert formats == {"csv", "sql"}
     assert completed_count(database_url, "items", "id") == (3, 3)
 
