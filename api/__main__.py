@@ -12,6 +12,7 @@ from pydantic import SecretStr
 import flows  # noqa: F401  (offline defaults: no telemetry)
 from api.middleware import JsonFormatter
 from tasks.errors import PipelineError
+from tasks.runtime import stop_cleanly_on_sigterm
 from tasks.settings import get_settings
 
 
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    # uvicorn restores the handler it found and re-raises SIGTERM after its graceful shutdown:
+    # with this one that ends in SystemExit, so an embedded server we started is stopped.
+    stop_cleanly_on_sigterm()
 
     import uvicorn
 

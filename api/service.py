@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from tasks.embedders import get_embedder
 from tasks.embedders.base import Embedder
-from tasks.errors import PipelineError
+from tasks.errors import ConfigError, PipelineError
 from tasks.fulltext import chunk_text_table
 from tasks.namespaces import serving_namespace
 from tasks.search import Searcher, namespace_specs
@@ -125,6 +125,12 @@ class SearchService:
             return checks
         try:
             specs = namespace_specs(self.settings)
+        except ConfigError as exc:
+            # No manifest yet (the pipeline never ran where this service can see its state):
+            # every search would fail, so the service is not ready.
+            checks["index"] = f"not built: {exc}"
+            return checks
+        try:
             if not specs:
                 checks["index"] = "no namespace declared in the dbt project"
             with self.searcher() as s:

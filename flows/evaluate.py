@@ -20,6 +20,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import flows  # noqa: F401  (offline defaults, before Prefect reads its settings)
 
 from prefect import flow
 

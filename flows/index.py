@@ -7,10 +7,12 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import flows  # noqa: F401  (offline defaults, before Prefect reads its settings)
 
 from prefect import flow
 
 import flows  # noqa: F401
+from flows.cli import run_cli
 from tasks.index import IndexResult
 from tasks.steps import embedding_slot, index_task, specs_task
 
@@ -30,6 +32,11 @@ def index() -> list[IndexResult]:
     return results
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """``python flows/index.py``: index every declared documents model."""
     for r in index():
         print(f"{r.namespace}: {r.embedded} embedded, {r.unchanged} unchanged, {r.deleted} deleted")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -7,10 +7,12 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # `python flows/ingest.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import flows  # noqa: F401  (offline defaults, before Prefect reads its settings)
 
 from prefect import flow
 
 import flows  # noqa: F401  (offline defaults)
+from flows.cli import run_cli
 from tasks.ingest import IngestResult
 from tasks.steps import ingest_task, read_sources
 
@@ -23,6 +25,11 @@ def ingest(sources: list[str] | None = None) -> list[IngestResult]:
     return [ingest_task(source) for source in configs]
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """``python flows/ingest.py``: load every declared source and print the row counts."""
     for result in ingest():
         print(f"{result.source}: {result.rows_by_table}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -12,17 +12,22 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # `python flows/main.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    # Before Prefect is imported: it reads its settings (e.g. the start-up timeout) at import.
+    import flows  # noqa: F401
 
 from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, Field
 
 import flows  # noqa: F401  (offline defaults)
+from flows.cli import run_cli
 from flows.index import index
 from flows.ingest import ingest
 from flows.transform import transform
+from tasks.errors import PipelineError
 from tasks.index import IndexResult
 from tasks.ingest import IngestResult
 from tasks.report import publish_run_report, run_stage
+from tasks.settings import get_settings
 from tasks.steps import validate_task
 from tasks.transform import DbtResult
 from tasks.validate import ValidationReport
@@ -104,6 +109,7 @@ def data_pipeline(
     Each stage emits ``pipeline.<stage>.completed`` (or ``.failed``) and the run ends with a
     report artifact, also when a stage failed (the error then names the stage).
     """
+    get_settings()  # unusable settings fail here, before any stage starts
     params = params or PipelineParams()
     summary = PipelineSummary()
     if run_date:
@@ -127,12 +133,35 @@ def data_pipeline(
     return summary
 
 
-if __name__ == "__main__":
+#: The closing example of ``python flows/main.py`` (phrased for the demo catalog).
+EXAMPLE_QUERY = "a light tent for two people backpacking in the rain"
+
+
+def print_example_searches(summary: PipelineSummary, query: str = EXAMPLE_QUERY) -> None:
+    """Print the top 3 hits of ``query`` in every namespace the run indexed.
+
+    Only an illustration: a failure is reported on stderr and never fails the command.
+    """
     from tasks.search import search
 
-    result = data_pipeline()
-    print(result.to_text())
-    example = "a light tent for two people backpacking in the rain"
-    print(f'\nExample search: "{example}"')
-    for rank, hit in enumerate(search(example, top_k=3), 1):
-        print(f"  {rank}. {hit.title}  [{hit.document_id}]")
+    for result in summary.index:
+        print(f'\nExample search in {result.namespace}: "{query}"')
+        try:
+            hits = search(query, top_k=3, namespace=result.namespace)
+        except PipelineError as exc:
+            print(f"  (example search failed: {exc})", file=sys.stderr)
+            continue
+        for rank, hit in enumerate(hits, 1):
+            print(f"  {rank}. {hit.title}  [{hit.document_id}]")
+
+
+def main() -> int:
+    """``python flows/main.py``: run the pipeline, print its summary and an example search."""
+    summary = data_pipeline()
+    print(summary.to_text())
+    print_example_searches(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

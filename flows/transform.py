@@ -7,11 +7,13 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import flows  # noqa: F401  (offline defaults, before Prefect reads its settings)
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 import flows  # noqa: F401
+from flows.cli import run_cli
 from tasks.settings import get_settings
 from tasks.transform import DbtResult, run_dbt
 from tasks.warehouse import get_warehouse
@@ -38,6 +40,11 @@ def transform(docs: bool | None = None) -> DbtResult:
     return result
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """``python flows/transform.py``: build and test the dbt project."""
     r = transform()
     print(f"dbt {r.command}: {r.models_built} models, {r.tests_passed} tests passed")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
         specs = [
-            s for s in load_specs(settings.dbt_project_dir) if args.namespace in (None, s.namespace)
+            s for s in load_specs(settings) if args.namespace in (None, s.namespace)
         ]
         warehouse = get_warehouse(settings)
         embedder = get_embedder(settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +35,13 @@ def check_identifier(value: str, what: str) -> str:
             "starting with a letter or '_', at most 63 characters"
         )
     return value
+
+
+def _is_blank(value: object) -> bool:
+    """Whether ``value`` is an empty or whitespace-only string (or secret)."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return isinstance(value, str) and not value.strip()
 
 
 class LocalEmbedderConfig(BaseModel):
@@ -308,6 +315,25 @@ class Settings(BaseSettings):
     search_api_pool_size: int = Field(
         default=4, ge=1, le=64, description="Database connections held by the search service."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        """An empty or blank value of an optional setting means unset.
+
+        Compose files and CI templates pass ``OPENAI_API_KEY: ${OPENAI_API_KEY:-}``: an empty
+        string that must not count as a key (``auto`` would pick OpenAI and fail later with the
+        SDK's "Missing credentials"). Settings with a non-empty default keep an explicit empty
+        value (``SEARCH_API_CORS_ORIGINS=`` closes CORS on purpose).
+        """
+        if not isinstance(data, dict):
+            return data
+        optional = {name for name, f in cls.model_fields.items() if f.default is None}
+        return {
+            key: value
+            for key, value in data.items()
+            if not (str(key).lower() in optional and _is_blank(value))
+        }
 
     @field_validator("index_state_schema")
     @classmethod

