@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-main test-airflow lint search serve setup-prefect deploy check-compose settings-doc clean
+.PHONY: install demo test test-main test-airflow lint search serve setup-prefect deploy check-compose settings-doc db-status db-stop clean
 
 install: $(STAMP)
 
@@ -51,6 +51,13 @@ deploy: install
 
 check-compose:
 	bash deployments/check_compose.sh
+
+# The embedded PostgreSQL server of DATA_DIR (see tasks/embedded_server.py).
+db-status: install
+	$(BIN)/python -m tasks.embedded_server status
+
+db-stop: install
+	$(BIN)/python -m tasks.embedded_server stop
 
 settings-doc: install
 	$(BIN)/python -m tasks.settings --write-readme

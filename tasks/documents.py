@@ -30,6 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -144,6 +145,19 @@ def load_specs(source: Settings | Path) -> list[EmbeddingSpec]:
     if len(namespaces) != len(set(namespaces)):
         raise ConfigError(f"Two dbt models declare the same embedding namespace: {namespaces}")
     return specs
+
+
+def count_documents(warehouse: Warehouse, spec: EmbeddingSpec) -> int:
+    """How many rows the documents model of ``spec`` has (0 if it does not exist yet)."""
+    query = sql.SQL("select count(*) from {schema}.{rel}").format(
+        schema=sql.Identifier(spec.schema_name), rel=sql.Identifier(spec.relation)
+    )
+    with warehouse.connect() as conn:
+        try:
+            row = conn.execute(query).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0  # fetch_documents says what to do about it
+    return int(row[0]) if row else 0
 
 
 def fetch_documents(warehouse: Warehouse, spec: EmbeddingSpec) -> Iterator[Document]:

@@ -38,12 +38,13 @@ from tasks.chunking import (
     metadata_hash,
     text_hash,
 )
-from tasks.documents import Document, EmbeddingSpec, fetch_documents
+from tasks.documents import Document, EmbeddingSpec, count_documents, fetch_documents
 from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded
 from tasks.embedding_cache import EmbeddingCache
 from tasks.errors import ValidationFailed
 from tasks.ledger import PENDING, WRITTEN, Ledger, LedgerEntry
 from tasks.namespaces import choose_target
+from tasks.progress import PhaseUpdate, Progress, ProgressCallback
 from tasks.settings import Settings, get_settings
 from tasks.stores.base import VectorRecord, VectorStore
 from tasks.warehouse import Warehouse
@@ -53,7 +54,8 @@ logger = logging.getLogger(__name__)
 #: Chunk size when CHUNK_TOKENS is unset (capped at the model's input limit).
 DEFAULT_CHUNK_TOKENS = 256
 
-ProgressCallback = Callable[[int, int], None]
+#: Texts token-counted per step of the planning phase (one progress update each).
+COUNT_SLICE = 1024
 
 
 @dataclass
@@ -197,12 +199,16 @@ def index_documents(
 ) -> IndexResult:
     """Bring ``spec.namespace`` in the store in line with the documents of ``spec``.
 
+    ``on_progress`` receives a :class:`tasks.progress.PhaseUpdate` at the start and end of each
+    phase (chunking, planning, embedding, writing) and every few seconds in between.
+
     Raises:
         EmbeddingBudgetExceeded: the run would send more than ``MAX_TOKENS_PER_RUN`` tokens
             (nothing was embedded or written).
         ValidationFailed: after writing, the ledger, the store and the documents disagree.
     """
     settings = settings or get_settings()
+    progress = Progress(spec.namespace, on_progress)
     dry_run = settings.index_dry_run if dry_run is None else dry_run
     logical = spec.namespace
     config = chunker_config(settings, embedder)
@@ -220,7 +226,8 @@ def index_documents(
             target = choose_target(logical, fingerprint, registered)
             result.physical_namespace = target
             result.rebuilt = serving is None or serving.physical != target
-            desired = _desired_chunks(spec, warehouse, embedder, config, result)
+            desired = _desired_chunks(spec, warehouse, embedder, config, result, progress)
+            planning = progress.phase("planning", len(desired))
             entries = ledger.entries(target)
             if not entries and not dry_run:
                 entries = _adopt_unknown(store, target, fingerprint)
@@ -234,7 +241,12 @@ def index_documents(
             )
             by_hash = {c.content_hash: c for c in plan.upsert}
             texts = [by_hash[h].text for h in to_embed]
-            token_counts = embedder.count_tokens(texts)
+            planning.advance(len(desired) - len(texts))  # classified; nothing left to count
+            token_counts: list[int] = []
+            for part in _slices(texts, COUNT_SLICE):
+                token_counts += embedder.count_tokens(part)
+                planning.advance(len(part))
+            planning.finish()
             price = embedder.price_per_million(settings.embedding_prices)
             result.embedded = len(to_embed)
             result.tokens_to_embed = sum(token_counts)
@@ -263,7 +275,7 @@ def index_documents(
             try:
                 _apply(
                     plan, texts, to_embed, token_counts, cached, target, logical, fingerprint,
-                    ledger, cache, embedder, store, settings, on_progress,
+                    ledger, cache, embedder, store, settings, progress,
                 )  # fmt: skip
                 used = embedder.usage.minus(before)
                 result.requests = used.requests
@@ -301,15 +313,19 @@ def _desired_chunks(
     embedder: Embedder,
     config: ChunkerConfig,
     result: IndexResult,
+    progress: Progress,
 ) -> dict[str, Chunk]:
     desired: dict[str, Chunk] = {}
+    chunking = progress.phase("chunking", count_documents(warehouse, spec), unit="documents")
     for doc in fetch_documents(warehouse, spec):
         result.documents += 1
         if not doc.text:
             logger.warning("Document %s of %s has no text; not indexed", doc.id, spec.model)
-            continue
-        for chunk in document_chunks(doc, config, embedder.count_tokens):
-            desired[chunk.id] = chunk
+        else:
+            for chunk in document_chunks(doc, config, embedder.count_tokens):
+                desired[chunk.id] = chunk
+        chunking.advance()
+    chunking.finish()  # documents added since the count: the phase still ends at 100 %
     result.chunks = len(desired)
     return desired
 
@@ -344,27 +360,32 @@ def _apply(
     embedder: Embedder,
     store: VectorStore,
     settings: Settings,
-    on_progress: ProgressCallback | None,
+    progress: Progress,
 ) -> None:
     """Write the plan: deletes, metadata updates, then embed window by window and upsert."""
     size = settings.index_batch_size
     if plan.delete or plan.upsert or plan.update_metadata:
         store.ensure_namespace(target, embedder.dimension)
     ledger.register(logical, target, fingerprint)
+    writing = progress.phase(
+        "writing", len(plan.delete) + len(plan.update_metadata) + len(plan.upsert)
+    )
+    embedding = progress.phase("embedding", len(to_embed))
 
     for ids in _slices(plan.delete, size):
         store.delete(target, ids)
         ledger.remove(target, ids)
+        writing.advance(len(ids))
     for chunks in _slices(plan.update_metadata, size):
         store.update_metadata(target, [(c.id, c.metadata) for c in chunks])
         ledger.update_metadata(target, chunks)
+        writing.advance(len(chunks))
 
     vectors = dict(cached)
     waiting = list(plan.upsert)
-    total, done = len(waiting), 0
 
     def flush() -> None:
-        nonlocal waiting, done
+        nonlocal waiting
         ready = [c for c in waiting if c.content_hash in vectors]
         waiting = [c for c in waiting if c.content_hash not in vectors]
         for batch in _slices(ready, size):
@@ -386,9 +407,7 @@ def _apply(
                 ],
             )
             ledger.mark_written(target, logical, fingerprint, batch)
-            done += len(batch)
-            if on_progress:
-                on_progress(done, total)
+            writing.advance(len(batch))
 
     flush()  # cache hits cost nothing: write them first
     for start, end in embedder.windows(token_counts):
@@ -397,9 +416,12 @@ def _apply(
         with ledger.conn.transaction():
             cache.put(ledger.conn, embedder.fingerprint, fresh)
         vectors.update(fresh)
+        embedding.advance(end - start)
         flush()
+    embedding.finish()
     if waiting:
         raise RuntimeError(f"{len(waiting)} chunks got no vector")  # a bug, not a data problem
+    writing.finish()
 
 
 def _validate_and_switch(
@@ -453,10 +475,36 @@ def _slices(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
         yield list(items[start : start + size])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: index every declared documents model, with a progress bar."""
-    from tqdm import tqdm
+class ProgressBars:
+    """One tqdm bar per phase on stderr (tqdm shows the rate and the ETA)."""
 
+    def __init__(self) -> None:
+        self._bars: dict[str, Any] = {}
+
+    def update(self, update: PhaseUpdate) -> None:
+        """Show ``update`` on its phase's bar."""
+        from tqdm import tqdm
+
+        bar = self._bars.get(update.phase)
+        if bar is None:
+            bar = tqdm(
+                desc=f"{update.namespace} {update.phase}",
+                total=update.total,
+                unit=update.unit[:-1] if update.unit.endswith("s") else update.unit,
+                file=sys.stderr,
+                position=len(self._bars),
+            )
+            self._bars[update.phase] = bar
+        bar.update(update.done - bar.n)
+
+    def close(self) -> None:
+        """Close every bar."""
+        for bar in self._bars.values():
+            bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: index every declared documents model, with a progress bar per phase."""
     from tasks.documents import load_specs
     from tasks.embedders import get_embedder
     from tasks.errors import PipelineError
@@ -472,27 +520,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     try:
         settings = get_settings()
-        specs = [
-            s for s in load_specs(settings) if args.namespace in (None, s.namespace)
-        ]
+        specs = [s for s in load_specs(settings) if args.namespace in (None, s.namespace)]
         warehouse = get_warehouse(settings)
         embedder = get_embedder(settings)
         for spec in specs:
             store = get_store(settings)
-            bar = tqdm(desc=spec.namespace, unit="chunk", file=sys.stderr, total=0)
-
-            def progress(done: int, total: int, bar: Any = bar) -> None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
+            bars = ProgressBars()
             try:
                 result = index_documents(
-                    spec, warehouse, embedder, store, progress, settings=settings,
+                    spec, warehouse, embedder, store, bars.update, settings=settings,
                     dry_run=args.dry_run or None,
                 )  # fmt: skip
             finally:
-                bar.close()
+                bars.close()
                 store.close()
             print(result.to_text())
     except PipelineError as exc:

@@ -22,6 +22,7 @@ from tasks.embedders import get_embedder
 from tasks.errors import PipelineError, is_retryable
 from tasks.index import IndexResult, index_documents
 from tasks.ingest import IngestResult, ingest_source
+from tasks.progress import OverallProgress, PhaseUpdate
 from tasks.search import search
 from tasks.settings import get_settings
 from tasks.sources import load_sources_file
@@ -119,13 +120,16 @@ def index_task(spec: EmbeddingSpec) -> IndexResult:
     key = "index-" + re.sub(r"[^a-z0-9-]", "-", spec.namespace.lower())
     # Sync call in a sync task: a UUID (the annotation also allows a coroutine).
     artifact_id: Any = create_progress_artifact(
-        progress=0.0, key=key, description=f"Chunks embedded and written for {spec.namespace}"
+        progress=0.0, key=key, description=f"Indexing {spec.namespace}: starting"
     )
+    overall = OverallProgress()
 
-    def progress(done: int, total: int) -> None:
-        logger.info("%s: wrote %d/%d changed chunks", spec.namespace, done, total)
+    def progress(update: PhaseUpdate) -> None:
+        logger.info("%s", update.to_text())
         if artifact_id is not None:
-            update_progress_artifact(artifact_id, progress=100.0 * done / max(total, 1))
+            update_progress_artifact(
+                artifact_id, progress=overall.update(update), description=update.to_text()
+            )
 
     try:
         result = index_documents(

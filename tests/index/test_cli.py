@@ -1,53 +1,45 @@
-"""``python -m tasks.index``: dry run, then a real run with a progress bar, as a user runs it."""
+"""``python -m tasks.index``: dry run, then a real run with progress bars, as a user runs it
+after the real ingest and transform steps (the manifest is wherever the transform wrote it)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
 from tasks.index import main
+from tasks.ingest import ingest_source
 from tasks.settings import get_settings
+from tasks.sources import load_sources_file
+from tasks.transform import run_dbt
 from tasks.warehouse import get_warehouse
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.index.helpers import SPEC, base_docs_for_cli, store_rows, write_docs
+from tests.index.helpers import store_rows
 
 
-def _manifest(project: Path) -> None:
-    embedding = SPEC.model_dump(exclude={"model", "schema_name", "relation"})
-    node = {
-        "resource_type": "model",
-        "schema": SPEC.schema_name,
-        "name": SPEC.relation,
-        "config": {"meta": {"embedding": embedding}},
-    }
-    (project / "target").mkdir(parents=True)
-    (project / "target" / "manifest.json").write_text(json.dumps({"nodes": {SPEC.model: node}}))
-
-
+@pytest.mark.integration
 def test_cli_dry_run_then_index(
-    env: pytest.MonkeyPatch,
-    tmp_path: Path,
-    openai_server: FakeOpenAIServer,
-    capsys: pytest.CaptureFixture[str],
+    env: pytest.MonkeyPatch, openai_server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _manifest(tmp_path / "dbt")
-    env.setenv("DBT_PROJECT_DIR", str(tmp_path / "dbt"))
     env.setenv("OPENAI_API_KEY", "test-key")
     env.setenv("OPENAI_BASE_URL", openai_server.base_url)
     env.setenv("EMBEDDING_DIMENSIONS", "8")
     get_settings.cache_clear()
-    conninfo = get_warehouse().conninfo
-    write_docs(conninfo, base_docs_for_cli())
+    settings = get_settings()
+    warehouse = get_warehouse(settings)
+    sources = load_sources_file(settings.sources_file)
+    for source in sources.get(None):
+        ingest_source(source, sources.base_dir, settings, warehouse)
+    run_dbt(["build"], settings, warehouse)
+    assert (settings.dbt_target_dir / "manifest.json").is_file()
+    assert not (settings.dbt_project_dir / "target" / "manifest.json").exists()
 
     assert main(["--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "would embed 3" in out and openai_server.requests == []
+    assert "products -> products: 320 documents" in out and "would embed 320" in out
+    assert openai_server.requests == []
 
     assert main([]) == 0
     captured = capsys.readouterr()
-    assert "embedded 3" in captured.out and "3 vectors in store" in captured.out
-    assert "chunk" in captured.err  # the progress bar
-    assert len(store_rows(conninfo, "products")) == 3
-    assert len(openai_server.answered) == 1
+    assert "embedded 320" in captured.out and "320 vectors in store" in captured.out
+    for phase in ("chunking", "planning", "embedding", "writing"):  # one bar per phase
+        assert f"products {phase}" in captured.err
+    assert len(store_rows(warehouse.conninfo, "products")) == 320
