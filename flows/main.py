@@ -23,7 +23,7 @@ from flows.cli import run_cli
 from flows.index import index
 from flows.ingest import ingest
 from flows.transform import transform
-from tasks.errors import PipelineError
+from tasks.errors import PipelineError, TransformError
 from tasks.index import IndexResult
 from tasks.ingest import IngestResult
 from tasks.report import publish_run_report, run_stage
@@ -118,7 +118,12 @@ def data_pipeline(
         with run_stage(summary, "ingest"):
             summary.ingest = ingest(params.sources)
         with run_stage(summary, "transform"):
-            summary.dbt = transform()
+            try:
+                summary.dbt = transform()
+            except TransformError as exc:
+                # The report's dbt-nodes table shows failed builds too (which node failed).
+                summary.dbt = exc.result if isinstance(exc.result, DbtResult) else None
+                raise
         with run_stage(summary, "index"):
             summary.index = index()
         with run_stage(summary, "validate"):

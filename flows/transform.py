@@ -35,7 +35,7 @@ def transform(docs: bool | None = None) -> DbtResult:
     command = ["retry"] if (flow_run.run_count or 1) > 1 else ["build"]
     result = run_dbt(command, settings, warehouse)
     if settings.dbt_docs if docs is None else docs:
-        run_dbt(["docs", "generate"], settings, warehouse)
+        run_dbt(["docs", "generate"], settings, warehouse, mirror_nodes=False)
         get_run_logger().info("dbt docs written to %s", settings.dbt_target_dir)
     return result
 

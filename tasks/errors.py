@@ -27,6 +27,10 @@ class SourceError(PipelineError):
 class TransformError(PipelineError):
     """dbt failed: a model did not build or a data test failed."""
 
+    #: The per-node outcome (a ``tasks.transform.DbtResult``) when dbt ran at all, so a failed
+    #: build still reports which nodes passed, failed and were skipped.
+    result: object | None = None
+
 
 class EmbedderUnavailable(PipelineError):
     """No embedding model can be loaded with the current settings."""

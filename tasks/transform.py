@@ -63,45 +63,96 @@ def dbt_environment(settings: Settings, warehouse: Warehouse) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def run_dbt(args: list[str], settings: Settings, warehouse: Warehouse) -> DbtResult:
-    """Invoke dbt (``["build"]``, ``["docs", "generate"]``, ...) with Prefect integration.
+def run_dbt(
+    args: list[str], settings: Settings, warehouse: Warehouse, *, mirror_nodes: bool = True
+) -> DbtResult:
+    """Invoke dbt (``["build"]``, ``["docs", "generate"]``, ...).
 
-    Inside a flow run each dbt node becomes a Prefect task.
+    With ``mirror_nodes`` (inside a flow run) each dbt node becomes a Prefect task, through
+    prefect-dbt. ``docs generate`` passes ``mirror_nodes=False``: it compiles every node again,
+    and mirroring would show each node twice in the run (once built, once "documented").
 
     Raises:
         TransformError: dbt could not run, a model failed or a data test failed; the message
             lists every failing node with dbt's own message.
     """
+    from dbt.cli.main import dbtRunner
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
     project_dir = settings.dbt_project_dir
     if not (project_dir / "dbt_project.yml").is_file():
         raise TransformError(f"No dbt project at {project_dir}: set DBT_PROJECT_DIR.")
     vars_arg = ["--vars", f"{{raw_schema: {settings.raw_schema}}}"]
-    runner = PrefectDbtRunner(
-        settings=PrefectDbtSettings(
-            project_dir=project_dir,
-            profiles_dir=project_dir,
-            target_path=settings.dbt_target_dir,
-        ),
-        raise_on_failure=False,
-    )
     command = " ".join(args)
     with dbt_environment(settings, warehouse):
         try:
-            res = runner.invoke([*args, *vars_arg])
+            if mirror_nodes:
+                show_skipped_nodes_as_skipped()
+                runner = PrefectDbtRunner(
+                    settings=PrefectDbtSettings(
+                        project_dir=project_dir,
+                        profiles_dir=project_dir,
+                        target_path=settings.dbt_target_dir,
+                    ),
+                    raise_on_failure=False,
+                )
+                res = runner.invoke([*args, *vars_arg])
+            else:
+                paths = ["--project-dir", str(project_dir), "--profiles-dir", str(project_dir)]
+                paths += ["--target-path", str(settings.dbt_target_dir)]
+                res = dbtRunner().invoke([*args, *paths, *vars_arg])
         except ValueError as exc:  # prefect-dbt wraps dbt's own exceptions in ValueError
             raise TransformError(f"dbt {command} could not run: {exc}") from None
-    return _summarize(command, res, settings.dbt_target_dir.parent / "logs")
+    result = _summarize(command, res)
+    return raise_if_failed(result, settings.dbt_target_dir.parent / "logs")
 
 
-def _summarize(command: str, res: Any, log_dir: Path) -> DbtResult:
+#: Prefect state name of a dbt node's task run when dbt skipped the node.
+SKIPPED_STATE = "Skipped"
+
+
+def show_skipped_nodes_as_skipped() -> None:
+    """Make prefect-dbt end the task run of a node that dbt *skipped* as ``Skipped``.
+
+    prefect-dbt (0.7.25) runs every node dbt starts as a task whose function,
+    ``prefect_dbt.core.runner.execute_dbt_node``, fails on dbt's failure statuses and otherwise
+    returns: a node skipped downstream of a failure shows as Completed, which reads as "ran
+    fine". No option changes that, and the task runs reach the API asynchronously, so they
+    cannot be corrected afterwards either. The runner looks the function up at each call, so
+    we wrap it once: for dbt's skipped statuses (prefect-dbt's own ``SKIPPED_STATUSES``) the
+    task returns a ``Completed(name="Skipped")`` state, which Prefect makes the run's final
+    state. tests/test_pipeline.py checks it against the real runner.
+    """
+    from prefect.states import Completed
+    from prefect_dbt.core import runner
+
+    original = runner.execute_dbt_node
+    if getattr(original, "_shows_skips", False):
+        return
+
+    def execute_dbt_node(task_state: Any, node_id: str, asset_id: str | None) -> Any:
+        result = original(task_state, node_id, asset_id)
+        status = task_state.get_node_status(node_id) or {}
+        node_status = status.get("event_data", {}).get("node_info", {}).get("node_status")
+        if node_status in runner.SKIPPED_STATUSES:
+            return Completed(
+                name=SKIPPED_STATE, message="dbt skipped this node: an upstream node failed."
+            )
+        return result
+
+    execute_dbt_node._shows_skips = True  # type: ignore[attr-defined]
+    runner.execute_dbt_node = execute_dbt_node
+
+
+def _summarize(command: str, res: Any) -> DbtResult:
     result = DbtResult(command=command)
     for node_result in getattr(res.result, "results", None) or []:
         node = node_result.node
         status = str(node_result.status).lower().split(".")[-1]
         kind = str(node.resource_type).lower().split(".")[-1]
-        result.nodes.append({"node": node.unique_id, "type": kind, "status": status})
+        result.nodes.append(
+            {"node": node.unique_id, "name": node.name, "type": kind, "status": status}
+        )
         if kind == "test":
             if status == "pass":
                 result.tests_passed += 1
@@ -115,16 +166,23 @@ def _summarize(command: str, res: Any, log_dir: Path) -> DbtResult:
             result.failures.append(f"{kind} {node.name}: {node_result.message}")
     if not res.success and not result.failures:
         result.failures.append(str(res.exception or "dbt reported failure"))
+    return result
+
+
+def raise_if_failed(result: DbtResult, log_dir: Path) -> DbtResult:
+    """``result`` if every node passed, else a :class:`TransformError` carrying it."""
     if result.failures:
-        raise TransformError(
-            f"dbt {command} failed ({len(result.failures)} node(s)): "
+        error = TransformError(
+            f"dbt {result.command} failed ({len(result.failures)} node(s)): "
             + "; ".join(result.failures)
             + f". Logs: {log_dir / 'dbt.log'}. Fix the data in the source or the "
             "model, then re-run; models downstream of a failure were skipped."
         )
+        error.result = result
+        raise error
     logger.info(
         "dbt %s: %d models built, %d tests passed",
-        command,
+        result.command,
         result.models_built,
         result.tests_passed,
     )

@@ -32,6 +32,35 @@ def _demo_counts() -> tuple[int, int]:
     return items, reviews
 
 
+def _dbt_task_states(flow_name: str) -> dict[str, str]:
+    """Task-run name -> state name of the latest run of flow ``flow_name`` (last attempt wins)."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+
+    async def read() -> dict[str, str]:
+        async with get_client() as client:
+            [latest] = await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                sort=FlowRunSort.START_TIME_DESC,
+                limit=1,
+            )
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[latest.id])),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+            )
+        return {r.name: r.state.name for r in runs if r.state is not None}
+
+    return asyncio.run(read())
+
+
 def _counts(conninfo: str) -> dict[str, int]:
     with psycopg.connect(conninfo) as conn:
         return {
@@ -114,6 +143,16 @@ def test_failing_dbt_test_fails_the_flow_and_indexes_nothing(
     assert "analytics.documents" not in tables  # nothing downstream of the failure was built
     assert not any(t.startswith("semantic_index.") for t in tables)
 
+    # In Prefect, the failing test is a failed task run and no node dbt skipped shows as run.
+    outcome = err.value.__cause__.result  # type: ignore[union-attr]
+    skipped = {f"{n['type']} {n['name']}" for n in outcome.nodes if n["status"] == "skipped"}
+    failed = {f"{n['type']} {n['name']}" for n in outcome.nodes if n["status"] == "fail"}
+    assert skipped and failed
+    states = _dbt_task_states("transform")
+    assert {states[name] for name in failed if name in states} == {"Failed"}
+    assert not [name for name in skipped if states.get(name) == "Completed"], states
+    assert {states[name] for name in skipped if name in states} <= {"Skipped"}
+
 
 @pytest.mark.integration
 def test_empty_source_fails_clearly_and_loads_nothing(
@@ -138,3 +177,33 @@ def test_empty_source_fails_clearly_and_loads_nothing(
 def _quote(value: str | None) -> str:
     value = value or ""
     return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n') else value
+
+
+@pytest.mark.integration
+def test_transform_mirrors_each_dbt_node_once(demo_env: dict[str, object]) -> None:
+    """One Prefect task run per dbt node per build: ``dbt docs generate`` (on by default)
+    compiles every node again and must not show each of them a second time."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.transform import transform
+
+    state = transform(return_state=True)
+    result = state.result()
+    assert (get_settings().dbt_target_dir / "catalog.json").is_file()  # docs were generated
+
+    async def task_run_names() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+                )
+            )
+        return [r.name for r in runs]
+
+    names = asyncio.run(task_run_names())
+    dbt_names = [n for n in names if n.split(" ", 1)[0] in {"model", "test", "seed", "snapshot"}]
+    assert len(dbt_names) == len(set(dbt_names)), sorted(dbt_names)
+    assert len(dbt_names) == len(result.nodes)

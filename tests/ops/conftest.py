@@ -315,6 +315,34 @@ def run_ok(
     return done
 
 
+#: Deployments also deployed as ``<name>-from-git`` with the real pull steps.
+GIT_DEPLOYMENTS = ("ingest-only", "transform-only")
+
+#: Appended to the snapshot's flows/ingest.py: the worker's output shows which code ran.
+CLONE_MARKER = 'print("pipeline code loaded from", __file__, flush=True)\n'
+
+
+def snapshot_repository(path: Path) -> Path:
+    """A git repository holding this checkout as it is now (uncommitted changes included),
+    on branch ``main``, for the deployments that clone the code like a real worker does."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    for name in filter(None, files):
+        source = REPO / name
+        if source.is_file():
+            target = path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    with (path / "flows" / "ingest.py").open("a") as f:
+        f.write(CLONE_MARKER)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
+        subprocess.run([*git, *args], cwd=path, check=True, capture_output=True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def ops(
     prefect_server: PrefectServer,
@@ -336,8 +364,12 @@ def ops(
     assert canaries["DATABASE_URL"] in database_url
     data_dir = tmp_path_factory.mktemp("ops-data")
     worker_home = tmp_path_factory.mktemp("worker-home")
+    git_repo = snapshot_repository(tmp_path_factory.mktemp("git") / "pipeline")
     env = {
         **prefect_server.env,
+        # For the deployments that use prefect.yaml's real pull steps (GIT_DEPLOYMENTS).
+        "PIPELINE_GIT_REPOSITORY": str(git_repo),
+        "PIPELINE_GIT_BRANCH": "main",
         "PREFECT_HOME": str(worker_home),
         "DATABASE_URL": database_url,
         "DATA_DIR": str(data_dir),
@@ -362,6 +394,18 @@ def ops(
     prefect_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     deploy_all = ["deploy", "--all", "--prefect-file", str(prefect_file)]
     deploy = run_ok([str(BIN / "prefect"), "--no-prompt", *deploy_all], env, 300)
+
+    # Two more deployments with prefect.yaml's pull steps exactly as shipped (git clone).
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    spec["deployments"] = [
+        {**d, "name": f"{d['name']}-from-git", "schedules": []}
+        for d in spec["deployments"]
+        if d["name"] in GIT_DEPLOYMENTS
+    ]
+    git_file = tmp_path_factory.mktemp("deploy-git") / "prefect.yaml"
+    git_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    git_deploy = ["deploy", "--all", "--prefect-file", str(git_file)]
+    run_ok([str(BIN / "prefect"), "--no-prompt", *git_deploy], env, 300)
 
     worker_log = worker_home / "worker.log"
     with worker_log.open("w") as out:

@@ -186,6 +186,11 @@ def test_failing_run_alerts_the_webhook_with_stage_error_and_link(
     # The report was still published, naming the failed stage.
     arts = ops.artifacts(failed_run["id"])
     assert "Failed stage:** `transform`" in arts["pipeline-report"]["data"]
+    # ... and the dbt-nodes table, so the failed build shows which node failed.
+    nodes = arts["pipeline-dbt-nodes"]["data"]
+    failed = [n for n in nodes if n["status"] in {"fail", "error"}]
+    assert failed and all(n["type"] == "test" for n in failed)
+    assert any("accepted_values" in n["node"] and "rating" in n["node"] for n in failed)
 
 
 def _table_counts(url: str) -> dict[str, int]:
@@ -302,3 +307,27 @@ def test_a_run_over_its_time_limit_alerts_the_webhook(ops: Ops) -> None:
     assert "has been running for more than 10 seconds" in text
     assert f"/runs/flow-run/{run_id}" in text
     assert run["state_type"] == "COMPLETED"  # an alert, not a timeout: the run goes on
+
+
+def _worker_environment(ops: Ops) -> tuple[str, str]:
+    """What the worker's interpreter has installed, and where it imports the product from."""
+    python = str(BIN / "python")
+    freeze = run_ok([python, "-m", "pip", "freeze", "--all"], ops.worker_env, 120).stdout
+    where = run_ok(
+        [python, "-c", "import tasks, flows; print(tasks.__file__, flows.__file__)"],
+        {**ops.worker_env, "PYTHONSAFEPATH": "1"},  # not from the current directory
+        60,
+    ).stdout
+    return freeze, where
+
+
+def test_git_clone_deployments_leave_the_worker_environment_alone(ops: Ops) -> None:
+    """prefect.yaml's real pull steps (git clone), two deployments back to back through the
+    process worker: each run uses the cloned code, and the worker's environment is the same
+    after each (no package installed, the product still importable from where it was)."""
+    before = _worker_environment(ops)
+    for flow, deployment in [("ingest", "ingest-only"), ("transform", "transform-only")]:
+        run = ops.wait(ops.trigger(flow, f"{deployment}-from-git"))
+        assert run["state_type"] == "COMPLETED", (run["state"], ops.worker_log.read_text()[-4000:])
+        assert _worker_environment(ops) == before, f"{deployment} changed the worker's environment"
+    assert "pipeline code loaded from" in ops.worker_log.read_text()  # the clone's code ran
