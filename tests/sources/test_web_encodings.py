@@ -125,7 +125,7 @@ PAGES: dict[str, tuple[str, bytes, str, str]] = {
     ),
 }
 
-MOJIBAKE = re.compile("[\u0080-\u009f\ufffd]|Ã|â€")
+MOJIBAKE = re.compile("[\u0080-\u009f\ufffd]|Ã|Â|â€")
 
 
 @pytest.mark.parametrize("name", sorted(PAGES))
