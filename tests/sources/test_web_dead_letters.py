@@ -46,6 +46,7 @@ class Site:
                 "/missing.html",
                 "/empty.html",
                 "/huge.html",
+                "/truncated.html",
                 "/a.html",
                 "/b.html",
             ),
@@ -62,6 +63,9 @@ class Site:
     def route(self, request: Request) -> Reply:
         if request.path in self.failing:
             return Reply(500, b"oops", content_type="text/plain")
+        if request.path == "/truncated.html":  # the connection drops after 20 of 5000 bytes
+            headers = {"Content-Length": "5000", "Connection": "close"}
+            return Reply(200, html("Cut")[:20], headers=headers, content_type="text/html")
         body = self.pages.get(request.path)
         if body is None:
             return Reply(404, b"missing", content_type="text/plain")
@@ -112,12 +116,18 @@ def test_bad_pages_are_dead_letters_and_the_crawl_goes_on(
 
     result = ingest(env, sources, "site")
 
-    assert result.rows_by_table == {"pages": 4, "pages__rejected": 4}
-    assert result.rejected == 4
+    assert result.rows_by_table == {"pages": 4, "pages__rejected": 5}
+    assert result.rejected == 5
     stored = {r[0] for r in query(database_url, "select url from raw_data.pages")}
     assert stored == {f"{url}/{p}.html" for p in ("index", "a", "b", "c")}
     letters = dead_letters(database_url)
-    assert set(letters) == {"flaky.html", "missing.html", "empty.html", "huge.html"}
+    assert set(letters) == {
+        "flaky.html",
+        "missing.html",
+        "empty.html",
+        "huge.html",
+        "truncated.html",
+    }
     for path, (reason, record) in letters.items():
         assert reason.startswith(f"GET {url}/{path}:") or reason.startswith(f"{url}/{path}:")
         assert record["url"] == f"{url}/{path}"
@@ -128,23 +138,24 @@ def test_bad_pages_are_dead_letters_and_the_crawl_goes_on(
     assert "does not parse" in letters["empty.html"][0]
     assert "max_page_bytes" in letters["huge.html"][0]
     assert letters["huge.html"][1]["status"] == 200
+    assert "could not be read" in letters["truncated.html"][0]
 
     # The run summary and the report artifact count them.
     summary = PipelineSummary(ingest=[result], seconds={"ingest": 1.0})
-    assert "4 rejected" in summary.to_text()
-    assert "8 rows from 1 source(s), 4 rejected" in report_markdown(summary)
-    assert stage_payload(summary, "ingest")["rejected"] == 4
+    assert "5 rejected" in summary.to_text()
+    assert "9 rows from 1 source(s), 5 rejected" in report_markdown(summary)
+    assert stage_payload(summary, "ingest")["rejected"] == 5
 
     # Next crawl: a page stored earlier now fails. Its row stays, and the pages behind it are
     # still reached through its remembered links (c.html is only linked from a.html).
     site.failing.add("/a.html")
     site.server.clear()
     again = ingest(env, sources, "site")
-    assert again.rows_by_table == {"pages__rejected": 5}
+    assert again.rows_by_table == {"pages__rejected": 6}
     assert len(site.server.hits("/c.html")) == 1
     assert completed_count(database_url, "pages", "url") == (4, 4)
     (count,) = query(database_url, "select count(*) from raw_data.pages__rejected")
-    assert count == (9,)  # append-only: one row per failure per crawl
+    assert count == (11,)  # append-only: one row per failure per crawl
 
 
 def test_a_seed_that_keeps_failing_fails_the_load_naming_its_url(

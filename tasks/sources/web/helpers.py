@@ -177,8 +177,8 @@ def parse_page(html: str, url: str) -> Page:
     """
     tree = parse_html(html, url)
     title_element = tree.find(".//title")
-    title = " ".join(title_element.text_content().split()) if title_element is not None else ""
-    title = title or None
+    title_text = " ".join(title_element.text_content().split()) if title_element is not None else ""
+    title = title_text or None
     canonical = None
     for link in tree.xpath("//link[@rel='canonical'][@href]"):
         canonical = normalize_url(link.get("href"), url)
