@@ -60,11 +60,13 @@ class PipelineSummary:
         """A short human-readable report."""
         lines = ["Pipeline summary"]
         rows = sum(r.rows for r in self.ingest)
+        rejected = sum(r.rejected for r in self.ingest)
         lines.append(
             f"  ingest     {rows} rows loaded "
             + ", ".join(
                 f"{r.source}.{t}={n}" for r in self.ingest for t, n in r.rows_by_table.items()
             )
+            + (f"; {rejected} rejected (see the __rejected tables)" if rejected else "")
             + f"  ({self.seconds.get('ingest', 0):.1f}s)"
         )
         if self.dbt:

@@ -20,6 +20,7 @@ from tasks.errors import SourceError, is_retryable
 from tasks.settings import Settings
 from tasks.sources import build_source
 from tasks.sources.config import AnySourceConfig
+from tasks.sources.contracts import REJECTED_SUFFIX
 from tasks.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,14 @@ class IngestResult:
 
     @property
     def rows(self) -> int:
-        """Rows loaded across all tables."""
+        """Rows loaded across all tables (``<table>__rejected`` ones included)."""
         return sum(self.rows_by_table.values())
+
+    @property
+    def rejected(self) -> int:
+        """Rows this load sent to ``<table>__rejected``: quarantined records and dead-letter
+        pages (see :mod:`tasks.sources.contracts`)."""
+        return sum(n for t, n in self.rows_by_table.items() if t.endswith(REJECTED_SUFFIX))
 
 
 #: dlt settings changed from dlt's defaults (measured in bench/bench_ingest.py, see BENCHMARKS.md).

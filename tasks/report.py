@@ -5,8 +5,9 @@ events (other deployments and automations react to them) and turns an error into
 :class:`StageFailed`, whose message names the stage: alerts show it as "the failing stage".
 
 :func:`publish_run_report` writes the Prefect artifacts of a run: one markdown summary and tables
-(rows per source and table, dbt nodes, index counts with tokens and estimated cost,
-validation checks, seconds per stage).
+(rows per source and table, ``<table>__rejected`` ones included, dbt nodes, index counts with
+tokens and estimated cost, validation checks, seconds per stage); the summary counts the rejected
+rows (quarantined records, dead-letter pages).
 Everything here reads counts and names only: no setting, URL or secret ends up in a report.
 """
 
@@ -91,6 +92,7 @@ def stage_payload(summary: RunSummary, stage: str) -> dict[str, Any]:
     if stage == "ingest":
         payload["rows"] = {r.source: dict(r.rows_by_table) for r in summary.ingest}
         payload["total_rows"] = sum(r.rows for r in summary.ingest)
+        payload["rejected"] = sum(getattr(r, "rejected", 0) for r in summary.ingest)
     elif stage == "transform" and summary.dbt is not None:
         payload.update(
             models_built=summary.dbt.models_built,
@@ -155,8 +157,10 @@ def report_markdown(summary: RunSummary) -> str:
     lines.append("| stage | result | seconds |")
     lines.append("| --- | --- | ---: |")
     if "ingest" in summary.seconds:
+        # Quarantined records and dead-letter pages, in the <table>__rejected tables.
+        rejected = sum(getattr(r, "rejected", 0) for r in summary.ingest)
         lines.append(
-            f"| ingest | {rows} rows from {len(summary.ingest)} source(s) | "
+            f"| ingest | {rows} rows from {len(summary.ingest)} source(s), {rejected} rejected | "
             f"{summary.seconds['ingest']:.1f} |"
         )
     if "transform" in summary.seconds:

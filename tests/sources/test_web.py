@@ -74,7 +74,8 @@ def test_crawl_respects_depth_robots_and_domains_then_recrawls_cheaply(
 
     first = ingest(env, sources, "site")
 
-    assert first.rows_by_table == {"pages": 4}  # index, a, b (depth 1), c (depth 2)
+    # index, a, b (depth 1), c (depth 2); the nav's /about.html is a dead link (a dead letter).
+    assert first.rows_by_table == {"pages": 4, "pages__rejected": 1}
     urls = {r[0] for r in query(database_url, "select url from raw_data.pages")}
     assert urls == {f"{server.url}/{n}.html" for n in ("index", "a", "b", "c")}
     assert server.hits("/private/secret.html") == []  # robots.txt
@@ -97,14 +98,14 @@ def test_crawl_respects_depth_robots_and_domains_then_recrawls_cheaply(
     # Second crawl: conditional requests, 304s, nothing re-stored; links still followed.
     server.clear()
     second = ingest(env, sources, "site")
-    assert second.rows_by_table == {}
+    assert second.rows_by_table == {"pages__rejected": 1}  # about.html is still dead
     assert all("if-none-match" in r.headers for r in server.hits("/c.html"))
     assert len(server.hits("/c.html")) == 1
 
     # A changed page is the only one re-stored.
     (root / "b.html").write_text(page("B", ["index.html"], "Page b, now updated."))
     third = ingest(env, sources, "site")
-    assert third.rows_by_table == {"pages": 1}
+    assert third.rows_by_table == {"pages": 1, "pages__rejected": 1}
     assert completed_count(database_url, "pages", "url") == (4, 4)
     ((text,),) = query(
         database_url, f"select text from raw_data.pages where url = '{server.url}/b.html'"
@@ -151,7 +152,8 @@ def test_politeness_delay_and_robots_crawl_delay(
     with crawler.session:
         rows = list(crawler.crawl())
 
-    assert [r["title"] for r in rows] == ["Index", "A"]
+    # (The nav's /about.html is a dead link: a dead letter, not a page.)
+    assert [r["title"] for r in rows if isinstance(r, dict)] == ["Index", "A"]
     # One pause before every request but the first (robots.txt), each close to the 30 s of
     # Crawl-delay rather than delay_s (0.5 s).
     assert len(pauses) == len(server.requests) - 1 >= 2
@@ -174,13 +176,14 @@ def test_pages_without_validators_are_compared_by_content_hash(
     text = web_sources(server).replace("/index.html", "/plain.html")
     sources = write_sources(tmp_path, text)
 
-    assert ingest(env, sources, "site").rows_by_table == {"pages": 1}
-    assert ingest(env, sources, "site").rows_by_table == {}  # fetched again, same text hash
+    dead = {"pages__rejected": 2}  # the nav's /index.html and /about.html do not exist here
+    assert ingest(env, sources, "site").rows_by_table == {"pages": 1, **dead}
+    assert ingest(env, sources, "site").rows_by_table == dead  # fetched again, same text hash
     assert len(server.hits("/plain.html")) == 2
     assert "if-none-match" not in server.hits("/plain.html")[1].headers
 
     body["text"] = page("Plain", [], "Second version.")
-    assert ingest(env, sources, "site").rows_by_table == {"pages": 1}
+    assert ingest(env, sources, "site").rows_by_table == {"pages": 1, **dead}
     assert completed_count(database_url, "pages", "url") == (1, 1)
 
 

@@ -16,27 +16,34 @@ import dlt
 from dlt.sources import DltResource
 
 from tasks.sources.config import WebSourceConfig
-from tasks.sources.contracts import dlt_contract
+from tasks.sources.contracts import dlt_contract, mark_rejected
 from tasks.sources.web.helpers import Crawler
 from tasks.sources.web.settings import PAGE_COLUMNS
 
 
 def pages_resource(config: WebSourceConfig) -> DltResource:
-    """The pages table: one row per crawled page (merge on ``url``)."""
+    """The pages table: one row per crawled page (merge on ``url``); pages that could not be
+    fetched or parsed go to ``<table>__rejected`` (dead letters)."""
 
-    def pages() -> Iterator[dict[str, Any]]:
+    def pages() -> Iterator[Any]:
         crawler = Crawler(config, dlt.current.resource_state())
         with crawler.session:
             yield from crawler.crawl()
 
-    return dlt.resource(
+    resource = dlt.resource(
         pages,
         name=config.table,
         primary_key="url",
         write_disposition="merge",
-        columns=PAGE_COLUMNS,
         schema_contract=dlt_contract(config.contract),
     )
+    # The dead letters' table variant is registered before the page columns are declared: dlt
+    # starts a variant from a copy of the resource's hints, and the pages' columns (and their
+    # NOT NULLs) must not become columns of ``<table>__rejected``.
+    dead_letters = mark_rejected([], config.table).meta
+    resource.merge_hints(dead_letters.hints, create_table_variant=True)
+    resource.apply_hints(columns=PAGE_COLUMNS)
+    return resource
 
 
 @dlt.source(max_table_nesting=0)

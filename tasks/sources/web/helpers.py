@@ -1,7 +1,15 @@
-"""The web crawler (:class:`Crawler`) and its pure helpers: URL rules, robots.txt, HTML to text."""
+"""The web crawler (:class:`Crawler`) and its pure helpers: URL rules, robots.txt, HTML to text.
+
+Bytes become text the way browsers decide (:func:`decode_html`), and the text is parsed by lxml
+from UTF-8 bytes with the encoding given explicitly (:func:`parse_page`), so HTML5, HTML4, XHTML
+and pages that start with an XML declaration all parse alike. A page that cannot be fetched or
+parsed is a dead letter (:class:`PageFailed`): recorded in ``<table>__rejected`` while the crawl
+goes on; only a seed that fails fails the load.
+"""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import re
@@ -15,11 +23,18 @@ from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
+import charset_normalizer
+import lxml.etree
 import lxml.html
+import requests
 import trafilatura
+import urllib3.exceptions
+from w3lib.encoding import html_to_unicode
 
+from tasks.errors import SourceError
 from tasks.sources.config import WebSourceConfig
-from tasks.sources.http import BlockedAddressError, HttpStatusError, SafeSession
+from tasks.sources.contracts import mark_rejected, rejected_row
+from tasks.sources.http import HttpStatusError, SafeSession
 from tasks.sources.web.settings import GONE_STATUSES, HTML_TYPES, MAX_REDIRECTS
 
 logger = logging.getLogger(__name__)
@@ -27,9 +42,13 @@ logger = logging.getLogger(__name__)
 
 def normalize_url(url: str, base: str | None = None) -> str | None:
     """Absolute http(s) URL without fragment, or ``None`` for mailto:, javascript:, etc."""
-    absolute = urljoin(base, url.strip()) if base else url.strip()
-    absolute, _ = urldefrag(absolute)
-    parts = urlsplit(absolute)
+    try:
+        absolute = urljoin(base, url.strip()) if base else url.strip()
+        absolute, _ = urldefrag(absolute)
+        parts = urlsplit(absolute)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:  # a malformed link (bad IPv6 literal, port) is not followed
+        return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     path = parts.path or "/"
@@ -78,6 +97,61 @@ def http_date(value: str | None) -> datetime | None:
         return None
 
 
+class PageFailed(SourceError):
+    """One page could not be fetched (after retries) or parsed; the message names its URL."""
+
+    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.status = status
+
+
+def detect_encoding(body: bytes) -> str | None:
+    """The encoding of a body that declares none: UTF-8 when it decodes as UTF-8, else
+    charset-normalizer's best guess (the order trafilatura's own ``detect_encoding`` uses)."""
+    try:
+        body.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    # A sample from both ends, as trafilatura does: detection on a whole 5 MB page is slow.
+    sample = body if len(body) < 10_000 else body[:5_000] + body[-5_000:]
+    best = charset_normalizer.from_bytes(sample).best()
+    return best.encoding if best is not None else None
+
+
+def decode_html(body: bytes, content_type: str | None) -> tuple[str, str]:
+    """``(encoding, text)`` of an HTML body, decided the way browsers do.
+
+    BOM, then the ``charset`` of the ``Content-Type`` header, then ``<meta charset>`` /
+    ``<meta http-equiv>`` / the XML declaration, then detection (:func:`detect_encoding`), then
+    UTF-8: w3lib's ``html_to_unicode`` (Scrapy's), which also applies the WHATWG label
+    overrides (``iso-8859-1`` and ``ascii`` mean windows-1252). Undecodable bytes become U+FFFD.
+    requests' own ``response.text`` would take ISO-8859-1 for any ``text/*`` without a charset
+    (RFC 2616) over the page's ``<meta charset>``.
+    """
+    encoding, text = html_to_unicode(content_type, body, auto_detect_fun=detect_encoding)
+    return encoding, text
+
+
+def parse_html(text: str, url: str) -> lxml.html.HtmlElement:
+    """The lxml tree of a decoded page.
+
+    lxml refuses a ``str`` that carries an encoding declaration (every DocBook/XHTML page's
+    ``<?xml ... encoding="UTF-8"?>``), and a declaration in bytes could disagree with the
+    encoding we decided: so the text is parsed as UTF-8 bytes with the encoding given to the
+    parser, which then ignores the page's own declarations.
+
+    Raises:
+        PageFailed: lxml finds no document in it (empty, or not markup at all).
+    """
+    parser = lxml.html.HTMLParser(encoding="utf-8")
+    try:
+        return lxml.html.document_fromstring(text.encode("utf-8"), parser=parser)
+    except (lxml.etree.LxmlError, ValueError) as exc:
+        raise PageFailed(url, f"the page does not parse as HTML ({exc}).") from None
+
+
 @dataclass
 class Page:
     """What we keep of one HTML page."""
@@ -96,9 +170,15 @@ class Page:
 
 
 def parse_page(html: str, url: str) -> Page:
-    """Clean text (boilerplate removed by trafilatura), title, canonical URL, headings, links."""
-    tree = lxml.html.fromstring(html)
-    title = (tree.findtext(".//title") or "").strip() or None
+    """Clean text (boilerplate removed by trafilatura), title, canonical URL, headings, links.
+
+    Raises:
+        PageFailed: the page does not parse (the message names ``url``).
+    """
+    tree = parse_html(html, url)
+    title_element = tree.find(".//title")
+    title_text = " ".join(title_element.text_content().split()) if title_element is not None else ""
+    title = title_text or None
     canonical = None
     for link in tree.xpath("//link[@rel='canonical'][@href]"):
         canonical = normalize_url(link.get("href"), url)
@@ -117,9 +197,11 @@ def parse_page(html: str, url: str) -> Page:
         if target and target not in seen:
             seen.add(target)
             links.append(target)
-    language = tree.get("lang")
+    language = tree.get("lang") or tree.get("xml:lang")  # XHTML pages may carry only xml:lang
+    # trafilatura takes the parsed tree (it would otherwise guess the encoding again, and parse a
+    # str with lxml too); it prunes what it is given, hence the copy.
     text = trafilatura.extract(
-        html,
+        copy.deepcopy(tree),
         url=url,
         output_format="txt",
         include_comments=False,
@@ -154,6 +236,8 @@ class Crawler:
         self._robots: dict[str, Any] = {}
         self._last_request: dict[str, float] = {}
         self.fetched = 0
+        #: Dead letters yielded by this crawl.
+        self.rejected = 0
 
     def _wait(self, url: str) -> None:
         host = urlsplit(url).netloc
@@ -192,28 +276,32 @@ class Crawler:
             return True
         return bool(self._robots_for(url).can_fetch(self.config.http.user_agent, url))
 
-    def crawl(self) -> Iterator[dict[str, Any]]:
-        """Yield a row per new or changed page."""
-        queue: deque[tuple[str, int]] = deque()
+    def crawl(self) -> Iterator[Any]:
+        """Yield a row per new or changed page, and a dead letter per page that failed.
+
+        Raises:
+            SourceError: a seed could not be fetched or parsed (the message names its URL).
+        """
+        queue: deque[tuple[str, int, str | None]] = deque()
         queued: set[str] = set()
         for seed in self.config.seeds:
             url = normalize_url(seed)
             if url and url not in queued:
-                queue.append((url, 0))
+                queue.append((url, 0, None))
                 queued.add(url)
         while queue and self.fetched < self.config.max_pages:
-            url, depth = queue.popleft()
+            url, depth, referrer = queue.popleft()
             if not self.allowed(url):
                 logger.info("Skipping %s (domain, pattern or robots.txt)", url)
                 continue
             try:
                 row, links = self.fetch(url, depth)
-            except (HttpStatusError, BlockedAddressError) as exc:
+            except SourceError as exc:
                 if depth == 0:
                     # A seed that fails is a configuration problem, or the whole site is down
                     # (then nothing must be deleted): the load fails and changes nothing.
                     raise
-                status = exc.status if isinstance(exc, HttpStatusError) else None
+                status = getattr(exc, "status", None)
                 if status in GONE_STATUSES and url in self.pages:
                     # A page stored by an earlier crawl is gone: delete its row (dlt's hard
                     # delete), and forget it, so it is fetched afresh if it comes back.
@@ -221,20 +309,30 @@ class Crawler:
                     del self.pages[url]
                     yield deleted_row(url)
                     continue
-                # Dead links are normal, and a link into a private network is refused, not
-                # followed; neither should stop the rest of the crawl.
-                logger.warning("Skipping link: %s", exc)
-                continue
+                # A dead link, a page still failing after the session's retries, a page that
+                # does not parse, a link into a private network: recorded, and the crawl goes
+                # on. A page stored earlier keeps its row, and its remembered links are
+                # followed, so one bad page does not hide the pages behind it.
+                logger.warning("Dead letter (%s): %s", self.config.table, exc)
+                self.rejected += 1
+                yield dead_letter(self.config.table, url, exc, depth, referrer)
+                row, links = None, list((self.pages.get(url) or {}).get("links", []))
             if row is not None:
                 yield row
             if depth < self.config.max_depth:
                 for link in links:
                     if link not in queued:
                         queued.add(link)
-                        queue.append((link, depth + 1))
+                        queue.append((link, depth + 1, url))
 
     def fetch(self, url: str, depth: int) -> tuple[dict[str, Any] | None, list[str]]:
-        """Fetch one page: its row when new or changed (else ``None``) and its links."""
+        """Fetch one page: its row when new or changed (else ``None``) and its links.
+
+        Raises:
+            SourceError: the page could not be fetched (:class:`HttpStatusError`,
+                ``HttpRetriesExhausted``, ``BlockedAddressError`` from the session, or
+                :class:`PageFailed`) or parsed (:class:`PageFailed`); each names the URL.
+        """
         known = self.pages.get(url) or {}
         headers = {}
         if known.get("etag"):
@@ -247,9 +345,12 @@ class Crawler:
         # Redirects are followed here, hop by hop, so that each hop is held to the allowed
         # domains (the session's SSRF guard checks every request too).
         for _ in range(MAX_REDIRECTS + 1):
-            response = self.session.get(
-                final_url, headers=headers, stream=True, allow_redirects=False
-            )
+            try:
+                response = self.session.get(
+                    final_url, headers=headers, stream=True, allow_redirects=False
+                )
+            except requests.RequestException as exc:  # the session wraps transient ones
+                raise PageFailed(final_url, f"the request failed ({exc}).") from None
             if not response.is_redirect:
                 break
             target = normalize_url(response.headers.get("Location", ""), final_url)
@@ -259,19 +360,28 @@ class Crawler:
                 return None, []
             final_url = target
         else:
-            raise HttpStatusError(f"GET {url}: more than {MAX_REDIRECTS} redirects.")
+            raise PageFailed(url, f"more than {MAX_REDIRECTS} redirects.", response.status_code)
         with response:
             if response.status_code == 304:
                 return None, list(known.get("links", []))
-            content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-            if content_type and content_type not in HTML_TYPES:
+            content_type = response.headers.get("Content-Type", "")
+            if content_type and content_type.split(";")[0].strip() not in HTML_TYPES:
                 return None, []
-            body = response.raw.read(self.config.max_page_bytes + 1, decode_content=True)
+            try:
+                body = response.raw.read(self.config.max_page_bytes + 1, decode_content=True)
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                raise PageFailed(
+                    url, f"the body could not be read ({exc}).", response.status_code
+                ) from None
             if len(body) > self.config.max_page_bytes:
-                logger.warning("%s is over max_page_bytes; skipped", url)
-                return None, []
-            encoding = response.encoding or response.apparent_encoding or "utf-8"
-            html = body.decode(encoding, errors="replace")
+                raise PageFailed(
+                    url,
+                    f"over max_page_bytes ({self.config.max_page_bytes} bytes); raise "
+                    "`max_page_bytes` to store it.",
+                    response.status_code,
+                )
+            # From the bytes, not requests' response.text: see decode_html.
+            _, html = decode_html(body, content_type or None)
             etag = response.headers.get("ETag")
             last_modified = response.headers.get("Last-Modified")
         page = parse_page(html, final_url)
@@ -299,6 +409,16 @@ class Crawler:
             "fetched_at": datetime.now(UTC),
         }
         return row, links
+
+
+def dead_letter(table: str, url: str, error: SourceError, depth: int, referrer: str | None) -> Any:
+    """The ``<table>__rejected`` row of a page that failed, in the quarantine's layout
+    (:mod:`tasks.sources.contracts`): ``origin`` is the URL, ``raw_record`` a JSON object with
+    ``url``, ``status`` (null when no HTTP status applies), ``depth`` and ``referrer`` (the page
+    that linked it)."""
+    status = getattr(error, "status", None)
+    record = {"url": url, "status": status, "depth": depth, "referrer": referrer}
+    return mark_rejected([rejected_row(record, str(error), origin=url)], table)
 
 
 def deleted_row(url: str) -> dict[str, Any]:
