@@ -46,6 +46,10 @@ class VectorStoreError(PipelineError):
     """The vector store rejected a request (wrong dimension, bad filter, ...)."""
 
 
+class MassDeleteRefused(PipelineError):
+    """An index run would delete more of a namespace than INDEX_MAX_DELETE_FRACTION allows."""
+
+
 class ValidationFailed(PipelineError):
     """The final validation found the index out of step with the documents."""
 

@@ -41,7 +41,7 @@ from tasks.chunking import (
 from tasks.documents import Document, EmbeddingSpec, count_documents, fetch_documents
 from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded
 from tasks.embedding_cache import EmbeddingCache
-from tasks.errors import ValidationFailed
+from tasks.errors import MassDeleteRefused, ValidationFailed
 from tasks.ledger import PENDING, WRITTEN, Ledger, LedgerEntry
 from tasks.namespaces import choose_target
 from tasks.progress import PhaseUpdate, Progress, ProgressCallback
@@ -187,6 +187,41 @@ def plan_changes(
     return plan
 
 
+def mass_delete_refusal(
+    spec: EmbeddingSpec,
+    documents: int,
+    served: set[str],
+    desired: Mapping[str, Chunk],
+    settings: Settings,
+) -> str | None:
+    """Why a run must not go on (the message), or ``None``: the mass-delete guard.
+
+    A run that would leave out more than ``INDEX_MAX_DELETE_FRACTION`` of the chunks the
+    namespace serves (``served``: their ids) is far more often an upstream failure (a scrape that
+    failed, an API outage, a wrong dbt filter) than a real deletion, so it stops before writing.
+    ``INDEX_ALLOW_MASS_DELETE`` confirms a real one.
+    """
+    if not served or settings.index_allow_mass_delete:
+        return None
+    removed = len(served - desired.keys())
+    limit = settings.index_max_delete_fraction
+    if removed <= limit * len(served):
+        return None
+    if documents == 0:
+        why = f"the documents model {spec.model} returned no rows"
+    else:
+        why = f"the documents model {spec.model} now has {documents} documents"
+        why += f" ({len(desired)} chunks)"
+    return (
+        f"Indexing {spec.namespace} would delete {removed} of the {len(served)} chunks it serves "
+        f"({removed / len(served):.0%}, over INDEX_MAX_DELETE_FRACTION={limit:g}): {why}. That "
+        "usually means an upstream failure (a failed scrape, an API outage, a wrong dbt filter), "
+        "so nothing was deleted and the index still serves what it had. If the deletion is "
+        "real, re-run with INDEX_ALLOW_MASS_DELETE=true (`python -m tasks.index "
+        "--allow-mass-delete`)."
+    )
+
+
 def index_documents(
     spec: EmbeddingSpec,
     warehouse: Warehouse,
@@ -255,9 +290,21 @@ def index_documents(
             result.deleted = len(plan.delete)
             result.upserted = len(plan.upsert)
             result.estimated_cost_usd = result.tokens_to_embed * price / 1e6
+            # What users search today: the target itself, or (a rebuild replacing it) the old one.
+            if serving is None:
+                served: set[str] = set()
+            elif serving.physical == target:
+                served = set(entries)
+            else:
+                served = set(ledger.entries(serving.physical))
+            refusal = mass_delete_refusal(spec, result.documents, served, desired, settings)
             if dry_run:
+                if refusal:
+                    logger.warning("Dry run: a real run would stop here: %s", refusal)
                 logger.info("Dry run: %s", result.to_text())
                 return result
+            if refusal:
+                raise MassDeleteRefused(refusal)
             budget = settings.max_tokens_per_run
             if budget is not None and result.tokens_to_embed > budget:
                 raise EmbeddingBudgetExceeded(
@@ -516,10 +563,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="Plan and cost only; no writes.")
     parser.add_argument("--namespace", default=None, help="Only this logical namespace.")
+    parser.add_argument(
+        "--allow-mass-delete",
+        action="store_true",
+        help="Confirm a deletion larger than INDEX_MAX_DELETE_FRACTION (INDEX_ALLOW_MASS_DELETE).",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
         settings = get_settings()
+        if args.allow_mass_delete:
+            settings = settings.model_copy(update={"index_allow_mass_delete": True})
         specs = [s for s in load_specs(settings) if args.namespace in (None, s.namespace)]
         warehouse = get_warehouse(settings)
         embedder = get_embedder(settings)

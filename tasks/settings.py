@@ -159,6 +159,19 @@ class Settings(BaseSettings):
         default=False,
         description="Plan only: report what would be embedded, updated, deleted and its cost.",
     )
+    index_max_delete_fraction: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Mass-delete guard: a run that would remove more than this share of the "
+        "chunks a namespace serves stops before deleting anything (an empty or filtered "
+        "documents model is usually an upstream failure).",
+    )
+    index_allow_mass_delete: bool = Field(
+        default=False,
+        description="Confirm a mass deletion the guard stopped (or `python -m tasks.index "
+        "--allow-mass-delete`).",
+    )
     embedding_cache_retention_days: int = Field(
         default=30,
         ge=0,
