@@ -28,6 +28,7 @@ from tasks.errors import (
     PipelineError,
     WarehouseError,
 )
+from tasks.query_batching import QueryTimeout
 from tasks.search import SearchRequestError
 from tasks.settings import Settings, get_settings
 
@@ -116,7 +117,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: PipelineError) -> JSONResponse:
         if isinstance(exc, SearchRequestError):
             return _error(request, status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
-        if isinstance(exc, DeadlineExceeded):
+        if isinstance(exc, DeadlineExceeded | QueryTimeout):
             return _error(request, status.HTTP_504_GATEWAY_TIMEOUT, str(exc))
         if isinstance(exc, ServiceBusy):
             return _error(

@@ -15,7 +15,8 @@ from tasks.embedders.base import Embedder
 from tasks.errors import ConfigError, PipelineError
 from tasks.fulltext import chunk_text_table
 from tasks.namespaces import serving_namespace
-from tasks.search import Searcher, namespace_specs
+from tasks.query_batching import QueryBatcher
+from tasks.search import Searcher, check_query_tokens, namespace_specs
 from tasks.settings import Settings
 from tasks.warehouse import get_warehouse
 
@@ -36,20 +37,33 @@ class SearchService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.embedder: Embedder | None = None
+        self.batcher: QueryBatcher | None = None
         self._idle: queue.LifoQueue[Searcher] = queue.LifoQueue()
         self._created = 0
         self._lock = threading.Lock()
         self._timeout_ms = int(settings.search_timeout_s * 1000)
 
     def start(self) -> None:
-        """Load the query embedder now so the first request does not pay for it."""
+        """Load the query embedder now so the first request does not pay for it, and start the
+        thread that embeds concurrent queries together (:mod:`tasks.query_batching`)."""
         embedder = get_embedder(self.settings)
         _ = embedder.dimension  # loads a local model / probes a remote one once
         self.embedder = embedder
+        limit = self.settings.search_max_query_tokens
+        self.batcher = QueryBatcher(
+            embedder,
+            wait_ms=self.settings.search_batch_wait_ms,
+            max_batch=self.settings.search_batch_max,
+            cache_size=self.settings.search_query_cache_size,
+            validate=lambda query: check_query_tokens(embedder, query, limit),
+        )
         logger.info("Query embedder ready: %s/%s", embedder.provider, embedder.model)
 
     def close(self) -> None:
-        """Close every idle searcher's connections."""
+        """Stop the query batcher and close every idle searcher's connections."""
+        if self.batcher is not None:
+            self.batcher.close()
+            self.batcher = None
         while True:
             try:
                 self._idle.get_nowait().close()
@@ -91,7 +105,10 @@ class SearchService:
         if create:
             try:
                 return Searcher(
-                    self.settings, embedder=self.embedder, statement_timeout_ms=self._timeout_ms
+                    self.settings,
+                    embedder=self.embedder,
+                    statement_timeout_ms=self._timeout_ms,
+                    query_batcher=self.batcher,
                 )
             except BaseException:
                 with self._lock:

@@ -28,6 +28,7 @@ from tasks.embedders.base import Embedder
 from tasks.errors import ConfigError, PipelineError, VectorStoreError
 from tasks.fulltext import FullTextSearch, chunk_text_table
 from tasks.namespaces import serving_namespace
+from tasks.query_batching import QueryBatcher
 from tasks.settings import Settings, get_settings
 from tasks.stores import get_store
 from tasks.stores.base import SearchHit, VectorStore, check_namespace
@@ -314,6 +315,17 @@ def count_query_tokens(embedder: Embedder, text: str) -> int:
 # --- the search path --------------------------------------------------------------------------
 
 
+def check_query_tokens(embedder: Embedder, query: str, limit: int) -> None:
+    """Raise :class:`InvalidQuery` if ``query`` is longer than ``limit`` model tokens
+    (``SEARCH_MAX_QUERY_TOKENS``)."""
+    tokens = count_query_tokens(embedder, query)
+    if tokens > limit:
+        raise InvalidQuery(
+            f"The query is {tokens} tokens long; the limit is {limit} "
+            "(SEARCH_MAX_QUERY_TOKENS). Shorten it."
+        )
+
+
 class Searcher:
     """Runs searches with one store connection and one full-text connection (not thread-safe)."""
 
@@ -324,10 +336,14 @@ class Searcher:
         embedder: Embedder | None = None,
         statement_timeout_ms: int = 0,
         physical_namespaces: dict[str, str] | None = None,
+        query_batcher: QueryBatcher | None = None,
     ) -> None:
         """``physical_namespaces`` pins logical namespaces to physical ones, e.g. to evaluate a
-        rebuilt namespace before it is switched in (``{"products": "products__3f2a..."}``)."""
+        rebuilt namespace before it is switched in (``{"products": "products__3f2a..."}``).
+        ``query_batcher`` (the search service's) embeds queries together with other requests'
+        and caches them; without it each query is embedded on its own."""
         self.settings = settings or get_settings()
+        self.query_batcher = query_batcher
         self._pinned = dict(physical_namespaces or {})
         self.embedder = embedder or get_embedder(self.settings)
         self._own_store = store is None
@@ -379,14 +395,10 @@ class Searcher:
         Raises:
             InvalidQuery: longer than ``SEARCH_MAX_QUERY_TOKENS``.
         """
-        limit = self.settings.search_max_query_tokens
+        if self.query_batcher is not None:
+            return self.query_batcher.embed(query, timeout_s=self.settings.search_timeout_s)
         with _EMBED_LOCK:
-            tokens = count_query_tokens(self.embedder, query)
-            if tokens > limit:
-                raise InvalidQuery(
-                    f"The query is {tokens} tokens long; the limit is {limit} "
-                    "(SEARCH_MAX_QUERY_TOKENS). Shorten it."
-                )
+            check_query_tokens(self.embedder, query, self.settings.search_max_query_tokens)
             return self.embedder.embed_query(query)
 
     def search(

@@ -325,6 +325,22 @@ class Settings(BaseSettings):
         description="Deadline for one search or document lookup (embedding, database); "
         "exceeded: HTTP 504.",
     )
+    search_batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="Search service: how long the query embedder waits for more concurrent "
+        "queries to embed in the same model call (queries waiting while the model works join "
+        "the next call anyway).",
+    )
+    search_batch_max: int = Field(
+        default=32, ge=1, le=512, description="Search service: most queries per model call."
+    )
+    search_query_cache_size: int = Field(
+        default=1024,
+        ge=0,
+        description="Search service: query vectors kept in an LRU cache (0: no cache).",
+    )
     search_api_pool_size: int = Field(
         default=4, ge=1, le=64, description="Database connections held by the search service."
     )

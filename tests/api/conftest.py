@@ -27,9 +27,10 @@ API_KEYS = ("key-one-0123456789", "key-two-9876543210")
 CORS_ORIGIN = "https://app.example"
 
 
-def serve(settings: Settings) -> Iterator[str]:
-    """Run the app for ``settings`` until the generator is closed; yields its base URL."""
-    app = create_app(settings)
+def serve(settings: Settings, app: Any = None) -> Iterator[str]:
+    """Run ``app`` (default: the app for ``settings``) until the generator is closed; yields
+    its base URL."""
+    app = app or create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

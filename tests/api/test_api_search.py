@@ -231,3 +231,42 @@ def test_pages_follow_one_ranking(client: httpx.Client, mode: str) -> None:
 def test_paging_depth_is_bounded(client: httpx.Client, offset: int, top_k: int) -> None:
     response = client.post("/search", json={"query": "tent", "top_k": top_k, "offset": offset})
     assert response.status_code == 422, response.text
+
+
+def test_concurrent_searches_share_query_embedding_calls(api_settings) -> None:  # type: ignore[no-untyped-def]
+    """16 clients at once: every one gets its own ranked answer, and the model embedded their
+    queries in fewer calls than there were queries; a repeated query is not embedded again."""
+    import threading
+
+    from api.main import create_app
+    from tests.api.conftest import API_KEYS, serve
+
+    app = create_app(api_settings.model_copy(update={"search_batch_wait_ms": 20.0}))
+    queries = [f"{word} for the trail, number {i}" for i, word in enumerate(["tent"] * 16)]
+    answers: dict[str, list[str]] = {}
+    gen = serve(api_settings, app)
+    url = next(gen)
+    try:
+        start = threading.Barrier(len(queries))
+
+        def ask(q: str) -> None:
+            with httpx.Client(base_url=url, headers={"X-API-Key": API_KEYS[0]}, timeout=60) as c:
+                start.wait()
+                r = c.post("/search", json={"query": q, "top_k": 3, "mode": "vector"})
+                assert r.status_code == 200, r.text
+                answers[q] = [hit["chunk_id"] for hit in r.json()["results"]]
+
+        threads = [threading.Thread(target=ask, args=(q,)) for q in queries]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        batcher = app.state.service.batcher
+        assert len(answers) == 16 and all(len(a) == 3 for a in answers.values())
+        assert batcher.embedded == 16 and batcher.calls < 16
+        with httpx.Client(base_url=url, headers={"X-API-Key": API_KEYS[0]}, timeout=60) as c:
+            again = c.post("/search", json={"query": queries[0], "top_k": 3, "mode": "vector"})
+        assert [h["chunk_id"] for h in again.json()["results"]] == answers[queries[0]]
+        assert batcher.embedded == 16 and batcher.cache_hits == 1
+    finally:
+        gen.close()
