@@ -1,7 +1,10 @@
 """Benchmark: incremental indexing with the local model, and request packing for OpenAI.
 
-In one PostgreSQL (``DATABASE_URL``, else an embedded server in a temp dir), with ``--docs``
-one-chunk documents (default 20,000):
+In one PostgreSQL (``DATABASE_URL``, else an embedded server in a temp dir), on ``--corpus``:
+``docs`` (default) is real documentation of variable length (every page of the HTML manuals
+that Debian's ``git-doc`` and ``python-jinja2-doc`` ship, text extracted by the web source's
+parser, repeated to ``--docs`` documents), ``synthetic`` is ``--docs`` one-chunk product
+descriptions of one length (the earlier benchmark):
 
 a. raw ``model.encode`` of the exact chunk texts (batch 64, normalised) vs the pipeline's first
    index run on the same texts: time inside ``embedder.embed`` (the embed step) and the whole
@@ -9,11 +12,14 @@ a. raw ``model.encode`` of the exact chunk texts (batch 64, normalised) vs the p
 b. a second run with no changes: embedding calls (must be 0) and wall time vs the first run;
 c. 1% of documents changed: chunks re-embedded (must equal exactly the changed chunks);
 d. the OpenAI embedder against the local OpenAI-compatible server (tests/fakes): requests sent
-   vs the minimum possible under the 2048-input / 300k-token limits.
+   vs the minimum possible under the 2048-input / 300k-token limits;
+e. padded tokens per real token fed to the model: one ``encode`` call over all texts (it sorts
+   by length inside the call), the pipeline (recorded per model call), and 64 texts per call
+   in document order (what the pipeline did before it sorted the plan by length).
 
 Prints JSON and Markdown rows for BENCHMARKS.md.
 
-    python bench/bench_embed.py [--docs 20000] [--openai-texts 50000]
+    python bench/bench_embed.py [--corpus docs|synthetic] [--docs 20000] [--openai-texts 50000]
 """
 
 from __future__ import annotations
@@ -49,6 +55,30 @@ def body(rng: random.Random, n_words: int = 45) -> str:
     return " ".join(sentences)
 
 
+def real_doc_pages() -> list[tuple[str, str]]:
+    """(title, text) of every page of two real HTML manuals (Debian packages, cached by the
+    web-source tests under .data/test-cache), extracted as the web source extracts pages."""
+    from tasks.sources.web.helpers import decode_html, parse_page
+    from tests.sources.debian_docs import TREES, fetch_tree
+
+    pages = []
+    for name in ("git-doc", "python-jinja2-doc"):
+        root = fetch_tree(TREES[name])
+        for path in sorted(root.rglob("*.html")):
+            text, _ = decode_html(path.read_bytes(), "text/html")
+            page = parse_page(text, f"http://docs.local/{path.relative_to(root)}")
+            if page.text.strip():
+                pages.append((page.title or path.stem, page.text))
+    return pages
+
+
+def padding(batches: Sequence[Sequence[int]]) -> float:
+    """Padded tokens per real token for model calls of these token lengths."""
+    padded = sum(max(b) * len(b) for b in batches if b)
+    real = sum(sum(b) for b in batches)
+    return padded / real
+
+
 def write_docs(conninfo: str, docs: dict[str, tuple[str, str, str]]) -> None:
     """Replace ``analytics.docs`` with ``docs`` (id -> title, body, category)."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -69,6 +99,7 @@ def write_docs(conninfo: str, docs: dict[str, tuple[str, str, str]]) -> None:
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", choices=["docs", "synthetic"], default="docs")
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument("--openai-texts", type=int, default=50_000)
     args = parser.parse_args()
@@ -102,10 +133,17 @@ def main() -> None:
         namespace="bench",
     )
     rng = random.Random(42)
-    docs = {
-        f"doc:{i:06d}": (f"Item {i}", body(rng), rng.choice(["a", "b", "c"]))
-        for i in range(args.docs)
-    }
+    if args.corpus == "docs":
+        pages = real_doc_pages()
+        docs = {
+            f"doc:{i:06d}": (pages[i % len(pages)][0], pages[i % len(pages)][1], "docs")
+            for i in range(min(args.docs, len(pages)))
+        }
+    else:
+        docs = {
+            f"doc:{i:06d}": (f"Item {i}", body(rng), rng.choice(["a", "b", "c"]))
+            for i in range(args.docs)
+        }
     write_docs(conninfo, docs)
 
     embedder = LocalEmbedder(LocalEmbedderConfig())
@@ -135,6 +173,16 @@ def main() -> None:
     embed_cpu_s = 0.0
     calls: list[int] = []
     original = embedder.embed
+    fed: list[list[int]] = []  # token lengths of every model call of the first run
+    original_batch = embedder._embed_batch
+
+    def recorded(batch: Sequence[str]) -> list[list[float]]:
+        if not second_started:
+            fed.append(embedder.count_tokens(batch))
+        return original_batch(batch)
+
+    second_started = False
+    embedder._embed_batch = recorded  # type: ignore[method-assign]
 
     def timed(batch: Sequence[str]) -> list[list[float]]:
         nonlocal embed_s, embed_cpu_s
@@ -162,6 +210,7 @@ def main() -> None:
     raw_s = (raw_before[0] + raw_after[0]) / 2
     raw_cpu_s = (raw_before[1] + raw_after[1]) / 2
     embed_s, calls[:] = 0.0, []
+    second_started = True
     second, second_s = run()
     second_calls = sum(calls)
 
@@ -199,8 +248,19 @@ def main() -> None:
         server.cleanup()
 
     n = len(texts)
+    lengths = embedder.count_tokens(texts)
+    in_one_call = sorted(lengths, reverse=True)
     figures = {
+        "corpus": args.corpus,
+        "documents": len(docs),
         "chunks": n,
+        "padding_one_encode_call": round(
+            padding([in_one_call[i : i + 64] for i in range(0, n, 64)]), 3
+        ),
+        "padding_pipeline": round(padding(fed), 3),
+        "padding_document_order_64": round(
+            padding([lengths[i : i + 64] for i in range(0, n, 64)]), 3
+        ),
         "raw_encode_s_before_after": [round(raw_before[0], 2), round(raw_after[0], 2)],
         "raw_texts_per_s": round(n / raw_s, 1),
         "raw_cpu_s": round(raw_cpu_s, 2),
@@ -235,6 +295,11 @@ def main() -> None:
         f"{figures['embed_ratio_cpu']}x CPU); whole index step "
         f"{figures['first_index_chunks_per_s']}/s ({figures['whole_index_ratio']}x wall, "
         f"{figures['whole_index_ratio_cpu']}x CPU) |"
+    )
+    print(
+        f"| (e) padded tokens per real token | one encode call "
+        f"{figures['padding_one_encode_call']} | pipeline {figures['padding_pipeline']} | "
+        f"document order, 64 per call {figures['padding_document_order_64']} |"
     )
     print(
         f"| (b) no-change re-run | {second_calls} embedding calls | {second_s:.2f} s = "
