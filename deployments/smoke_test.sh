@@ -34,6 +34,38 @@ compose() {
 }
 # Commands inside the worker container: it has the Prefect CLI and PREFECT_API_URL of the stack.
 in_worker() { compose exec -T worker "$@"; }
+# Trigger a deployment and wait for its final state; the event stream goes to $STATE/run-$3.log.
+run_deployment() {
+  local name="$1" timeout_s="$2" log="$STATE/run-$3.log"
+  if in_worker prefect deployment run "$name" --watch --watch-timeout "$timeout_s" >"$log" 2>&1; then
+    tail -1 "$log"
+  else
+    tail -30 "$log" >&2
+    fail "$name did not complete (log: $log)"
+  fi
+}
+# GET /readyz until it answers with status $1 (the service may still be loading its model, or
+# still reading the state the pipeline just wrote); prints the last answer; bounded (300 s).
+readyz() {
+  python3 - "$SEARCH_PORT" "$1" <<'PY'
+import sys, time, urllib.error, urllib.request
+
+port, wanted = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 300
+while True:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as r:
+            answer = (r.status, r.read().decode())
+    except urllib.error.HTTPError as exc:  # 503: answered, not ready
+        answer = (exc.code, exc.read().decode())
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        answer = (0, repr(exc))
+    if answer[0] == wanted or time.monotonic() > deadline:
+        print(*answer)
+        sys.exit(0 if answer[0] == wanted else 1)
+    time.sleep(3)
+PY
+}
 
 cleanup() {
   local rc=$?
@@ -99,29 +131,23 @@ step "compose up (Prefect UI on 127.0.0.1:$PREFECT_PORT, search on 127.0.0.1:$SE
 timeout 900 docker-compose -p "$PROJECT" --env-file "$STATE/compose.env" \
   -f deployments/docker-compose.yml up -d --no-build || fail "compose up"
 
+# Before any pipeline run the search service has no manifest and no index: not ready.
+before="$(readyz 503)" || fail "/readyz before any pipeline run: $before (wanted 503)"
+echo "readyz before the pipeline: $before"
+
 # ---- 1. the pipeline deployment through the compose worker -----------------------------------
 step "prefect deployment run data-pipeline/daily (process worker in compose)"
-in_worker prefect deployment run data-pipeline/daily --watch --watch-timeout 1500 \
-  || fail "data-pipeline/daily did not complete"
+run_deployment data-pipeline/daily 1500 pipeline
 
 # ---- 2. search over HTTP -------------------------------------------------------------------------
 step "search service: /readyz, then POST /search"
+after_run="$(readyz 200)" || fail "/readyz after the pipeline: $after_run (wanted 200)"
+echo "readyz after the pipeline: $after_run"
 python3 - "$SEARCH_PORT" "$API_KEY" <<'PY' || fail "search"
-import json, sys, time, urllib.error, urllib.request
+import json, sys, urllib.request
 
 port, key = sys.argv[1], sys.argv[2]
 base = f"http://127.0.0.1:{port}"
-deadline = time.monotonic() + 300
-while True:  # bounded: the service may still be loading its model
-    try:
-        with urllib.request.urlopen(f"{base}/readyz", timeout=10) as r:
-            print("readyz:", r.status, r.read().decode())
-            break
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        body = exc.read().decode() if isinstance(exc, urllib.error.HTTPError) else repr(exc)
-        if time.monotonic() > deadline:
-            sys.exit(f"/readyz never answered 200: {body}")
-        time.sleep(3)
 query = "a light tent for two people backpacking in the rain"
 req = urllib.request.Request(
     f"{base}/search",
@@ -142,8 +168,7 @@ PY
 
 # ---- 3. a backup -------------------------------------------------------------------------------
 step "prefect deployment run backup/backup (process worker)"
-in_worker prefect deployment run backup/backup --watch --watch-timeout 600 \
-  || fail "backup/backup did not complete"
+run_deployment backup/backup 600 backup
 dumps="$(in_worker python -m flows.backup list | grep -c '\.dump$' || true)"
 [ "$dumps" -ge 1 ] || fail "no dump in BACKUP_DIR after the backup run"
 step "backup written ($dumps dump(s) in BACKUP_DIR)"
@@ -179,12 +204,12 @@ in_worker prefect --no-prompt deploy --prefect-file deployments/prefect.docker.y
 "$DOCKER" run -d --name "$PROJECT-docker-worker" --network "${PROJECT}_default" --user root \
   -v /var/run/docker.sock:/var/run/docker.sock \
   -e PREFECT_API_URL=http://prefect-server:4200/api -e PREFECT_SERVER_ANALYTICS_ENABLED=false \
-  semantic-pipeline:0.1.0 prefect worker start --pool pipeline-docker --type docker >/dev/null
+  semantic-pipeline:0.1.0 \
+  prefect worker start --pool pipeline-docker --type docker --with-healthcheck >/dev/null
 step "prefect deployment run backup/backup (docker worker: a container per flow run)"
-in_worker prefect deployment run backup/backup --watch --watch-timeout 900 \
-  || fail "backup/backup through the docker pool did not complete"
-"$DOCKER" logs "$PROJECT-docker-worker" 2>&1 | grep -q "Creating Docker container\|Docker container .* created\|Completed submission of flow run" \
-  || echo "note: the docker worker's log does not name the container it started" >&2
+run_deployment backup/backup 900 backup-docker
+grep -q "prefect.docker.container.created" "$STATE/run-backup-docker.log" \
+  || fail "the backup run did not start in a container of the docker pool"
 after="$(in_worker python -m flows.backup list | grep -c '\.dump$' || true)"
 [ "$after" -gt "$dumps" ] || fail "the docker pool's backup run wrote no new dump ($dumps -> $after)"
 step "docker pool backup written ($after dump(s))"
