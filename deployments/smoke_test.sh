@@ -138,6 +138,13 @@ echo "readyz before the pipeline: $before"
 # ---- 1. the pipeline deployment through the compose worker -----------------------------------
 step "prefect deployment run data-pipeline/daily (process worker in compose)"
 run_deployment data-pipeline/daily 1500 pipeline
+# The non-root users could write where Prefect keeps state: the subflows' persisted results are on
+# the state volume, and the server wrote its database and UI bundle without a permission error.
+results="$(in_worker sh -c 'find "$PREFECT_LOCAL_STORAGE_PATH" -type f | wc -l')"
+[ "$results" -gt 0 ] || fail "no persisted result in the worker's PREFECT_LOCAL_STORAGE_PATH"
+! compose logs --no-color prefect-server | grep -i "permission denied" \
+  || fail "the Prefect server could not write somewhere"
+echo "persisted results on the state volume: $results files"
 
 # ---- 2. search over HTTP -------------------------------------------------------------------------
 step "search service: /readyz, then POST /search"

@@ -397,10 +397,10 @@ def test_search_reads_the_state_volume_the_pipeline_writes() -> None:
     assert data_dir == "/var/lib/pipeline"
     worker_volume = next(v for v in worker["volumes"] if v.split(":")[1] == data_dir)
     assert f"{worker_volume}:ro" in search["volumes"]
-    assert spec_env(worker)["DATA_DIR"] == data_dir
+    assert _service_env(worker)["DATA_DIR"] == data_dir
 
 
-def spec_env(service: dict[str, Any]) -> dict[str, str]:
+def _service_env(service: dict[str, Any]) -> dict[str, str]:
     """A compose service's environment (YAML merge keys already applied by the loader)."""
     return dict(service["environment"])
 
