@@ -19,6 +19,7 @@ answers() { [ -n "$DOCKER" ] && "$DOCKER" info >/dev/null 2>&1; }
 case "$cmd" in
 up)
   if answers; then
+    rm -f "$state/dockerd.pid"   # not ours: `down` must leave it alone
     echo "engine: using the running Docker engine"
     exit 0
   fi

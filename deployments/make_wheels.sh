@@ -12,6 +12,8 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 LOCK="$HERE/../requirements.lock"
 DEST="$HERE/wheels"
 CACHE="${CONTAINER_CACHE_DIR:-/var/cache/semantic-pipeline}"
+# Not root (an engine you may use without root): the user's cache instead.
+{ mkdir -p "$CACHE" 2>/dev/null && [ -w "$CACHE" ]; } || CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/semantic-pipeline"
 PYTHON="${PYTHON:-python3}"
 sha="$(sha256sum "$LOCK" | cut -c1-16)"
 store="$CACHE/wheels-$sha"

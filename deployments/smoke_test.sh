@@ -81,10 +81,10 @@ cleanup() {
     exit "$rc"
   fi
   step "tearing down"
-  "$DOCKER" rm -f "$PROJECT-docker-worker" >/dev/null 2>&1
+  "$DOCKER" rm -f -v "$PROJECT-docker-worker" >/dev/null 2>&1
   # Flow-run containers of the docker pool are auto-removed; remove any a failure left behind.
   ids="$("$DOCKER" ps -aq --filter "network=${PROJECT}_default" 2>/dev/null)"
-  [ -n "$ids" ] && "$DOCKER" rm -f $ids >/dev/null 2>&1
+  [ -n "$ids" ] && "$DOCKER" rm -f -v $ids >/dev/null 2>&1
   [ -f "$STATE/compose.env" ] && compose down --volumes --remove-orphans --timeout 20 >/dev/null 2>&1
   bash deployments/engine.sh down "$STATE"
   step "done (exit $rc)"
