@@ -25,7 +25,10 @@ up)
   fi
   if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1 \
       || ! command -v debootstrap >/dev/null 2>&1 || [ ! -x /usr/bin/docker ]; then
-    [ "$(id -u)" = 0 ] || { echo "engine: no Docker engine, and installing one needs root" >&2; exit 1; }
+    if [ "$(id -u)" != 0 ]; then
+      echo "engine: no Docker engine, and installing one needs root" >&2
+      exit 1
+    fi
     echo "engine: installing docker.io, docker-compose, debootstrap (apt-get)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -52,7 +55,10 @@ down)
     kill -TERM "$pid"
     # dockerd stops its containers first (up to their stop timeouts); give it a bounded while.
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    kill -0 "$pid" 2>/dev/null && { echo "engine: dockerd $pid still running, SIGKILL" >&2; kill -KILL "$pid"; }
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "engine: dockerd $pid still running, SIGKILL" >&2
+      kill -KILL "$pid"
+    fi
   fi
   rm -f "$state/dockerd.pid"
   echo "engine: dockerd $pid stopped"

@@ -6,15 +6,17 @@
 # Downloads once per lock file into CONTAINER_CACHE_DIR/wheels-<hash of the lock> (default
 # /var/cache/semantic-pipeline) and hard-links (or copies) them into the build context. The host's
 # pip must target the images' Python: CPython 3.11 on x86-64 Linux, glibc >= 2.28 (Debian
-# bookworm's is 2.36). PYTHON picks the interpreter (default python3).
+# bookworm's is 2.36). PYTHON picks the interpreter (default python3.11, else python3).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 LOCK="$HERE/../requirements.lock"
 DEST="$HERE/wheels"
 CACHE="${CONTAINER_CACHE_DIR:-/var/cache/semantic-pipeline}"
 # Not root (an engine you may use without root): the user's cache instead.
-{ mkdir -p "$CACHE" 2>/dev/null && [ -w "$CACHE" ]; } || CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/semantic-pipeline"
-PYTHON="${PYTHON:-python3}"
+if ! { mkdir -p "$CACHE" 2>/dev/null && [ -w "$CACHE" ]; }; then
+  CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/semantic-pipeline"
+fi
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 sha="$(sha256sum "$LOCK" | cut -c1-16)"
 store="$CACHE/wheels-$sha"
 

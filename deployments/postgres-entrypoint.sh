@@ -12,7 +12,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pwfile="$(mktemp)"
   printf '%s' "$POSTGRES_PASSWORD" >"$pwfile"
   initdb --pgdata="$PGDATA" --username="$POSTGRES_USER" --pwfile="$pwfile" --encoding=UTF8 \
-    --locale-provider=builtin --locale=C.UTF-8 --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    --locale-provider=builtin --locale=C.UTF-8 \
+    --auth-local=trust --auth-host=scram-sha-256 >/dev/null
   rm -f "$pwfile"
   echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
   echo "unix_socket_directories = '/run/postgresql'" >>"$PGDATA/postgresql.conf"

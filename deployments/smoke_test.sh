@@ -109,7 +109,9 @@ for image in pipeline search postgres; do
 done
 
 # ---- the stack on free ports, throwaway secrets ------------------------------------------------
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 PREFECT_PORT="$(free_port)"
 SEARCH_PORT="$(free_port)"
