@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-main test-airflow lint search serve setup-prefect deploy check-compose settings-doc db-status db-stop clean
+.PHONY: install demo test test-main test-airflow lint search serve setup-prefect deploy check-compose test-containers settings-doc db-status db-stop clean
 
 install: $(STAMP)
 
@@ -58,6 +58,12 @@ db-status: install
 
 db-stop: install
 	$(BIN)/python -m tasks.embedded_server stop
+
+# Build the images and run the compose stack end to end (needs root, or a running Docker engine
+# and the base image): engine, base image, images, pipeline + search + backup + docker work pool,
+# then everything torn down. See docs/operations.md § Containers.
+test-containers:
+	bash deployments/smoke_test.sh
 
 settings-doc: install
 	$(BIN)/python -m tasks.settings --write-readme
