@@ -40,6 +40,75 @@ METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 )
 
+# IANA's special-purpose address registries (iana-ipv4-special-registry,
+# iana-ipv6-special-registry), written out because ``ipaddress.is_global`` follows them only
+# from Python 3.12.4/3.11.10 on: this project's 3.11.7 calls 192.0.0.8, 3fff::/20, 5f00::/16 and
+# 64:ff9b:1::/48 global, and 2001:1::1 (PCP anycast) not. Blocks marked "N/A" there count as not
+# globally reachable. tests/sources/test_ssrf.py table-tests every entry.
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "100:0:0:1::/64",
+        "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10",
+        "fec0::/10", "ff00::/8",
+    )
+)  # fmt: skip
+#: Sub-blocks of the above that the registries mark globally reachable.
+_GLOBAL_EXCEPTIONS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "192.0.0.9/32", "192.0.0.10/32", "2001:1::1/128", "2001:1::2/128", "2001:1::3/128",
+        "2001:3::/32", "2001:4:112::/48", "2001:20::/28", "2001:30::/28",
+    )
+)  # fmt: skip
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a connection to ``address`` really reaches: IPv4-mapped (RFC 4291),
+    6to4 (RFC 3056), Teredo server and client (RFC 4380) and NAT64 (RFC 6052, RFC 8215)."""
+    found: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if address in _NAT64_WELL_KNOWN:
+        found.append(ipaddress.IPv4Address(address.packed[12:]))
+    if address.packed[:6] == bytes.fromhex("0064ff9b0001"):
+        # RFC 6052's /48 layout: IPv4 bits in octets 6-7 and 9-10 (octet 8 is reserved, "u").
+        packed = address.packed
+        found.append(ipaddress.IPv4Address(packed[6:8] + packed[9:11]))
+    return found
+
+
+def is_blocked_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether sources may not connect to ``address`` (unless they allow private addresses).
+
+    Only globally reachable addresses pass: not in a special-purpose block the IANA registries
+    mark otherwise, ``ipaddress``' ``is_global``, and, for IPv6 forms that embed an IPv4
+    address (mapped, 6to4, Teredo, NAT64), that IPv4 address passes too.
+    """
+    if address in METADATA_ADDRESSES:
+        return True
+    if isinstance(address, ipaddress.IPv6Address) and any(
+        is_blocked_address(v4) for v4 in embedded_ipv4(address)
+    ):
+        return True
+    if any(address in network for network in _GLOBAL_EXCEPTIONS):
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and (
+        address in _NAT64_WELL_KNOWN or address.ipv4_mapped is not None
+    ):
+        return False  # these reach the IPv4 address they embed, which passed above
+    if any(address in network for network in _NOT_GLOBAL):
+        return True
+    return not address.is_global or address.is_reserved or address.is_multicast
+
 
 class HttpStatusError(SourceError):
     """The server answered with a status a retry cannot fix (4xx other than 429)."""
@@ -61,19 +130,6 @@ class MalformedResponseError(SourceError):
 
 class BlockedAddressError(SourceError):
     """A URL (or a redirect) points at an address sources may not reach (SSRF guard)."""
-
-
-def is_blocked_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether sources may not connect to ``address`` (unless they allow private addresses)."""
-    return (
-        address in METADATA_ADDRESSES
-        or address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
 
 
 def check_url_scheme(url: str) -> None:
@@ -102,9 +158,6 @@ def check_public_url(url: str) -> str:
     addresses = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        mapped = getattr(address, "ipv4_mapped", None)
-        if mapped is not None:
-            address = mapped
         if is_blocked_address(address):
             raise BlockedAddressError(
                 f"Refusing {url}: {parts.hostname} resolves to non-public address {address}. "
