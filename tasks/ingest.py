@@ -18,8 +18,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from tasks.errors import SourceError, is_retryable
 from tasks.settings import Settings
-from tasks.sources import build_source
+from tasks.sources import build_source, redaction
 from tasks.sources.config import AnySourceConfig
+from tasks.sources.redaction import redact
 from tasks.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def make_pipeline(source_name: str, settings: Settings, warehouse: Warehouse) ->
     """The dlt pipeline that loads ``source_name`` into ``settings.raw_schema``."""
     for name, value in DLT_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    redaction.install()
     return dlt.pipeline(
         pipeline_name=f"ingest_{source_name}",
         pipelines_dir=str(settings.resolved_data_dir / "dlt"),
@@ -100,8 +102,10 @@ def ingest_source(
             pipeline.load()
         except PipelineStepFailed as exc:
             raise SourceError(
-                f"Source {config.name}: the load left pending by an earlier run still fails: "
-                f"{_root_cause_exc(exc)}"
+                redact(
+                    f"Source {config.name}: the load left pending by an earlier run still fails: "
+                    f"{_root_cause_exc(exc)}"
+                )
             ) from None
         result.recovered_pending = True
 
@@ -135,7 +139,8 @@ def ingest_source(
 def _source_error(name: str, exc: PipelineStepFailed) -> SourceError:
     """A SourceError carrying the root cause; retryable when the root cause is transient."""
     cause = _root_cause_exc(exc)
-    error = SourceError(f"Source {name}: {cause}")
+    # The one exit of every source's errors (web included): secrets are masked here.
+    error = SourceError(redact(f"Source {name}: {cause}"))
     # Our own errors say whether they are retryable; is_retryable judges the rest.
     error.retryable = is_retryable(cause)
     return error

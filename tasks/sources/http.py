@@ -3,7 +3,12 @@
 * 429, 5xx, connection errors and timeouts are retried with exponential backoff and full jitter,
   honouring ``Retry-After`` (seconds or an HTTP date), capped at ``max_backoff_s``.
 * Any other 4xx fails at once with the URL and status (:class:`HttpStatusError`).
-* With ``check_json`` (REST APIs), a JSON response that does not parse fails with the URL.
+* With ``check_json`` (REST APIs), a response body that is not JSON (an HTML error page served
+  with 200, a truncated document) fails with the method, URL, status, content type and the
+  first bytes of the body (:class:`MalformedResponseError`), not with the parser's
+  ``Expecting value: line 1 column 1``.
+* Every URL and message it produces goes through :func:`tasks.sources.redaction.redact`: no
+  credential (query parameter, userinfo, configured secret) reaches an error or a log.
 * With ``allow_private=False`` every request, and every redirect hop (requests sends each hop
   through the session's adapter), is refused when its host resolves to a loopback, private,
   link-local, multicast, reserved or cloud-metadata address. The name is resolved once, by the
@@ -29,7 +34,9 @@ from requests.adapters import HTTPAdapter
 from requests.hooks import default_hooks, dispatch_hook
 
 from tasks.errors import SourceError
+from tasks.sources import redaction
 from tasks.sources.config import HttpOptions
+from tasks.sources.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +143,9 @@ def check_url_scheme(url: str) -> None:
     """Raise :class:`BlockedAddressError` unless ``url`` is an absolute http(s) URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BlockedAddressError(f"Refusing {url}: only absolute http(s) URLs may be fetched.")
+        raise BlockedAddressError(
+            f"Refusing {redact(url)}: only absolute http(s) URLs may be fetched."
+        )
 
 
 def check_public_url(url: str) -> str:
@@ -149,6 +158,7 @@ def check_public_url(url: str) -> str:
     """
     check_url_scheme(url)
     parts = urlsplit(url)
+    url = redact(url)  # from here on only in messages
     assert parts.hostname is not None  # checked above
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -228,6 +238,7 @@ class SafeSession(requests.Session):
         check_json: bool = False,
     ) -> None:
         super().__init__()
+        redaction.install()  # dlt's logger (its rest client logs request URLs)
         self.http_options = options
         self.allow_private = allow_private
         self.check_json = check_json
@@ -253,24 +264,14 @@ class SafeSession(requests.Session):
             response = self._send_with_retries(request, url, **kwargs)
         finally:
             request.hooks = hooks
-        if (
-            self.check_json
-            and not kwargs.get("stream")
-            and "json" in response.headers.get("Content-Type", "")
-        ):
-            try:
-                response.json()
-            except ValueError as exc:
-                raise MalformedResponseError(
-                    f"{request.method} {url}: HTTP {response.status_code} with a body that is not "
-                    f"valid JSON ({exc}); it starts with {response.text[:120]!r}. The server or a "
-                    "proxy in between is broken: check the URL, or retry later."
-                ) from None
+        if self.check_json and not kwargs.get("stream"):
+            check_json_body(request, response)
         return dispatch_hook("response", hooks, response, **kwargs)  # type: ignore[no-any-return]
 
     def _send_with_retries(
         self, request: requests.PreparedRequest, url: str, **kwargs: Any
     ) -> requests.Response:
+        url = redact(url)  # only for messages: the request keeps its real URL
         attempt = 0
         while True:
             attempt += 1
@@ -279,12 +280,16 @@ class SafeSession(requests.Session):
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt >= self.http_options.max_attempts:
                     raise HttpRetriesExhausted(
-                        f"{request.method} {url}: {type(exc).__name__} after {attempt} attempts "
-                        f"({exc}). The server is down or slow: retry later or raise "
-                        "`http.timeout_s`."
+                        redact(
+                            f"{request.method} {url}: {type(exc).__name__} after {attempt} "
+                            f"attempts ({exc}). The server is down or slow: retry later or raise "
+                            "`http.timeout_s`."
+                        )
                     ) from None
                 delay = backoff_delay(attempt, self.http_options, None)
-                logger.warning("%s %s: %s, retry in %.1fs", request.method, url, exc, delay)
+                logger.warning(
+                    "%s %s: %s, retry in %.1fs", request.method, url, redact(str(exc)), delay
+                )
                 self._sleep(delay)
                 continue
             status = response.status_code
@@ -306,11 +311,42 @@ class SafeSession(requests.Session):
             if 400 <= status < 500 and status != 304:
                 body = response.text[:200] if not kwargs.get("stream") else ""
                 raise HttpStatusError(
-                    f"{request.method} {url}: HTTP {status} {response.reason}. "
-                    f"{_hint(status)} {body}".strip(),
+                    redact(
+                        f"{request.method} {url}: HTTP {status} {response.reason}. "
+                        f"{_hint(status)} {body}".strip()
+                    ),
                     status=status,
                 )
             return response
+
+
+#: Statuses whose body is empty by definition; dlt does not parse them.
+_NO_BODY = frozenset({204, 205, 304})
+
+
+def check_json_body(request: requests.PreparedRequest, response: requests.Response) -> None:
+    """Raise :class:`MalformedResponseError` unless ``response``'s body parses as JSON.
+
+    Whatever the ``Content-Type`` says: some APIs label JSON ``text/plain``, and a proxy's
+    HTML error page arrives with status 200.
+    """
+    if request.method == "HEAD" or response.status_code in _NO_BODY:
+        return
+    try:
+        response.json()
+    except ValueError as exc:
+        content_type = response.headers.get("Content-Type") or "no Content-Type"
+        head = response.content[:200]
+        shown = head.decode(response.encoding or "utf-8", errors="replace")
+        raise MalformedResponseError(
+            redact(
+                f"{request.method} {request.url}: HTTP {response.status_code} ({content_type}) "
+                f"with a body that is not valid JSON ({exc}); its first {len(head)} of "
+                f"{len(response.content)} bytes: {shown!r}. The server, or a proxy or login page "
+                "in between, answered something else than the API: check the URL and the "
+                "credentials, or retry later."
+            )
+        ) from None
 
 
 def _hint(status: int) -> str:
