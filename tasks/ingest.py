@@ -186,15 +186,22 @@ def _finish_pending(
     Returns the pipeline to go on with (a new one when the old working directory was beyond
     dlt's repair).
     """
-    logger.warning("Source %s: finishing a load left pending by an earlier run", name)
     packages = [*pipeline.list_normalized_load_packages(), *pipeline.list_extracted_load_packages()]
-    try:
-        pipeline.normalize()
-        pipeline.load()
-        result.recovered_pending = True
-        return pipeline
-    except Exception as exc:  # a step failure, or a half-moved package dlt trips over (OSError)
-        cause = redact(str(_root_cause_exc(exc)))
+    interrupted = _interrupted_loads(pipeline)
+    if interrupted:
+        # A job killed after its COPY committed but before dlt recorded it would run again on
+        # resume and load its rows twice (into the staging table of a merge, which the load's
+        # `deduplicated` hint then trusts). Start those packages over from the source instead.
+        cause = f"its load was interrupted after job(s) {', '.join(interrupted)} had started"
+    else:
+        logger.warning("Source %s: finishing a load left pending by an earlier run", name)
+        try:
+            pipeline.normalize()
+            pipeline.load()
+            result.recovered_pending = True
+            return pipeline
+        except Exception as exc:  # a step failure, or a half-moved package dlt trips over
+            cause = redact(str(_root_cause_exc(exc)))
     try:
         # dlt's own discard: deletes the pending packages (an aborted partial load is recorded
         # as aborted) and rewinds local state and schemas to before the first of them, so the
@@ -219,6 +226,19 @@ def _finish_pending(
     )
     result.discarded_packages = packages
     return pipeline
+
+
+def _interrupted_loads(pipeline: dlt.Pipeline) -> list[str]:
+    """Jobs of pending normalized packages that a killed load had started (and not finished:
+    dlt moves a job to ``completed_jobs`` once its data is in, so those are never redone)."""
+    jobs = []
+    for load_id in pipeline.list_normalized_load_packages():
+        try:
+            info = pipeline.get_load_package_info(load_id)
+        except Exception:  # unreadable package: finishing it fails and discards it anyway
+            continue
+        jobs += [job.job_file_info.job_id() for job in info.jobs.get("started_jobs", [])]
+    return jobs
 
 
 def _source_error(name: str, exc: PipelineStepFailed) -> SourceError:

@@ -56,7 +56,9 @@ def lock_waiters(database_url: str) -> int:
 @pytest.fixture
 def shop(api: Api, env: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     env.setenv("SOURCES__SHOP__TOKEN", TOKEN)
-    sources = write_sources(tmp_path, api_sources(api, "page_number", PAGINATORS["page_number"]))
+    text = api_sources(api, "page_number", PAGINATORS["page_number"])
+    # The first run's blocked request must not time out (and retry) while the test looks on.
+    sources = write_sources(tmp_path, text.replace("timeout_s: 2", "timeout_s: 300"))
     env.setenv("SOURCES_FILE", str(sources))
     api.block_page = 2  # the first run holds its lock while it waits for page 2
     return sources
@@ -88,7 +90,9 @@ def test_second_run_gives_up_naming_the_source_and_the_holder(
 ) -> None:
     first = start("shop")
     try:
-        wait_until(lambda: api.server.hits("/page_number"), "the first run's first page", first)
+        wait_until(
+            lambda: len(api.server.hits("/page_number")) == 2, "the first run to block", first
+        )
         second = start("shop", INGEST_LOCK_WAIT_S="0.5")
         assert second.wait(120) == 1
         err = second.communicate()[1]
