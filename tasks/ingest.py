@@ -202,6 +202,9 @@ def _finish_pending(
             return pipeline
         except Exception as exc:  # a step failure, or a half-moved package dlt trips over
             cause = redact(str(_root_cause_exc(exc)))
+            # An unreachable warehouse is no reason to discard anything: keep the package for
+            # the next attempt (WarehouseError is retryable).
+            warehouse.connect().close()
     try:
         # dlt's own discard: deletes the pending packages (an aborted partial load is recorded
         # as aborted) and rewinds local state and schemas to before the first of them, so the
@@ -212,9 +215,19 @@ def _finish_pending(
         logger.warning("Source %s: abort_packages() failed too (%s)", name, redact(str(exc)))
         # dlt's remedy for a local state it cannot restore: drop it and take state and schemas
         # from the destination (those of the last completed load).
-        pipeline = pipeline.drop()
-        pipeline = make_pipeline(name, settings, warehouse)
-        pipeline.sync_destination()
+        try:
+            pipeline.drop()
+            pipeline = make_pipeline(name, settings, warehouse)
+            pipeline.sync_destination()
+        except Exception as drop_exc:
+            raise SourceError(
+                redact(
+                    f"Source {name}: a load left pending by an earlier run can neither be "
+                    f"completed ({cause}) nor discarded ({exc}; then {drop_exc}). Delete "
+                    f"{settings.resolved_data_dir / 'dlt' / f'ingest_{name}'} and run again: "
+                    "the state of the last completed load is taken from the warehouse."
+                )
+            ) from None
         how = "dropped with the local pipeline state, restored from the warehouse"
     logger.warning(
         "Source %s: discarded load package(s) %s left by an earlier run, which could not be "

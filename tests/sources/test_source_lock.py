@@ -105,3 +105,28 @@ def test_second_run_gives_up_naming_the_source_and_the_holder(
         api.release.set()
     assert first.wait(120) == 0, first.communicate()[1][-2000:]
     assert completed_count(database_url, "items", "id") == (7, 7)
+
+
+def test_lock_holders_found_for_keys_of_either_sign(database_url: str) -> None:
+    """pg_locks splits the 64-bit key in two oids: both signs of hashtext() must be matched."""
+    from tasks.errors import SourceBusy
+    from tasks.warehouse import advisory_lock
+
+    params = conninfo_to_dict(database_url)
+    signs = set()
+    with (
+        psycopg.connect(**params, autocommit=True, application_name="holder") as holder,  # type: ignore[arg-type]
+        psycopg.connect(**params, autocommit=True) as other,  # type: ignore[arg-type]
+    ):
+        for key in ("ingest:raw_data:shop", "a", "b", "c", "d"):
+            (value,) = holder.execute("select hashtext(%s)", (key,)).fetchone()  # type: ignore[misc]
+            signs.add(value < 0)
+            with (
+                advisory_lock(holder, key, 0, SourceBusy),
+                pytest.raises(SourceBusy, match="application_name 'holder'"),
+                advisory_lock(other, key, 0.2, SourceBusy),
+            ):
+                pass
+            with advisory_lock(other, key, 0, SourceBusy):  # released: free again
+                pass
+    assert signs == {True, False}
