@@ -10,8 +10,10 @@
 * Every URL and message it produces goes through :func:`tasks.sources.redaction.redact`: no
   credential (query parameter, userinfo, configured secret) reaches an error or a log.
 * With ``allow_private=False`` every request, and every redirect hop (requests sends each hop
-  through the session's adapter), is refused when its host resolves to a loopback, private,
-  link-local, multicast, reserved or cloud-metadata address. The name is resolved once, by the
+  through the session's adapter), is refused when its host resolves to an address that is not
+  globally reachable (:func:`is_blocked_address`: IANA's special-purpose registries, including
+  the IPv4 address that 6to4, Teredo, NAT64 and IPv4-mapped forms embed, and cloud-metadata
+  addresses). The name is resolved once, by the
   check, and the connection goes to the address that passed it (:class:`PinnedAddressAdapter`),
   so a DNS server that answers "public" to the check and "private" to the connection (DNS
   rebinding) gets nowhere.
