@@ -24,6 +24,10 @@ class SourceError(PipelineError):
     """A source is unreachable, malformed or empty."""
 
 
+class SourceBusy(SourceError):
+    """Another run holds the source's load lock (``INGEST_LOCK_WAIT_S`` ran out)."""
+
+
 class TransformError(PipelineError):
     """dbt failed: a model did not build or a data test failed."""
 

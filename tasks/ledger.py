@@ -30,7 +30,7 @@ from psycopg import sql
 from tasks.chunking import Chunk
 from tasks.errors import PipelineError
 from tasks.settings import check_identifier
-from tasks.warehouse import LazyConnection, Warehouse
+from tasks.warehouse import LazyConnection, Warehouse, advisory_lock
 
 logger = logging.getLogger(__name__)
 
@@ -191,16 +191,15 @@ class Ledger:
             IndexBusy: another process is indexing ``logical`` right now.
         """
         key = f"index:{self.schema}:{logical}"
-        got = self.conn.execute("select pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
-        if not got or not got[0]:
-            raise IndexBusy(
-                f"Another indexing run is working on namespace {logical!r}; wait for it to finish."
+
+        def busy(holders: str) -> IndexBusy:
+            return IndexBusy(
+                f"Another indexing run is working on namespace {logical!r} ({holders}); wait "
+                "for it to finish."
             )
-        try:
+
+        with advisory_lock(self.conn, key, 0, busy):
             yield
-        finally:
-            if not self.conn.closed:
-                self.conn.execute("select pg_advisory_unlock(hashtext(%s))", (key,))
 
     # --- chunks ---
 

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "sources.yml",
         description="YAML file declaring the sources to load (the demo uses it too).",
     )
+    ingest_lock_wait_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds a load waits while another run (any process or machine using this "
+        "warehouse) loads the same source, before failing with who holds it. 0: fail at once.",
+    )
 
     # --- transform ---
     dbt_project_dir: Path = Field(

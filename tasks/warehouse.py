@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -127,6 +128,71 @@ class LazyConnection:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+@contextmanager
+def advisory_lock(
+    conn: psycopg.Connection,
+    key: str,
+    wait_s: float,
+    busy: Callable[[str], Exception],
+) -> Iterator[None]:
+    """Hold PostgreSQL's session-level advisory lock on ``hashtext(key)`` on ``conn``.
+
+    Serialises work across processes and machines that share the warehouse; the server releases
+    the lock when the session ends, so a killed holder never leaves it stuck. ``conn`` must be
+    in autocommit mode and stay open while the lock is held. With ``wait_s`` > 0 the wait is
+    bounded by PostgreSQL's own ``lock_timeout``; 0 means "fail at once" (a try-lock).
+
+    Raises:
+        Exception: ``busy(holders)`` when the lock stays taken, with ``holders`` describing the
+            sessions that hold it (:func:`lock_holders`).
+    """
+    if wait_s > 0:
+        conn.execute(
+            "select set_config('lock_timeout', %s, false)", (f"{max(1, round(wait_s * 1000))}ms",)
+        )
+        try:
+            conn.execute("select pg_advisory_lock(hashtext(%s))", (key,))
+            got = True
+        except psycopg.errors.LockNotAvailable:
+            got = False
+        finally:
+            conn.execute("reset lock_timeout")
+    else:
+        row = conn.execute("select pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+        got = bool(row and row[0])
+    if not got:
+        raise busy(lock_holders(conn, key))
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.execute("select pg_advisory_unlock(hashtext(%s))", (key,))
+
+
+def lock_holders(conn: psycopg.Connection, key: str) -> str:
+    """Who holds the advisory lock on ``hashtext(key)``, from ``pg_locks`` and
+    ``pg_stat_activity``: backend pid, application_name, client address and since when."""
+    rows = conn.execute(
+        """
+        select a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket'),
+               a.client_hostname, date_trunc('second', a.backend_start)
+        from pg_locks l join pg_stat_activity a on a.pid = l.pid
+        where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+          and l.classid = ((hashtext(%(key)s)::bigint >> 32) & 4294967295)::oid
+          and l.objid = (hashtext(%(key)s)::bigint & 4294967295)::oid
+        """,
+        {"key": key},
+    ).fetchall()
+    if not rows:
+        return "a session that has ended since"
+    return "; ".join(
+        f"backend pid {pid}, application_name {app or '(none)'!r}, client {host}"
+        + (f" ({name})" if name else "")
+        + f", connected since {since:%Y-%m-%d %H:%M:%S %Z}".rstrip()
+        for pid, app, host, name, since in rows
+    )
 
 
 def get_warehouse(settings: Settings | None = None) -> Warehouse:

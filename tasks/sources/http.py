@@ -3,10 +3,17 @@
 * 429, 5xx, connection errors and timeouts are retried with exponential backoff and full jitter,
   honouring ``Retry-After`` (seconds or an HTTP date), capped at ``max_backoff_s``.
 * Any other 4xx fails at once with the URL and status (:class:`HttpStatusError`).
-* With ``check_json`` (REST APIs), a JSON response that does not parse fails with the URL.
+* With ``check_json`` (REST APIs), a response body that is not JSON (an HTML error page served
+  with 200, a truncated document) fails with the method, URL, status, content type and the
+  first bytes of the body (:class:`MalformedResponseError`), not with the parser's
+  ``Expecting value: line 1 column 1``.
+* Every URL and message it produces goes through :func:`tasks.sources.redaction.redact`: no
+  credential (query parameter, userinfo, configured secret) reaches an error or a log.
 * With ``allow_private=False`` every request, and every redirect hop (requests sends each hop
-  through the session's adapter), is refused when its host resolves to a loopback, private,
-  link-local, multicast, reserved or cloud-metadata address. The name is resolved once, by the
+  through the session's adapter), is refused when its host resolves to an address that is not
+  globally reachable (:func:`is_blocked_address`: IANA's special-purpose registries, including
+  the IPv4 address that 6to4, Teredo, NAT64 and IPv4-mapped forms embed, and cloud-metadata
+  addresses). The name is resolved once, by the
   check, and the connection goes to the address that passed it (:class:`PinnedAddressAdapter`),
   so a DNS server that answers "public" to the check and "private" to the connection (DNS
   rebinding) gets nowhere.
@@ -29,7 +36,9 @@ from requests.adapters import HTTPAdapter
 from requests.hooks import default_hooks, dispatch_hook
 
 from tasks.errors import SourceError
+from tasks.sources import redaction
 from tasks.sources.config import HttpOptions
+from tasks.sources.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +48,75 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 507, 520, 521, 522, 523, 52
 METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 )
+
+# IANA's special-purpose address registries (iana-ipv4-special-registry,
+# iana-ipv6-special-registry), written out because ``ipaddress.is_global`` follows them only
+# from Python 3.12.4/3.11.10 on: this project's 3.11.7 calls 192.0.0.8, 3fff::/20, 5f00::/16 and
+# 64:ff9b:1::/48 global, and 2001:1::1 (PCP anycast) not. Blocks marked "N/A" there count as not
+# globally reachable. tests/sources/test_ssrf.py table-tests every entry.
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "100:0:0:1::/64",
+        "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10",
+        "fec0::/10", "ff00::/8",
+    )
+)  # fmt: skip
+#: Sub-blocks of the above that the registries mark globally reachable.
+_GLOBAL_EXCEPTIONS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "192.0.0.9/32", "192.0.0.10/32", "2001:1::1/128", "2001:1::2/128", "2001:1::3/128",
+        "2001:3::/32", "2001:4:112::/48", "2001:20::/28", "2001:30::/28",
+    )
+)  # fmt: skip
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a connection to ``address`` really reaches: IPv4-mapped (RFC 4291),
+    6to4 (RFC 3056), Teredo server and client (RFC 4380) and NAT64 (RFC 6052, RFC 8215)."""
+    found: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if address in _NAT64_WELL_KNOWN:
+        found.append(ipaddress.IPv4Address(address.packed[12:]))
+    if address.packed[:6] == bytes.fromhex("0064ff9b0001"):
+        # RFC 6052's /48 layout: IPv4 bits in octets 6-7 and 9-10 (octet 8 is reserved, "u").
+        packed = address.packed
+        found.append(ipaddress.IPv4Address(packed[6:8] + packed[9:11]))
+    return found
+
+
+def is_blocked_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether sources may not connect to ``address`` (unless they allow private addresses).
+
+    Only globally reachable addresses pass: not in a special-purpose block the IANA registries
+    mark otherwise, ``ipaddress``' ``is_global``, and, for IPv6 forms that embed an IPv4
+    address (mapped, 6to4, Teredo, NAT64), that IPv4 address passes too.
+    """
+    if address in METADATA_ADDRESSES:
+        return True
+    if isinstance(address, ipaddress.IPv6Address) and any(
+        is_blocked_address(v4) for v4 in embedded_ipv4(address)
+    ):
+        return True
+    if any(address in network for network in _GLOBAL_EXCEPTIONS):
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and (
+        address in _NAT64_WELL_KNOWN or address.ipv4_mapped is not None
+    ):
+        return False  # these reach the IPv4 address they embed, which passed above
+    if any(address in network for network in _NOT_GLOBAL):
+        return True
+    return not address.is_global or address.is_reserved or address.is_multicast
 
 
 class HttpStatusError(SourceError):
@@ -63,24 +141,13 @@ class BlockedAddressError(SourceError):
     """A URL (or a redirect) points at an address sources may not reach (SSRF guard)."""
 
 
-def is_blocked_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether sources may not connect to ``address`` (unless they allow private addresses)."""
-    return (
-        address in METADATA_ADDRESSES
-        or address.is_loopback
-        or address.is_private
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
-
-
 def check_url_scheme(url: str) -> None:
     """Raise :class:`BlockedAddressError` unless ``url`` is an absolute http(s) URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BlockedAddressError(f"Refusing {url}: only absolute http(s) URLs may be fetched.")
+        raise BlockedAddressError(
+            f"Refusing {redact(url)}: only absolute http(s) URLs may be fetched."
+        )
 
 
 def check_public_url(url: str) -> str:
@@ -93,6 +160,7 @@ def check_public_url(url: str) -> str:
     """
     check_url_scheme(url)
     parts = urlsplit(url)
+    url = redact(url)  # from here on only in messages
     assert parts.hostname is not None  # checked above
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -102,9 +170,6 @@ def check_public_url(url: str) -> str:
     addresses = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        mapped = getattr(address, "ipv4_mapped", None)
-        if mapped is not None:
-            address = mapped
         if is_blocked_address(address):
             raise BlockedAddressError(
                 f"Refusing {url}: {parts.hostname} resolves to non-public address {address}. "
@@ -175,6 +240,7 @@ class SafeSession(requests.Session):
         check_json: bool = False,
     ) -> None:
         super().__init__()
+        redaction.install()  # dlt's logger (its rest client logs request URLs)
         self.http_options = options
         self.allow_private = allow_private
         self.check_json = check_json
@@ -200,24 +266,14 @@ class SafeSession(requests.Session):
             response = self._send_with_retries(request, url, **kwargs)
         finally:
             request.hooks = hooks
-        if (
-            self.check_json
-            and not kwargs.get("stream")
-            and "json" in response.headers.get("Content-Type", "")
-        ):
-            try:
-                response.json()
-            except ValueError as exc:
-                raise MalformedResponseError(
-                    f"{request.method} {url}: HTTP {response.status_code} with a body that is not "
-                    f"valid JSON ({exc}); it starts with {response.text[:120]!r}. The server or a "
-                    "proxy in between is broken: check the URL, or retry later."
-                ) from None
+        if self.check_json and not kwargs.get("stream"):
+            check_json_body(request, response)
         return dispatch_hook("response", hooks, response, **kwargs)  # type: ignore[no-any-return]
 
     def _send_with_retries(
         self, request: requests.PreparedRequest, url: str, **kwargs: Any
     ) -> requests.Response:
+        url = redact(url)  # only for messages: the request keeps its real URL
         attempt = 0
         while True:
             attempt += 1
@@ -226,12 +282,16 @@ class SafeSession(requests.Session):
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt >= self.http_options.max_attempts:
                     raise HttpRetriesExhausted(
-                        f"{request.method} {url}: {type(exc).__name__} after {attempt} attempts "
-                        f"({exc}). The server is down or slow: retry later or raise "
-                        "`http.timeout_s`."
+                        redact(
+                            f"{request.method} {url}: {type(exc).__name__} after {attempt} "
+                            f"attempts ({exc}). The server is down or slow: retry later or raise "
+                            "`http.timeout_s`."
+                        )
                     ) from None
                 delay = backoff_delay(attempt, self.http_options, None)
-                logger.warning("%s %s: %s, retry in %.1fs", request.method, url, exc, delay)
+                logger.warning(
+                    "%s %s: %s, retry in %.1fs", request.method, url, redact(str(exc)), delay
+                )
                 self._sleep(delay)
                 continue
             status = response.status_code
@@ -253,11 +313,42 @@ class SafeSession(requests.Session):
             if 400 <= status < 500 and status != 304:
                 body = response.text[:200] if not kwargs.get("stream") else ""
                 raise HttpStatusError(
-                    f"{request.method} {url}: HTTP {status} {response.reason}. "
-                    f"{_hint(status)} {body}".strip(),
+                    redact(
+                        f"{request.method} {url}: HTTP {status} {response.reason}. "
+                        f"{_hint(status)} {body}".strip()
+                    ),
                     status=status,
                 )
             return response
+
+
+#: Statuses whose body is empty by definition; dlt does not parse them.
+_NO_BODY = frozenset({204, 205, 304})
+
+
+def check_json_body(request: requests.PreparedRequest, response: requests.Response) -> None:
+    """Raise :class:`MalformedResponseError` unless ``response``'s body parses as JSON.
+
+    Whatever the ``Content-Type`` says: some APIs label JSON ``text/plain``, and a proxy's
+    HTML error page arrives with status 200.
+    """
+    if request.method == "HEAD" or response.status_code in _NO_BODY:
+        return
+    try:
+        response.json()
+    except ValueError as exc:
+        content_type = response.headers.get("Content-Type") or "no Content-Type"
+        head = response.content[:200]
+        shown = head.decode(response.encoding or "utf-8", errors="replace")
+        raise MalformedResponseError(
+            redact(
+                f"{request.method} {request.url}: HTTP {response.status_code} ({content_type}) "
+                f"with a body that is not valid JSON ({exc}); its first {len(head)} of "
+                f"{len(response.content)} bytes: {shown!r}. The server, or a proxy or login page "
+                "in between, answered something else than the API: check the URL and the "
+                "credentials, or retry later."
+            )
+        ) from None
 
 
 def _hint(status: int) -> str:

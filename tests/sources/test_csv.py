@@ -157,6 +157,39 @@ def test_non_utf8_bytes_fail_naming_the_encoding(env: pytest.MonkeyPatch, tmp_pa
         ingest(env, sources, "files")
 
 
+BAD_ROWS = {
+    # what breaks data row 6: (its bytes, the message's words for it)
+    "too few cells": (b"6,cut\n", "malformed CSV"),
+    "too many cells": (b"6,a,1.0,2024-01-01,extra\n", "malformed CSV"),
+    "unterminated quote": (b'6,"unterminated,1.0\n', "malformed CSV"),
+    "not utf-8": ("6,caf\xe9,1.0,2024-01-01\n".encode("latin-1"), "not valid utf-8"),
+}
+
+
+@pytest.mark.parametrize("where", ["file", "url"])
+@pytest.mark.parametrize("fault", list(BAD_ROWS))
+def test_bad_row_is_named_by_data_row_and_byte_offset(
+    fault: str,
+    where: str,
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    file_server: tuple[LocalServer, Path],
+) -> None:
+    """The first bad row is data row 6 (after a quoted multi-line cell in row 3): the message
+    says so, with the byte offset where that row starts, for local files and URLs alike."""
+    server, root = file_server
+    bad, words = BAD_ROWS[fault]
+    good = (HEADER + rows(1, 2) + '3,"two\nlines",7.5,2024-01-01\n' + rows(4, 2)).encode()
+    tail = rows(7, 3).encode()
+    folder = root if where == "url" else tmp_path
+    (folder / "t.csv").write_bytes(good + bad + tail)
+    path = f"{server.url}/t.csv" if where == "url" else "t.csv"
+    sources = write_sources(tmp_path, csv_sources(path))
+    with pytest.raises(SourceError, match=words) as info:
+        ingest(env, sources, "files")
+    assert f"data row 6 (line 8, byte offset {len(good)})" in str(info.value)
+
+
 def test_header_only_file_is_an_error(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "empty.csv").write_text(HEADER)
     sources = write_sources(tmp_path, csv_sources("empty.csv"))

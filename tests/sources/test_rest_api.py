@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,33 @@ def test_contract_on_api_rows(
         )
     }
     assert {"reason", "raw_record", "origin", "rejected_at", "_dlt_load_id"} <= columns
+
+
+@pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "application/json"])
+def test_html_page_with_200_fails_naming_request_status_type_and_body(
+    content_type: str, api: Api, env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    """A proxy's or login page's HTML, served with 200 (labelled HTML, or mislabelled JSON)."""
+    env.setenv("SOURCES__SHOP__API_KEY", API_KEY)
+    page = "<!DOCTYPE html><html><head><title>Sign in</title></head><body>Session expired"
+    api.server.faults["/page_number"] = [Reply(200, page, content_type=content_type)]
+    sources = write_sources(
+        tmp_path,
+        api_sources(
+            api,
+            "page_number",
+            PAGINATORS["page_number"],
+            auth="{type: api_key, name: api_key, location: query}",
+        ),
+    )
+    with pytest.raises(SourceError) as info:
+        ingest(env, sources, "shop")
+    message = str(info.value)
+    assert re.search(r"GET http://127\.0\.0\.1:\d+/page_number\?page=1&api_key=\*\*\*: ", message)
+    assert f"HTTP 200 ({content_type})" in message
+    assert "<!DOCTYPE html><html><head><title>Sign in" in message
+    assert API_KEY not in message
+    assert not info.value.retryable
+    assert query(
+        database_url, "select count(*) from information_schema.tables where table_name = 'items'"
+    ) == [(0,)]

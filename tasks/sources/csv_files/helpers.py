@@ -12,7 +12,8 @@ import glob
 import io
 import logging
 import secrets
-from collections.abc import Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -66,6 +67,89 @@ class _Prefixed(io.RawIOBase):
         data = self._stream.read(len(view))
         view[: len(data)] = data
         return len(data)
+
+
+class _Recording(io.RawIOBase):
+    """A binary stream that keeps a copy of what was read (in memory up to 8 MB, then in a
+    temporary file), so a failed parse of a download can be replayed to locate the bad row."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._copy = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 (closed by close())
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(memoryview(buffer)))
+        memoryview(buffer)[: len(data)] = data
+        self._copy.write(data)
+        return len(data)
+
+    def replay(self) -> IO[bytes]:
+        """The bytes read so far, from the start."""
+        self._copy.seek(0)
+        return self._copy  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._copy.close()
+        super().close()
+
+
+@dataclass
+class BadRow:
+    """Where the first row Arrow could not read is (1-based rows and lines, 0-based bytes)."""
+
+    data_row: int
+    line: int
+    offset: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"data row {self.data_row} (line {self.line}, byte offset {self.offset})"
+
+
+def locate_bad_row(stream: IO[bytes], spec: CsvResource, width: int) -> BadRow | None:
+    """The first data row of ``stream`` that is malformed or not valid in ``spec.encoding``.
+
+    Arrow's streaming reader reports neither the row nor the offset of a parse or decoding error
+    (it parses whole blocks, ahead of the rows handed out), so after a failure the bytes are read
+    again with the standard library's ``csv`` module, line by line, keeping count. Returns
+    ``None`` when nothing is found (e.g. a row longer than Arrow's block) or the encoding is not
+    ASCII-compatible (lines cannot be split on the ``\n`` byte).
+    """
+    if "\n".encode(spec.encoding, errors="replace") != b"\n":
+        return None
+    where = {"line": 0, "offset": 0}
+
+    def lines() -> Iterator[str]:
+        for raw in stream:
+            text = raw.decode(spec.encoding)  # raises on the line with the bad bytes
+            where["line"] += 1
+            where["offset"] += len(raw)
+            yield text
+
+    reader = csv.reader(lines(), delimiter=spec.delimiter, quotechar=spec.quote_char, strict=True)
+    skip = spec.skip_rows + (1 if spec.header else 0)
+    data_row = 0
+    while True:
+        line, offset = where["line"] + 1, where["offset"]
+        try:
+            record = next(reader)
+        except StopIteration:
+            return None
+        except UnicodeDecodeError as exc:
+            return BadRow(data_row + 1, line, offset, f"bytes not valid {spec.encoding}: {exc}")
+        except csv.Error as exc:
+            return BadRow(data_row + 1, line, offset, str(exc))
+        if skip:
+            skip -= 1
+            continue
+        if not record:
+            continue  # an empty line: Arrow skips it too
+        data_row += 1
+        if len(record) != width:
+            return BadRow(data_row, line, offset, f"expected {width} cells, got {len(record)}")
 
 
 def read_header(stream: IO[bytes], spec: CsvResource, origin: str) -> tuple[list[str], IO[bytes]]:
@@ -212,9 +296,16 @@ def _not_null(batch: pa.Table, required: tuple[str, ...]) -> pa.Table:
 
 
 def read_batches(
-    stream: IO[bytes], spec: CsvResource, origin: str, mode: Contract
+    stream: IO[bytes],
+    spec: CsvResource,
+    origin: str,
+    mode: Contract,
+    replay: Callable[[], IO[bytes]] | None = None,
 ) -> Iterator[BatchResult]:
     """Parse ``stream`` (bytes) as CSV per ``spec`` and yield contract-checked batches.
+
+    ``replay`` gives the same bytes again from the start: on a parse or encoding error they are
+    read again to name the first bad data row and its byte offset (:func:`locate_bad_row`).
 
     Raises:
         SourceError: malformed CSV (wrong cell count, unterminated quote), bytes not valid in the
@@ -253,13 +344,21 @@ def read_batches(
             rows += record_batch.num_rows
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         message = str(exc)
+        bad: BadRow | None = None
+        if replay is not None:
+            with replay() as again:
+                bad = locate_bad_row(again, spec, len(names))
+        # Arrow read whole blocks ahead: without a replay only "after the rows handed out" is
+        # known.
+        where = str(bad) if bad else f"after data row {rows}"
+        detail = f"{bad.reason}; {message}" if bad else message
         if "UTF8" in message or isinstance(exc, UnicodeDecodeError):
             raise SourceError(
-                f"{origin}: bytes not valid {spec.encoding} after data row {rows} ({message}). "
+                f"{origin}: bytes not valid {spec.encoding} in {where} ({detail}). "
                 "Set `encoding` for this resource (e.g. latin-1) or fix the file."
             ) from None
         raise SourceError(
-            f"{origin}: malformed CSV after data row {rows} ({message}). The file may be "
+            f"{origin}: malformed CSV in {where} ({detail}). The file may be "
             "truncated, or a row has the wrong number of cells or an unterminated quote."
         ) from None
     if rows == 0:
@@ -298,7 +397,10 @@ def local_batches(
         if incremental(spec) and files.get(str(path)) == fingerprint:
             continue
         with path.open("rb") as handle:
-            yield from emit(read_batches(handle, spec, str(path), config.contract), spec)
+            batches = read_batches(
+                handle, spec, str(path), config.contract, replay=lambda p=path: p.open("rb")
+            )
+            yield from emit(batches, spec)
         files[str(path)] = fingerprint
 
 
@@ -311,6 +413,7 @@ def incremental(spec: CsvResource) -> bool:
 def url_batches(
     spec: CsvResource, config: CsvSourceConfig, session: SafeSession, files: dict[str, Any]
 ) -> Iterator[Any]:
+    """Batches of the CSV file at ``spec.path`` unless its validators say it is unchanged."""
     url = spec.path
     known = files.get(url) or {}
     headers = {}
@@ -328,7 +431,9 @@ def url_batches(
         if incremental(spec) and known and fingerprint == known and any(fingerprint.values()):
             return  # the server ignored the conditional request but the validators match
         response.raw.decode_content = True
-        yield from emit(read_batches(response.raw, spec, url, config.contract), spec)
+        with _Recording(response.raw) as body:
+            batches = read_batches(body, spec, url, config.contract, replay=body.replay)
+            yield from emit(batches, spec)
     files[url] = fingerprint
 
 

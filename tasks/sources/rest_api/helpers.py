@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -28,10 +29,13 @@ from tasks.sources.config import (
 )
 from tasks.sources.contracts import mark_rejected, split_rows
 from tasks.sources.http import SafeSession
+from tasks.sources.redaction import register_secret
 
 
 def secret(source: str, field: str, required: bool = True) -> str | None:
     """``SOURCES__<SOURCE>__<FIELD>`` (env) or ``[sources.<source>] <field>`` (secrets.toml).
+
+    The value is registered with :func:`tasks.sources.redaction.register_secret`.
 
     Raises:
         ConfigError: the secret is required and not set; the message names the variable.
@@ -47,7 +51,15 @@ def secret(source: str, field: str, required: bool = True) -> str | None:
             f"SOURCES__{source.upper()}__{field.upper()} or add `{field}` under "
             f"[sources.{source}] in .dlt/secrets.toml."
         )
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    register_secret(str(value))  # masked in every message and log from now on
+    return str(value)
+
+
+def basic_credentials(username: str | None, password: str | None) -> str:
+    """The base64 token of an ``Authorization: Basic`` header for these credentials."""
+    return base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode()
 
 
 def build_auth(config: RestApiSourceConfig, session: SafeSession) -> AuthConfigBase | None:
@@ -66,12 +78,16 @@ def build_auth(config: RestApiSourceConfig, session: SafeSession) -> AuthConfigB
         )
     if isinstance(auth, BasicAuth):
         username = auth.username or secret(name, "username")
-        return HttpBasicAuth(username=username, password=secret(name, "password"))  # type: ignore[arg-type]
+        password = secret(name, "password")
+        register_secret(basic_credentials(username, password))  # the header's value, if echoed
+        return HttpBasicAuth(username=username, password=password)  # type: ignore[arg-type]
     if isinstance(auth, OAuth2ClientCredentialsAuth):
+        client_id, client_secret = secret(name, "client_id"), secret(name, "client_secret")
+        register_secret(basic_credentials(client_id, client_secret))
         return OAuth2ClientCredentials(
             access_token_url=auth.access_token_url,  # type: ignore[arg-type]
-            client_id=secret(name, "client_id"),  # type: ignore[arg-type]
-            client_secret=secret(name, "client_secret"),  # type: ignore[arg-type]
+            client_id=client_id,  # type: ignore[arg-type]
+            client_secret=client_secret,  # type: ignore[arg-type]
             access_token_request_data=auth.access_token_request_data,
             default_token_expiration=auth.default_token_expiration,
             session=session,
