@@ -65,7 +65,7 @@ def real_doc_pages() -> list[tuple[str, str]]:
     for name in ("git-doc", "python-jinja2-doc"):
         root = fetch_tree(TREES[name])
         for path in sorted(root.rglob("*.html")):
-            text, _ = decode_html(path.read_bytes(), "text/html")
+            _, text = decode_html(path.read_bytes(), "text/html")
             page = parse_page(text, f"http://docs.local/{path.relative_to(root)}")
             if page.text.strip():
                 pages.append((page.title or path.stem, page.text))
@@ -214,7 +214,7 @@ def main() -> None:
     second, second_s = run()
     second_calls = sum(calls)
 
-    changed_ids = rng.sample(sorted(docs), max(1, args.docs // 100))
+    changed_ids = rng.sample(sorted(docs), max(1, len(docs) // 100))
     for doc_id in changed_ids:
         title, _, category = docs[doc_id]
         docs[doc_id] = (title, body(rng), category)

@@ -365,6 +365,12 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="Keep a loaded table of --rows.")
     parser.add_argument("--skip-exact-http", action="store_true")
     parser.add_argument("--skip-recall", action="store_true")
+    parser.add_argument(
+        "--batching-only",
+        action="store_true",
+        help="Only the query-batching comparison: vector search, HNSW, one query per model "
+        "call (SEARCH_BATCH_MAX=1, no cache) against the service's defaults, same run.",
+    )
     parser.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")
     args = parser.parse_args()
 
@@ -403,6 +409,28 @@ def main() -> int:
     env.pop("DATABASE_URL", None)
     report["http"] = {}
     dbname = warehouse.params.get("dbname", "postgres")
+    # Query batching (tasks/query_batching.py) against the unbatched path: one query per model
+    # call, no cache. Vector mode, HNSW; the same clients, data and queries.
+    unbatched = {**env, "SEARCH_BATCH_MAX": "1", "SEARCH_QUERY_CACHE_SIZE": "0"}
+    for label, service_env in (("unbatched", unbatched), ("batched", env)):
+        service = start_service(service_env, args.port)
+        try:
+            key = f"vector_hnsw_{label}"
+            report["http"][key] = load_test(args.port, "vector", args.seconds, args.concurrency)
+            print(key, json.dumps(report["http"][key]), file=sys.stderr)
+        finally:
+            service.terminate()
+            service.wait(timeout=30)
+    before, after = report["http"]["vector_hnsw_unbatched"], report["http"]["vector_hnsw_batched"]
+    report["batching"] = {
+        "throughput_ratio": round(after["req_per_s"] / max(before["req_per_s"], 1e-9), 2),
+        "p95_ms_unbatched": before["total_ms"]["p95"],
+        "p95_ms_batched": after["total_ms"]["p95"],
+    }
+    print("batching", json.dumps(report["batching"]), file=sys.stderr)
+    if args.batching_only:
+        print(json.dumps(report, indent=2))
+        return 0
     scenarios = [("hnsw", False)] + ([] if args.skip_exact_http else [("exact", True)])
     for label, exact in scenarios:
         with warehouse.connect(autocommit=True) as conn:

@@ -275,7 +275,7 @@ def index_documents(
     cache = EmbeddingCache(settings.index_state_schema)
     try:
         ledger.setup()
-        with ledger.lock(logical):
+        with ledger.lock(logical, settings.index_lock_wait_s):
             registered = ledger.namespaces(logical)
             serving = next((n for n in registered if n.state == "serving"), None)
             target = choose_target(logical, fingerprint, registered)

@@ -184,21 +184,26 @@ class Ledger:
                 self.conn.execute(statement)
 
     @contextmanager
-    def lock(self, logical: str) -> Iterator[None]:
-        """Hold the per-logical-namespace run lock (two runs on one namespace would race).
+    def lock(self, logical: str, wait_s: float = 0.0) -> Iterator[None]:
+        """Hold the per-logical-namespace run lock (two runs on one namespace would race),
+        waiting up to ``wait_s`` seconds for a run that holds it (``INDEX_LOCK_WAIT_S``).
+
+        A run killed while holding it releases it when PostgreSQL notices its session is gone,
+        which can take a moment: the wait also covers that.
 
         Raises:
-            IndexBusy: another process is indexing ``logical`` right now.
+            IndexBusy: another process kept indexing ``logical`` for all of ``wait_s``.
         """
         key = f"index:{self.schema}:{logical}"
 
         def busy(holders: str) -> IndexBusy:
             return IndexBusy(
-                f"Another indexing run is working on namespace {logical!r} ({holders}); wait "
-                "for it to finish."
+                f"Another indexing run is working on namespace {logical!r} ({holders}); it "
+                f"still held the lock after {wait_s:g} s (INDEX_LOCK_WAIT_S). Let it finish, "
+                "then run again."
             )
 
-        with advisory_lock(self.conn, key, 0, busy):
+        with advisory_lock(self.conn, key, wait_s, busy):
             yield
 
     # --- chunks ---

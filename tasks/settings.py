@@ -161,6 +161,12 @@ class Settings(BaseSettings):
         le=1000,
         description="Chunks per store upsert; the ledger commits after each acknowledged batch.",
     )
+    index_lock_wait_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds an index run waits while another run (any process or machine) "
+        "indexes the same namespace, before failing with who holds it. 0: fail at once.",
+    )
     index_dry_run: bool = Field(
         default=False,
         description="Plan only: report what would be embedded, updated, deleted and its cost.",

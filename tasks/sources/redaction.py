@@ -80,9 +80,10 @@ class RedactingFilter(logging.Filter):
 _FILTER = RedactingFilter()
 
 
-#: Loggers of libraries that log request URLs: dlt's rest client (INFO, and params at DEBUG) and
-#: urllib3 (every request line at DEBUG). A filter applies only to records of its own logger.
-LIBRARY_LOGGERS = ("dlt", "urllib3.connectionpool")
+#: Loggers that log request URLs: dlt's rest client (INFO, and params at DEBUG), urllib3 (every
+#: request line at DEBUG) and the web crawler (page URLs). A filter applies only to records of
+#: its own logger, not to its children's.
+LIBRARY_LOGGERS = ("dlt", "urllib3.connectionpool", "tasks.sources.web.helpers")
 
 
 def install(*logger_names: str) -> None:
