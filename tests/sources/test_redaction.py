@@ -23,7 +23,7 @@ from tasks.errors import SourceError
 from tasks.sources.redaction import redact, register_secret
 from tests.sources.conftest import OAUTH_TOKEN, TOKEN, Api, ingest, write_sources
 from tests.sources.servers import Reply, Request
-from tests.sources.test_rest_api import PAGINATORS, api_sources
+from tests.sources.test_rest_api import PAGINATORS, api_sources, query_key_sources
 
 
 @pytest.mark.parametrize(
@@ -215,15 +215,7 @@ def test_canary_not_in_prefect_database(
 
     canary = "canary-prefect-0ddba11"
     env.setenv("SOURCES__SHOP__API_KEY", canary)
-    sources = write_sources(
-        tmp_path,
-        api_sources(
-            api,
-            "page_number",
-            PAGINATORS["page_number"],
-            auth="{type: api_key, name: api_key, location: query}",
-        ),
-    )
+    sources = query_key_sources(tmp_path, api)
     env.setenv("SOURCES_FILE", str(sources))
     state = ingest_flow(["shop"], return_state=True)
     assert state.is_failed()

@@ -52,6 +52,13 @@ sources:
 {extra}"""
 
 
+def query_key_sources(directory: Path, api: Api) -> Path:
+    """A sources file for the paged endpoint with the API key in the query string."""
+    auth = "{type: api_key, name: api_key, location: query}"
+    text = api_sources(api, "page_number", PAGINATORS["page_number"], auth=auth)
+    return write_sources(directory, text)
+
+
 @pytest.mark.parametrize("path", list(PAGINATORS))
 def test_every_paginator_loads_all_pages_and_reruns_safely(
     path: str, api: Api, env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
@@ -300,15 +307,7 @@ def test_html_page_with_200_fails_naming_request_status_type_and_body(
     env.setenv("SOURCES__SHOP__API_KEY", API_KEY)
     page = "<!DOCTYPE html><html><head><title>Sign in</title></head><body>Session expired"
     api.server.faults["/page_number"] = [Reply(200, page, content_type=content_type)]
-    sources = write_sources(
-        tmp_path,
-        api_sources(
-            api,
-            "page_number",
-            PAGINATORS["page_number"],
-            auth="{type: api_key, name: api_key, location: query}",
-        ),
-    )
+    sources = query_key_sources(tmp_path, api)
     with pytest.raises(SourceError) as info:
         ingest(env, sources, "shop")
     message = str(info.value)
