@@ -217,15 +217,18 @@ def mass_delete_refusal(
     """Why a run must not go on (the message), or ``None``: the mass-delete guard.
 
     A run that would leave out more than ``INDEX_MAX_DELETE_FRACTION`` of the chunks the
-    namespace serves (``served``: their ids) is far more often an upstream failure (a scrape that
-    failed, an API outage, a wrong dbt filter) than a real deletion, so it stops before writing.
-    ``INDEX_ALLOW_MASS_DELETE`` confirms a real one.
+    namespace serves (``served``: their ids), and more than ``INDEX_MASS_DELETE_MIN_CHUNKS`` of
+    them, or all of them because the documents model is empty, is far more often an upstream
+    failure (a scrape that failed, an API outage, a wrong dbt filter) than a real deletion, so it
+    stops before writing. ``INDEX_ALLOW_MASS_DELETE`` confirms a real one.
     """
     if not served or settings.index_allow_mass_delete:
         return None
     removed = len(served - desired.keys())
     limit = settings.index_max_delete_fraction
-    if removed <= limit * len(served):
+    emptied = documents == 0  # however small the namespace: nothing left to serve
+    small = removed <= settings.index_mass_delete_min_chunks
+    if not emptied and (removed <= limit * len(served) or small):
         return None
     if documents == 0:
         why = f"the documents model {spec.model} returned no rows"
@@ -234,7 +237,7 @@ def mass_delete_refusal(
         why += f" ({len(desired)} chunks)"
     return (
         f"Indexing {spec.namespace} would delete {removed} of the {len(served)} chunks it serves "
-        f"({removed / len(served):.0%}, over INDEX_MAX_DELETE_FRACTION={limit:g}): {why}. That "
+        f"({removed / len(served):.0%}; INDEX_MAX_DELETE_FRACTION={limit:g}): {why}. That "
         "usually means an upstream failure (a failed scrape, an API outage, a wrong dbt filter), "
         "so nothing was deleted and the index still serves what it had. If the deletion is "
         "real, re-run with INDEX_ALLOW_MASS_DELETE=true (`python -m tasks.index "

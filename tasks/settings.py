@@ -179,6 +179,12 @@ class Settings(BaseSettings):
         "chunks a namespace serves stops before deleting anything (an empty or filtered "
         "documents model is usually an upstream failure).",
     )
+    index_mass_delete_min_chunks: int = Field(
+        default=10,
+        ge=0,
+        description="Mass-delete guard: deleting at most this many chunks never stops a run "
+        "(small namespaces shrink by large shares), unless the documents model is empty.",
+    )
     index_allow_mass_delete: bool = Field(
         default=False,
         description="Confirm a mass deletion the guard stopped (or `python -m tasks.index "

@@ -105,3 +105,26 @@ def test_small_deletions_and_confirmed_mass_deletions_go_through(
     result = run(confirmed, store, embedder)
     assert result.deleted == 16 and result.vectors_in_store == 0
     assert store_rows(conninfo, "products") == {}
+
+
+def test_a_small_namespace_may_shrink_but_not_empty(
+    env: pytest.MonkeyPatch, openai_server: FakeOpenAIServer
+) -> None:
+    """Below INDEX_MASS_DELETE_MIN_CHUNKS deletions go through whatever their share, but an
+    empty documents model is refused however small the namespace."""
+    settings = get_settings()
+    store = PgVectorStore(get_warehouse(settings), schema=settings.vector_schema)
+    embedder = fake_openai(openai_server.base_url)
+    conninfo = get_warehouse(settings).conninfo
+    five = dict(list(DOCS.items())[:5])
+    try:
+        write_docs(conninfo, five)
+        run(settings, store, embedder)
+        write_docs(conninfo, dict(list(five.items())[:2]))
+        assert run(settings, store, embedder).deleted == 3  # 60%, but only 3 chunks
+        write_docs(conninfo, {})
+        with pytest.raises(MassDeleteRefused, match="returned no rows"):
+            run(settings, store, embedder)
+    finally:
+        store.close()
+    assert len(store_rows(conninfo, "products")) == 2
