@@ -343,7 +343,7 @@ def failures() -> Iterator[Any]:
 
 #: Test DAGs the live deployment runs (unpaused once parsed); the example DAGs stay paused until
 #: a test unpauses one.
-LIVE_DAGS = ("bridge_live_gated", "bridge_live_gated_sync", "bridge_echo_deferrable")
+LIVE_DAGS = ("bridge_live_gated", "bridge_live_gated_sync")
 
 
 def prefect_connection_json(api_url: str) -> str:

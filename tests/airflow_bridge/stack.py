@@ -129,6 +129,21 @@ class AirflowStack:
                     f"{tail(self.log_path(component))}"
                 )
 
+    def scheduler_processed_deferral(self, dag_id: str, run_id: str, task_id: str) -> bool:
+        """True once the scheduler has handled the executor's event for the deferring attempt.
+
+        Until then a resumed task can race the scheduler (Airflow 3.3 fails a task whose stale
+        "success" event arrives while it is queued again), so tests let a wait end only after.
+        """
+        needle = (
+            f"Received executor event with state success for task instance "
+            f"TaskInstanceKey(dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}'"
+        )
+        return any(
+            needle in self.home.joinpath(f"scheduler-{n}.log").read_text(errors="replace")
+            for n in range(1, self.starts.get("scheduler", 0) + 1)
+        )
+
     def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         """Run an `airflow ...` CLI command against this deployment."""
         return subprocess.run(

@@ -54,15 +54,28 @@ def wait_for_run(prefect_api: PrefectApi, prefix: str, states: set[str]) -> dict
 
 
 def wait_deferred_in_triggerer(
-    stack: AirflowStack, dag_id: str, run_id: str, not_job: int | None = None
+    stack: AirflowStack,
+    dag_id: str,
+    run_id: str,
+    not_job: int | None = None,
+    task_id: str = "run_flow",
 ) -> dict[str, Any]:
-    """Wait until the task is deferred and held by a triggerer (other than ``not_job``)."""
+    """Wait until the task is deferred and held by a triggerer (other than ``not_job``).
+
+    Also until the scheduler has processed the deferring attempt's executor event: ending the
+    wait earlier can hit an Airflow 3.3 scheduler race (see ``run_gated_to_success``).
+    """
 
     def check() -> dict[str, Any] | None:
         stack.assert_running()
-        ti = stack.task_instance(dag_id, run_id, "run_flow")
+        ti = stack.task_instance(dag_id, run_id, task_id)
         job = ti.get("triggerer_job") or {}
-        if ti["state"] == "deferred" and job.get("id") and job["id"] != not_job:
+        if (
+            ti["state"] == "deferred"
+            and job.get("id")
+            and job["id"] != not_job
+            and stack.scheduler_processed_deferral(dag_id, run_id, task_id)
+        ):
             return ti
         return None
 
@@ -71,7 +84,7 @@ def wait_deferred_in_triggerer(
             f"{dag_id} deferred in a triggerer",
             check,
             240,
-            lambda: f"{stack.task_instance(dag_id, run_id, 'run_flow')}\n{stack.logs()}",
+            lambda: f"{stack.task_instance(dag_id, run_id, task_id)}\n{stack.logs()}",
         )
     )
 
@@ -93,27 +106,43 @@ def logs_mention(stack: AirflowStack, *needles: str) -> bool:
 # -- item 1 / 3: connection from the metadata DB, real deferral -------------------------------
 
 
+def run_gated_to_success(
+    stack: AirflowStack, prefect_api: PrefectApi, dag_id: str = "bridge_live_gated"
+) -> tuple[str, dict[str, Any]]:
+    """Trigger the gated DAG, open the gate once a triggerer holds the wait, wait for success.
+
+    The gate keeps the Prefect run going until the deferral is settled: a run that ends before
+    the scheduler processed the executor's event for the deferring attempt races Airflow 3.3's
+    scheduler (it then finds the task queued again and fails it; seen 6 s after the deferral
+    under load).
+    """
+    run_id = trigger(stack, dag_id)
+    wait_deferred_in_triggerer(stack, dag_id, run_id)
+    wait_for_run(prefect_api, key_prefix(dag_id, run_id), {"RUNNING"})
+    release(prefect_api, run_id)
+    dag_run = stack.wait_for_dag_run(dag_id, run_id)
+    ti = stack.task_instance(dag_id, run_id, "run_flow")
+    assert dag_run["state"] == "success", (ti, stack.task_log(dag_id, run_id, "run_flow", 1))
+    [run] = prefect_api.runs_with_key_prefix(key_prefix(dag_id, run_id))
+    return run_id, run
+
+
 def test_deferred_wait_resolves_the_db_connection_in_the_triggerer(
     airflow_stack: AirflowStack, prefect_api: PrefectApi
 ) -> None:
-    dag_id = "bridge_echo_deferrable"
-    run_id = trigger(airflow_stack, dag_id)
-
-    dag_run = airflow_stack.wait_for_dag_run(dag_id, run_id)
+    dag_id = "bridge_live_gated"
+    run_id, run = run_gated_to_success(airflow_stack, prefect_api, dag_id)
 
     ti = airflow_stack.task_instance(dag_id, run_id, "run_flow")
-    assert dag_run["state"] == "success", ti
     assert ti["try_number"] == 1
-    [run] = prefect_api.runs_with_key_prefix(key_prefix(dag_id, run_id))
     assert run["state"]["type"] == "COMPLETED"
-    assert prefect_api.record(run["id"])["parameters"]["batch_size"] == 7
+    assert prefect_api.record(run["id"])["parameters"] == {"token": run_id, "max_wait": 300}
     # The triggerer process (not an in-line dag.test) did the waiting and saw the run end.
     assert logs_mention(airflow_stack, "Trigger fired event", "'status': 'terminal'", run["id"])
     # Item 4: the extra link stored for the UI's "Prefect flow run" button.
     links = airflow_stack.api("GET", f"{ti_path(dag_id, run_id, 'run_flow')}/links").json()
-    links = links["extra_links"]
     ui = prefect_api.api_url.removesuffix("/api")
-    assert links == {"Prefect flow run": f"{ui}/runs/flow-run/{run['id']}"}
+    assert links["extra_links"] == {"Prefect flow run": f"{ui}/runs/flow-run/{run['id']}"}
 
 
 def test_triggerer_restart_mid_wait_resumes_the_wait(
@@ -172,10 +201,8 @@ def test_marking_the_running_task_failed_cancels_the_prefect_run(
 def test_resume_without_event_reattaches_instead_of_type_error(
     airflow_stack: AirflowStack, prefect_api: PrefectApi
 ) -> None:
-    dag_id = "bridge_echo_deferrable"
-    run_id = trigger(airflow_stack, dag_id)
-    assert airflow_stack.wait_for_dag_run(dag_id, run_id)["state"] == "success"
-    [run] = prefect_api.runs_with_key_prefix(key_prefix(dag_id, run_id))
+    dag_id = "bridge_live_gated"
+    run_id, run = run_gated_to_success(airflow_stack, prefect_api, dag_id)
 
     # The state the issue found: the task instance still carries next_method=execute_complete
     # but no event (next_kwargs) when it runs again. Set exactly that in the metadata DB and
@@ -296,9 +323,13 @@ def test_mixed_example_dag_reports_what_the_prefect_run_did(
     assert sensor["try_number"] == 1  # waiting for the export, nothing started in Prefect yet
     assert prefect_api.runs_with_key_prefix(f"{dag_id}:{run_id}") == []
     assert airflow_stack.exports is not None
+    hold = prefect_api.record_dir / f"hold-{safe_token(ds)}"
+    hold.touch()  # keeps the Prefect run going until the task is deferred (see above)
     marker = airflow_stack.exports / "exports" / ds / "_SUCCESS"
     marker.parent.mkdir(parents=True)
     marker.touch()  # the upstream export finished
+    wait_deferred_in_triggerer(airflow_stack, dag_id, run_id, task_id="run_data_pipeline")
+    hold.unlink()
 
     # The sensor pokes once a minute (reschedule mode), then the run and the report follow.
     dag_run = airflow_stack.wait_for_dag_run(dag_id, run_id, timeout=600)
