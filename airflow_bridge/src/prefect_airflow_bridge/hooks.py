@@ -116,9 +116,9 @@ def get_connection(conn_id: str) -> Any:
 async def aget_connection(conn_id: str) -> Any:
     """Async :func:`get_connection` for triggers: never blocks the triggerer's event loop.
 
-    ``dag.test()`` and ``airflow dags test`` run the trigger in-line with a supervisor that only
-    answers synchronous requests (Airflow 3.3), so a miss of the async lookup is retried with the
-    synchronous one in a worker thread before giving up.
+    A miss of the async lookup is retried with the synchronous one in a worker thread before
+    giving up: a supervisor without an async channel (Airflow 3.3's in-line trigger runner for
+    ``dag.test()``, ``InProcessSupervisorComms``, has no ``asend``) answers only that one.
     """
     not_found = _not_found_errors()
     try:
