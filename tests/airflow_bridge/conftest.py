@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from stack import COMPONENTS, AirflowStack, wait_until
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -136,9 +137,62 @@ def _prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     return env
 
 
+class PrefectServer:
+    """A real Prefect server on a fixed port and SQLite DB, restartable in place."""
+
+    def __init__(self, home: Path, log_dir: Path) -> None:
+        self.home = home
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        """Start the server and wait until `/health` answers."""
+        self.starts += 1
+        log_path = self.log_dir / f"prefect-server-{self.starts}.log"
+        with log_path.open("wb") as log_file:
+            self.proc = subprocess.Popen(
+                [
+                    str(PREFECT_PYTHON),
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=_prefect_env(self.home),
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 180
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"Prefect server exited early:\n{_tail(log_path)}")
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"Prefect server not healthy after 180s:\n{_tail(log_path)}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop the server (its DB stays, so a restart keeps every flow run)."""
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+
 @pytest.fixture(scope="session")
-def prefect_api_url(session_dir: Path) -> Iterator[str]:
-    """A real Prefect server on a free port; yields its API URL."""
+def prefect_server(session_dir: Path) -> Iterator[PrefectServer]:
+    """The session's Prefect server (tests may restart it)."""
     if not PREFECT_PYTHON.exists():
         pytest.fail(
             f"Prefect python not found at {PREFECT_PYTHON}: create the Prefect venv "
@@ -146,43 +200,18 @@ def prefect_api_url(session_dir: Path) -> Iterator[str]:
         )
     home = session_dir / "prefect"
     home.mkdir()
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    log_path = session_dir / "prefect-server.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                str(PREFECT_PYTHON),
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=_prefect_env(home),
-            start_new_session=True,
-        )
+    server = PrefectServer(home, session_dir)
+    server.start()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"Prefect server exited early:\n{_tail(log_path)}")
-            try:
-                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"Prefect server not healthy after 120s:\n{_tail(log_path)}")
-            time.sleep(0.5)
-        yield api_url
+        yield server
     finally:
-        _stop(proc)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(prefect_server: PrefectServer) -> str:
+    """The API URL of the session's Prefect server."""
+    return prefect_server.api_url
 
 
 @pytest.fixture(scope="session")
@@ -310,6 +339,104 @@ def failures() -> Iterator[Any]:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     yield read
+
+
+#: Test DAGs the live deployment runs (unpaused once parsed); the example DAGs stay paused until
+#: a test unpauses one.
+LIVE_DAGS = ("bridge_live_gated", "bridge_live_gated_sync")
+
+
+def prefect_connection_json(api_url: str) -> str:
+    """The `--conn-json` of README's "Open-source server, no auth" example, for ``api_url``."""
+    return json.dumps({"conn_type": "prefect", "host": api_url})
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(served_flows: str, session_dir: Path) -> Iterator[AirflowStack]:
+    """A real Airflow deployment (api-server, scheduler, dag-processor, triggerer) on loopback.
+
+    Its own AIRFLOW_HOME and SQLite metadata DB; the DAG folder of the in-process tests. The
+    connection `prefect_default` is created in the metadata DB with the CLI command the README
+    gives (no AIRFLOW_CONN_* variables reach these processes), and `fs_default` points at the
+    session's export root for the mixed example DAG.
+    """
+    home = session_dir / "airflow-live"
+    home.mkdir()
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW", "PREFECT_", "_AIRFLOW", "VIRTUAL_ENV", "PYTHONPATH"))
+    }
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(_DAGS_DIR),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # Only the DAGs a test unpauses run: the example DAGs' daily schedules stay quiet.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            # Every component signs/validates the same task tokens.
+            "AIRFLOW__API_AUTH__JWT_SECRET": "bridge-tests-" + "x" * 40,
+            "AIRFLOW__API__SECRET_KEY": "bridge-tests-" + "k" * 20,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+            "SCARF_ANALYTICS": "false",
+            "DO_NOT_TRACK": "1",
+            "BRIDGE_TEST_FAILURES": str(session_dir / "live-failures.jsonl"),
+        }
+    )
+    stack = AirflowStack(home, env, port)
+    migrate = stack.cli("db", "migrate", timeout=300)
+    assert migrate.returncode == 0, f"airflow db migrate failed:\n{migrate.stderr[-3000:]}"
+    added = stack.cli(
+        "connections",
+        "add",
+        "prefect_default",
+        "--conn-json",
+        prefect_connection_json(served_flows),
+    )
+    assert added.returncode == 0, added.stderr[-3000:]
+    exports = session_dir / "exports"
+    exports.mkdir()
+    added = stack.cli(
+        "connections",
+        "add",
+        "fs_default",
+        "--conn-type",
+        "fs",
+        "--conn-extra",
+        json.dumps({"path": str(exports)}),
+    )
+    assert added.returncode == 0, added.stderr[-3000:]
+    try:
+        for component in COMPONENTS:
+            stack.start(component)
+        wait_until("the Airflow API server", stack.healthy, 240, stack.logs)
+        for name in ("scheduler", "triggerer", "dag_processor"):
+            wait_until(
+                f"a healthy {name}",
+                lambda name=name: stack.component_healthy(name),
+                240,
+                lambda: f"{stack.health()}\n{stack.logs()}",
+            )
+        for dag_id in (*LIVE_DAGS, "prefect_mixed_pipeline"):
+            wait_until(
+                f"DAG {dag_id} parsed", lambda d=dag_id: stack.dag_loaded(d), 240, stack.logs
+            )
+        for dag_id in LIVE_DAGS:
+            stack.unpause(dag_id)
+        stack.exports = exports
+        yield stack
+    finally:
+        stack.stop_all()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

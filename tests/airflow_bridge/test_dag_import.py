@@ -23,7 +23,7 @@ def test_example_dag_imports_without_errors_or_network(monkeypatch: pytest.Monke
     elapsed = time.monotonic() - started
 
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"prefect_data_pipeline"}
+    assert set(bag.dag_ids) == {"prefect_data_pipeline", "prefect_mixed_pipeline"}
     assert elapsed < 10, f"parsing took {elapsed:.1f}s; keep DAG files light"
 
 

@@ -246,3 +246,45 @@ def test_killing_the_deferred_task_cancels_the_prefect_run(prefect_api: PrefectA
 
     asyncio.run(run_then_kill())
     assert prefect_api.wait_for_state(created.id, {"CANCELLED"}) == "CANCELLED"
+
+
+def test_dag_test_trigger_reads_a_connection_stored_in_the_metadata_db(
+    dagbag: Any, prefect_api: PrefectApi, airflow_db: Any
+) -> None:
+    # The first report: `airflow connections add` (metadata DB, no AIRFLOW_CONN_*),
+    # execute() found the connection, then the in-line trigger failed with
+    # AirflowNotFoundException and the Prefect run went on unobserved.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import prefect_connection_json
+
+    airflow_bin = Path(sys.executable).parent / "airflow"
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_CONN_PREFECT_IN_DB"}
+    subprocess.run(
+        [str(airflow_bin), "connections", "delete", "prefect_in_db"], env=env, capture_output=True
+    )
+    added = subprocess.run(
+        [
+            str(airflow_bin),
+            "connections",
+            "add",
+            "prefect_in_db",
+            "--conn-json",
+            prefect_connection_json(prefect_api.api_url),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert added.returncode == 0, added.stderr[-2000:]
+    assert "AIRFLOW_CONN_PREFECT_IN_DB" not in os.environ
+
+    dag_run, ti = run_dag(dagbag, "bridge_db_connection_deferrable")
+
+    assert dag_run.state == "success", ti.state
+    [run] = prefect_api.runs_with_key_prefix(base_key(dag_run, "run_flow"))
+    assert run["state"]["type"] == "COMPLETED"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +22,19 @@ from prefect_airflow_bridge.exceptions import (
     PrefectNotFoundError,
 )
 from prefect_airflow_bridge.hooks import PrefectHook, config_from_connection
+from prefect_airflow_bridge.retries import (
+    RETRYABLE_STATUS,
+    RetryableResponse,
+    retry_after_seconds,
+    wait_retry_after_or_backoff,
+)
 
 
 class Scripted:
     """A local HTTP server that answers each request with the next scripted (status, body)."""
 
     def __init__(self) -> None:
-        self.script: list[tuple[int, Any]] = []
+        self.script: list[tuple[Any, ...]] = []
         self.requests: list[dict[str, Any]] = []
         outer = self
 
@@ -42,9 +50,11 @@ class Scripted:
                         "json": json.loads(body) if body else None,
                     }
                 )
-                status, payload = outer.script.pop(0) if outer.script else (200, {})
+                status, payload, *extra = outer.script.pop(0) if outer.script else (200, {})
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -215,3 +225,125 @@ def test_async_get_and_cancel(scripted: Scripted) -> None:
         return (await hook.aget_flow_run("f1")).state_type, await hook.acancel_flow_run("f1")
 
     assert asyncio.run(calls()) == ("RUNNING", "ACCEPT")
+
+
+# -- connection form fields (provider_info conn-fields) ------------------------------------
+
+
+def test_config_cloud_from_account_and_workspace_fields() -> None:
+    # What the UI form stores: prefixed extra keys, empty values for untouched fields.
+    extra = {
+        "extra__prefect__account_id": "acc",
+        "extra__prefect__workspace_id": "ws",
+        "extra__prefect__ui_url": "",
+        "extra__prefect__timeout": None,
+    }
+    cfg = config_from_connection(
+        conn(conn_type="prefect", password="pnu_k", extra=json.dumps(extra))
+    )
+    assert cfg.api_url == "https://api.prefect.cloud/api/accounts/acc/workspaces/ws"
+    assert cfg.ui_url == "https://app.prefect.cloud/account/acc/workspace/ws"
+    assert cfg.headers["Authorization"] == "Bearer pnu_k"
+    assert cfg.timeout == 30.0
+
+
+def test_config_needs_both_account_and_workspace() -> None:
+    with pytest.raises(PrefectConfigurationError, match="set both Prefect Cloud account_id"):
+        config_from_connection(conn(password="k", extra=json.dumps({"account_id": "acc"})))
+
+
+# -- the one retry policy (item 5) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("7", 7.0),
+        (" 2.5 ", 2.5),
+        ("-3", 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 60.0),  # an HTTP date 60 s after "now" below
+        ("Wed, 21 Oct 2015 07:26:00 GMT", 0.0),  # in the past: retry at once
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_seconds(header: str | None, expected: float | None) -> None:
+    now = 1445412420.0  # Wed, 21 Oct 2015 07:27:00 GMT
+    assert retry_after_seconds(header, now=now) == expected
+
+
+def _state(attempt: int, error: BaseException) -> Any:
+    import tenacity
+
+    state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    state.set_exception((type(error), error, None))
+    return state
+
+
+def _response(status: int, headers: dict[str, str] | None = None) -> Any:
+    import httpx
+
+    return httpx.Response(status, headers=headers, request=httpx.Request("GET", "http://x/api"))
+
+
+@pytest.mark.parametrize(
+    ("attempt", "error", "low", "high"),
+    [
+        (1, RetryableResponse(_response(429, {"Retry-After": "4"})), 4.0, 4.0),
+        (1, RetryableResponse(_response(503, {"Retry-After": "999"})), 10.0, 10.0),  # capped
+        (1, RetryableResponse(_response(502)), 0.5, 1.0),  # backoff 1 s, jitter in [1/2, 1]
+        (3, RetryableResponse(_response(500)), 2.0, 4.0),  # 1 s doubled twice
+        (6, RetryableResponse(_response(500)), 5.0, 10.0),  # capped at max_wait
+    ],
+)
+def test_wait_honours_retry_after_else_backs_off(
+    attempt: int, error: BaseException, low: float, high: float
+) -> None:
+    wait = wait_retry_after_or_backoff(backoff=1.0, max_wait=10.0)
+    assert low <= wait(_state(attempt, error)) <= high
+
+
+def test_retryable_statuses_match_the_product() -> None:
+    # tasks/sources/http.py RETRY_STATUSES (the bridge cannot import the product package).
+    product = Path(__file__).resolve().parents[2] / "tasks" / "sources" / "http.py"
+    line = next(ln for ln in product.read_text().splitlines() if ln.startswith("RETRY_STATUSES"))
+    assert set(ast.literal_eval(line.split("frozenset(", 1)[1].rsplit(")", 1)[0])) == set(
+        RETRYABLE_STATUS
+    )
+
+
+def _call(hook: PrefectHook, mode: str) -> Any:
+    if mode == "sync":
+        return hook.get_flow_run("f1")
+    return asyncio.run(hook.aget_flow_run("f1"))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_one_policy_for_sync_and_async(scripted: Scripted, mode: str) -> None:
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"
+    scripted.script = [
+        (429, {}, {"Retry-After": "0"}),
+        (520, {}, {"Retry-After": past}),
+        (200, {"id": "f1", "state": {"type": "RUNNING"}}),
+    ]
+    assert _call(PrefectHook("prefect_scripted"), mode).state_type == "RUNNING"
+    assert len(scripted.requests) == 3
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_statuses_outside_the_set_are_not_retried(scripted: Scripted, mode: str) -> None:
+    scripted.script = [(501, {"detail": "not implemented"})]
+    with pytest.raises(PrefectApiError, match="HTTP 501"):
+        _call(PrefectHook("prefect_scripted"), mode)
+    assert len(scripted.requests) == 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_retries_exhausted_report_the_last_status(scripted: Scripted, mode: str) -> None:
+    scripted.script = [(503, {"detail": "busy"}, {"Retry-After": "0"})] * 3
+    with pytest.raises(PrefectApiError, match="HTTP 503") as info:
+        _call(PrefectHook("prefect_scripted"), mode)
+    assert info.value.status_code == 503
+    assert len(scripted.requests) == 3  # max_retries=2 in the scripted connection

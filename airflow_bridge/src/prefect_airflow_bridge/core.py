@@ -183,3 +183,48 @@ def describe_outcome(flow_run: FlowRun, deployment_name: str, url: str) -> str:
         f"'{deployment_name}' ended {flow_run.state_name} [{flow_run.state_type}]: {message}. "
         f"Run URL: {url}"
     )
+
+
+@dataclass
+class PollSchedule:
+    """When to check a flow run next, when the wait times out, how long an outage is tolerated.
+
+    One schedule for the worker-side wait and the trigger: checks start 1 s apart and double up to
+    ``poll_interval``; ``deadline`` is a Unix time (it survives the trigger being serialized and
+    moved to another triggerer); while the Prefect API cannot be reached the wait goes on for up
+    to ``unreachable_timeout`` seconds since the last successful check (``None``: forever), so a
+    Prefect server restart does not end it.
+    """
+
+    poll_interval: float
+    deadline: float | None = None
+    unreachable_timeout: float | None = None
+    delay: float = 0.0
+    unreachable_since: float | None = None
+
+    def __post_init__(self) -> None:
+        self.delay = min(1.0, self.poll_interval)
+
+    def timed_out(self, now: float) -> bool:
+        """True once ``deadline`` has passed."""
+        return self.deadline is not None and now >= self.deadline
+
+    def next_sleep(self, now: float) -> float:
+        """Seconds until the next check (never past the deadline); backs off for the next one."""
+        sleep_for = self.delay
+        if self.deadline is not None:
+            sleep_for = min(sleep_for, max(self.deadline - now, 0.0))
+        self.delay = min(self.delay * 2, self.poll_interval)
+        return sleep_for
+
+    def reached(self) -> None:
+        """A check got an answer: the outage (if any) is over."""
+        self.unreachable_since = None
+
+    def tolerate_outage(self, now: float) -> bool:
+        """Record a check that found the API unreachable; True while the wait should go on."""
+        if self.unreachable_since is None:
+            self.unreachable_since = now
+        if self.unreachable_timeout is None:
+            return True
+        return now - self.unreachable_since < self.unreachable_timeout

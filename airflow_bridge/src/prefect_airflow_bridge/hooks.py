@@ -1,33 +1,45 @@
 """Airflow hook that talks to the Prefect REST API over HTTP (no `prefect` import).
 
-Connection (conn type ``http`` or ``prefect``):
+Connection type ``prefect`` (registered by this package's provider info, so it has its own form in
+the Airflow UI; type ``http`` works too):
+
 - host: the Prefect API URL, e.g. ``http://prefect:4200/api`` or
   ``https://api.prefect.cloud/api/accounts/<id>/workspaces/<id>``. A bare host name also works:
   then ``schema`` is the URL path (default ``api``), ``port`` the port, extra ``scheme`` the
-  scheme (default ``http``).
-- login/password: basic auth for a server started with
-  ``PREFECT_SERVER_API_AUTH_STRING="login:password"``.
-- password + extra ``{"auth": "bearer"}``: a Prefect Cloud API key (bearer is also the default
-  when the host is ``api.prefect.cloud``).
+  scheme (default ``http``). Empty host + extra ``account_id`` and ``workspace_id``: Prefect Cloud.
+- extra ``auth``: ``none``, ``basic`` (login/password, for a server started with
+  ``PREFECT_SERVER_API_AUTH_STRING="login:password"``) or ``bearer`` (the password is a Prefect
+  Cloud API key). Default: bearer for Prefect Cloud, basic when a login or password is set.
 - extra ``ui_url``: UI base URL for run links (default: derived from the API URL);
-  ``timeout`` (seconds per HTTP call, default 30); ``max_retries`` (default 3) and
-  ``retry_backoff`` (seconds, default 1, doubled each time) for connection errors, 429 and 5xx.
+  ``timeout`` (seconds per HTTP call, default 30); ``max_retries`` (default 3),
+  ``retry_backoff`` (seconds, default 1, doubled each time) and ``retry_max_wait`` (default 30,
+  also the cap on ``Retry-After``) for the retry policy in :mod:`prefect_airflow_bridge.retries`.
+
+Where the connection comes from: the Task SDK (``BaseHook.get_connection`` /
+``aget_connection``), i.e. the metadata DB through the API server in workers and the triggerer,
+plus environment variables and secrets backends everywhere. See :func:`get_connection`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json as json_module
 import logging
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import tenacity
 from airflow.sdk import BaseHook
 
+from prefect_airflow_bridge import retries
 from prefect_airflow_bridge.core import (
     FlowRun,
+    PollSchedule,
     flow_run_url,
     split_deployment_name,
     ui_url_from_api_url,
@@ -35,6 +47,7 @@ from prefect_airflow_bridge.core import (
 from prefect_airflow_bridge.exceptions import (
     PrefectApiError,
     PrefectAuthError,
+    PrefectBridgeError,
     PrefectConfigurationError,
     PrefectConnectionError,
     PrefectFlowRunTimeout,
@@ -44,10 +57,74 @@ from prefect_airflow_bridge.exceptions import (
 
 logger = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+CONN_TYPE = "prefect"
+RETRYABLE_STATUS = retries.RETRYABLE_STATUS
 INVALID_REQUEST_STATUS = frozenset({400, 409, 422})
-#: Longest wait honoured from a 429 ``Retry-After`` header.
-MAX_RETRY_AFTER_SECONDS = 30.0
+PREFECT_CLOUD_API = "https://api.prefect.cloud/api"
+
+
+def _not_found_errors() -> tuple[type[Exception], ...]:
+    from airflow.sdk.exceptions import AirflowNotFoundException as SdkNotFound
+
+    try:
+        from airflow.exceptions import AirflowNotFoundException as CoreNotFound
+    except ImportError:  # a Task-SDK-only environment
+        return (SdkNotFound,)
+    return (SdkNotFound, CoreNotFound)
+
+
+def _supervised() -> bool:
+    """True in a Task SDK process with supervisor comms (task runner, triggerer, dag.test)."""
+    task_runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
+
+
+def _missing_connection(conn_id: str, exc: Exception) -> PrefectConfigurationError:
+    return PrefectConfigurationError(
+        f"Airflow connection '{conn_id}' is not defined where this code runs ({exc}). Create it "
+        f"in the metadata DB (`airflow connections add {conn_id} --conn-json "
+        '\'{"conn_type": "prefect", "host": "http://prefect:4200/api"}\'`), as '
+        f"AIRFLOW_CONN_{conn_id.upper()} in every Airflow component, or in a secrets backend."
+    )
+
+
+def get_connection(conn_id: str) -> Any:
+    """Resolve an Airflow connection the way Airflow 3 does where this code runs.
+
+    In a task or the triggerer the Task SDK asks its supervisor (metadata DB through the API
+    server), then environment variables and secrets backends. A plain script or CLI process has
+    no supervisor, and the Task SDK then reads only the environment; there the bridge reads the
+    configured secrets backends *and* the metadata DB through ``airflow.models.Connection``,
+    exactly like ``airflow connections test`` does.
+    """
+    not_found = _not_found_errors()
+    try:
+        return BaseHook.get_connection(conn_id)
+    except not_found as exc:
+        if _supervised():
+            raise _missing_connection(conn_id, exc) from exc
+        try:
+            from airflow.models.connection import Connection as MetastoreConnection
+        except ImportError:  # Task SDK without airflow-core: nothing else to ask
+            raise _missing_connection(conn_id, exc) from exc
+        try:
+            return MetastoreConnection.get_connection_from_secrets(conn_id)
+        except not_found as db_exc:
+            raise _missing_connection(conn_id, db_exc) from db_exc
+
+
+async def aget_connection(conn_id: str) -> Any:
+    """Async :func:`get_connection` for triggers: never blocks the triggerer's event loop.
+
+    A miss of the async lookup is retried with the synchronous one in a worker thread before
+    giving up: a supervisor without an async channel (Airflow 3.3's in-line trigger runner for
+    ``dag.test()``, ``InProcessSupervisorComms``, has no ``asend``) answers only that one.
+    """
+    not_found = _not_found_errors()
+    try:
+        return await BaseHook.aget_connection(conn_id)
+    except not_found:
+        return await asyncio.to_thread(get_connection, conn_id)
 
 
 @dataclass(frozen=True)
@@ -62,6 +139,7 @@ class PrefectApiConfig:
     timeout: float = 30.0
     max_retries: int = 3
     retry_backoff: float = 1.0
+    retry_max_wait: float = 30.0
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments shared by ``httpx.Client`` and ``httpx.AsyncClient``."""
@@ -74,29 +152,64 @@ class PrefectApiConfig:
             kwargs["auth"] = httpx.BasicAuth(*self.basic_auth)
         return kwargs
 
-
-def _api_url_from_connection(conn: Any) -> str:
-    extra = conn.extra_dejson
-    host = (conn.host or "").strip()
-    if extra.get("api_url"):
-        return str(extra["api_url"]).rstrip("/")
-    if not host:
-        raise PrefectConfigurationError(
-            f"Airflow connection '{conn.conn_id}' has no host: set host to the Prefect API URL, "
-            "e.g. http://prefect:4200/api (or extra api_url)."
+    def retry_policy(self, what: str) -> dict[str, Any]:
+        """The tenacity policy for one call (see :mod:`prefect_airflow_bridge.retries`)."""
+        return retries.policy(
+            max_retries=self.max_retries,
+            backoff=self.retry_backoff,
+            max_wait=self.retry_max_wait,
+            what=what,
         )
-    if "://" in host:
-        return host.rstrip("/")
-    scheme = extra.get("scheme") or ("https" if conn.conn_type == "https" else "http")
-    netloc = f"{host}:{conn.port}" if conn.port else host
-    path = (conn.schema or "api").strip("/")
-    return f"{scheme}://{netloc}/{path}".rstrip("/")
+
+
+def connection_extra(conn: Any) -> dict[str, Any]:
+    """The connection's extra without empty values; the UI's ``extra__prefect__x`` keys as ``x``."""
+    extra: dict[str, Any] = {}
+    for key, value in (conn.extra_dejson or {}).items():
+        if value is None or value == "":
+            continue
+        for prefix in (f"extra__{CONN_TYPE}__", "extra__http__"):
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        extra[key] = value
+    return extra
+
+
+def _api_url_from_connection(conn: Any, extra: Mapping[str, Any]) -> str:
+    host = (conn.host or "").strip()
+    account, workspace = extra.get("account_id"), extra.get("workspace_id")
+    if bool(account) != bool(workspace):
+        raise PrefectConfigurationError(
+            f"Airflow connection '{conn.conn_id}': set both Prefect Cloud account_id and "
+            "workspace_id (or neither, with the full API URL as host)."
+        )
+    if extra.get("api_url"):
+        api_url = str(extra["api_url"]).rstrip("/")
+    elif not host:
+        if not account:
+            raise PrefectConfigurationError(
+                f"Airflow connection '{conn.conn_id}' has no host: set host to the Prefect API "
+                "URL, e.g. http://prefect:4200/api, or account_id and workspace_id for Prefect "
+                "Cloud."
+            )
+        api_url = PREFECT_CLOUD_API
+    elif "://" in host:
+        api_url = host.rstrip("/")
+    else:
+        default_scheme = "https" if conn.conn_type == "https" or "prefect.cloud" in host else "http"
+        scheme = extra.get("scheme") or default_scheme
+        netloc = f"{host}:{conn.port}" if conn.port else host
+        path = (conn.schema or "api").strip("/")
+        api_url = f"{scheme}://{netloc}/{path}".rstrip("/")
+    if account and "/accounts/" not in api_url:
+        api_url = f"{api_url}/accounts/{account}/workspaces/{workspace}"
+    return api_url
 
 
 def config_from_connection(conn: Any) -> PrefectApiConfig:
     """Turn an Airflow ``Connection`` into a :class:`PrefectApiConfig`."""
-    extra = conn.extra_dejson
-    api_url = _api_url_from_connection(conn)
+    extra = connection_extra(conn)
+    api_url = _api_url_from_connection(conn, extra)
     auth = str(extra.get("auth") or "").lower()
     if not auth:
         if "api.prefect.cloud" in api_url:
@@ -122,7 +235,7 @@ def config_from_connection(conn: Any) -> PrefectApiConfig:
             f"'none', got {auth!r}."
         )
     try:
-        return PrefectApiConfig(
+        config = PrefectApiConfig(
             conn_id=conn.conn_id,
             api_url=api_url,
             ui_url=str(extra.get("ui_url") or ui_url_from_api_url(api_url)).rstrip("/"),
@@ -131,12 +244,19 @@ def config_from_connection(conn: Any) -> PrefectApiConfig:
             timeout=float(extra.get("timeout", 30)),
             max_retries=int(extra.get("max_retries", 3)),
             retry_backoff=float(extra.get("retry_backoff", 1.0)),
+            retry_max_wait=float(extra.get("retry_max_wait", 30.0)),
         )
     except (TypeError, ValueError) as exc:
         raise PrefectConfigurationError(
-            f"Airflow connection '{conn.conn_id}': extra timeout/max_retries/retry_backoff "
-            f"must be numbers ({exc})."
+            f"Airflow connection '{conn.conn_id}': extra timeout/max_retries/retry_backoff/"
+            f"retry_max_wait must be numbers ({exc})."
         ) from exc
+    if config.max_retries < 0 or config.timeout <= 0 or config.retry_backoff < 0:
+        raise PrefectConfigurationError(
+            f"Airflow connection '{conn.conn_id}': timeout must be > 0, max_retries and "
+            "retry_backoff >= 0."
+        )
+    return config
 
 
 def _detail(response: httpx.Response) -> str:
@@ -185,13 +305,9 @@ def _raise_for_status(response: httpx.Response, what: str, config: PrefectApiCon
     )
 
 
-def _retry_delay(config: PrefectApiConfig, attempt: int, response: httpx.Response | None) -> float:
-    delay = config.retry_backoff * (2**attempt)
-    if response is not None and response.status_code == 429:
-        retry_after = response.headers.get("Retry-After", "")
-        if retry_after.replace(".", "", 1).isdigit():
-            delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_SECONDS))
-    return delay
+def _result(response: httpx.Response, what: str, config: PrefectApiConfig) -> tuple[int, Any]:
+    _raise_for_status(response, what, config)
+    return response.status_code, (response.json() if response.content else None)
 
 
 def _connection_error(
@@ -208,12 +324,15 @@ def _connection_error(
 class PrefectHook(BaseHook):
     """Trigger, watch and cancel Prefect flow runs through the Prefect REST API.
 
+    Usable anywhere Airflow runs code: operators, triggers, TaskFlow ``@task`` functions
+    (``PrefectHook().get_flow_run(run_id)``) and plain scripts.
+
     :param prefect_conn_id: Airflow connection holding the API URL and credentials.
     """
 
     conn_name_attr = "prefect_conn_id"
     default_conn_name = "prefect_default"
-    conn_type = "http"
+    conn_type = CONN_TYPE
     hook_name = "Prefect"
 
     def __init__(self, prefect_conn_id: str = default_conn_name) -> None:
@@ -226,18 +345,13 @@ class PrefectHook(BaseHook):
     def get_config(self) -> PrefectApiConfig:
         """Resolve (once) the API URL and credentials from the Airflow connection."""
         if self._config is None:
-            self._config = config_from_connection(self.get_connection(self.prefect_conn_id))
+            self._config = config_from_connection(get_connection(self.prefect_conn_id))
         return self._config
 
     async def aget_config(self) -> PrefectApiConfig:
         """Async variant of :meth:`get_config` for triggers (no blocking in the event loop)."""
         if self._config is None:
-            getter = getattr(type(self), "aget_connection", None)
-            if getter is not None:
-                conn = await getter(self.prefect_conn_id)
-            else:  # Airflow releases without BaseHook.aget_connection
-                conn = await asyncio.to_thread(self.get_connection, self.prefect_conn_id)
-            self._config = config_from_connection(conn)
+            self._config = config_from_connection(await aget_connection(self.prefect_conn_id))
         return self._config
 
     def get_conn(self) -> httpx.Client:
@@ -248,68 +362,54 @@ class PrefectHook(BaseHook):
         """Link to the flow run in the Prefect UI."""
         return flow_run_url(self.get_config().ui_url, flow_run_id)
 
-    # -- transport -------------------------------------------------------------------------
+    # -- transport: one retry policy (retries.policy) for both -----------------------------
 
     def _request(self, method: str, path: str, what: str, json: Any = None) -> tuple[int, Any]:
         config = self.get_config()
         with self.get_conn() as client:
-            for attempt in range(config.max_retries + 1):
-                last = attempt == config.max_retries
-                try:
-                    response = client.request(method, path, json=json)
-                except httpx.TransportError as exc:
-                    if last:
-                        raise _connection_error(config, what, exc) from exc
-                    delay = _retry_delay(config, attempt, None)
-                    logger.warning("Prefect API unreachable (%s); retry in %.1fs", exc, delay)
-                    time.sleep(delay)
-                    continue
-                if response.status_code in RETRYABLE_STATUS and not last:
-                    delay = _retry_delay(config, attempt, response)
-                    logger.warning(
-                        "Prefect API HTTP %s for %s; retry in %.1fs",
-                        response.status_code,
-                        what,
-                        delay,
-                    )
-                    time.sleep(delay)
-                    continue
-                _raise_for_status(response, what, config)
-                return response.status_code, (response.json() if response.content else None)
-        raise AssertionError("unreachable")  # pragma: no cover
+            try:
+                for attempt in tenacity.Retrying(**config.retry_policy(what)):
+                    with attempt:
+                        response = retries.raise_if_retryable(
+                            client.request(method, path, json=json)
+                        )
+            except httpx.TransportError as exc:
+                raise _connection_error(config, what, exc) from exc
+            except retries.RetryableResponse as exc:
+                response = exc.response
+        return _result(response, what, config)
 
     async def _arequest(
         self, method: str, path: str, what: str, json: Any = None
     ) -> tuple[int, Any]:
         config = await self.aget_config()
         async with httpx.AsyncClient(**config.client_kwargs()) as client:
-            for attempt in range(config.max_retries + 1):
-                last = attempt == config.max_retries
-                try:
-                    response = await client.request(method, path, json=json)
-                except httpx.TransportError as exc:
-                    if last:
-                        raise _connection_error(config, what, exc) from exc
-                    delay = _retry_delay(config, attempt, None)
-                    logger.warning("Prefect API unreachable (%s); retry in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
-                    continue
-                if response.status_code in RETRYABLE_STATUS and not last:
-                    await asyncio.sleep(_retry_delay(config, attempt, response))
-                    continue
-                _raise_for_status(response, what, config)
-                return response.status_code, (response.json() if response.content else None)
-        raise AssertionError("unreachable")  # pragma: no cover
+            try:
+                async for attempt in tenacity.AsyncRetrying(**config.retry_policy(what)):
+                    with attempt:
+                        response = retries.raise_if_retryable(
+                            await client.request(method, path, json=json)
+                        )
+            except httpx.TransportError as exc:
+                raise _connection_error(config, what, exc) from exc
+            except retries.RetryableResponse as exc:
+                response = exc.response
+        return _result(response, what, config)
 
     # -- API -------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Used by Airflow's "Test connection" button: ``GET /health``."""
+        """Airflow's "Test" button: the API answers ``/health`` and accepts the credentials.
+
+        ``/health`` needs no credentials, so a one-row ``flows/filter`` proves the auth and (for
+        Prefect Cloud) the account/workspace path too.
+        """
         try:
             self._request("GET", "health", "the health check")
+            self._request("POST", "flows/filter", "the credentials check", json={"limit": 1})
         except Exception as exc:  # reported to the UI, not swallowed
             return False, str(exc)
-        return True, f"Prefect API at {self.get_config().api_url} is healthy."
+        return True, f"Prefect API at {self.get_config().api_url} is healthy and accepts us."
 
     def get_deployment(self, deployment_name: str) -> dict[str, Any]:
         """``GET /deployments/name/{flow}/{deployment}``."""
@@ -374,6 +474,32 @@ class PrefectHook(BaseHook):
         _, run = self._request("GET", f"flow_runs/{flow_run_id}", f"flow run {flow_run_id}")
         return FlowRun.from_api(run)
 
+    def get_flow_run_artifacts(self, flow_run_id: str) -> dict[str, Any]:
+        """The keyed artifacts a flow run created, ``{key: data}``; table data is parsed JSON.
+
+        This is how a run reports what it did (the pipeline's ``pipeline-rows-loaded`` and
+        ``pipeline-index`` tables); artifacts without a key are skipped.
+        """
+        body = {
+            "artifacts": {"flow_run_id": {"any_": [flow_run_id]}},
+            "sort": "CREATED_DESC",  # newest first: for a key written twice, the last wins
+            "limit": 200,
+        }
+        _, artifacts = self._request(
+            "POST", "artifacts/filter", f"the artifacts of flow run {flow_run_id}", json=body
+        )
+        result: dict[str, Any] = {}
+        for artifact in artifacts or []:
+            if not artifact.get("key"):
+                continue
+            data = artifact.get("data")
+            if isinstance(data, str) and artifact.get("type") == "table":
+                # A table artifact written as plain text keeps its text.
+                with contextlib.suppress(ValueError):
+                    data = json_module.loads(data)
+            result.setdefault(str(artifact["key"]), data)
+        return result
+
     async def aget_flow_run(self, flow_run_id: str) -> FlowRun:
         """Async ``GET /flow_runs/{id}``."""
         _, run = await self._arequest("GET", f"flow_runs/{flow_run_id}", f"flow run {flow_run_id}")
@@ -410,19 +536,48 @@ class PrefectHook(BaseHook):
         return status
 
     def wait_for_flow_run(
-        self, flow_run_id: str, *, poll_interval: float, timeout: float | None
+        self,
+        flow_run_id: str,
+        *,
+        poll_interval: float,
+        timeout: float | None,
+        unreachable_timeout: float | None = None,
     ) -> FlowRun:
         """Poll until the run is terminal; raise :class:`PrefectFlowRunTimeout` after ``timeout``.
 
         Polls start at 1 s and double up to ``poll_interval`` so short runs return promptly.
+        While the API is unreachable (after the retry policy gave up on one check) the wait goes
+        on for ``unreachable_timeout`` seconds (``None``: until ``timeout``), then re-raises.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = min(1.0, poll_interval)
+        schedule = PollSchedule(
+            poll_interval=poll_interval,
+            deadline=None if timeout is None else time.time() + timeout,
+            unreachable_timeout=unreachable_timeout,
+        )
         while True:
-            run = self.get_flow_run(flow_run_id)
-            if run.is_terminal:
-                return run
-            if deadline is not None and time.monotonic() >= deadline:
+            try:
+                run = self.get_flow_run(flow_run_id)
+            except PrefectBridgeError as exc:
+                now = time.time()
+                if (
+                    not is_transient(exc)
+                    or schedule.timed_out(now)
+                    or not schedule.tolerate_outage(now)
+                ):
+                    raise
+                logger.warning(
+                    "Prefect API unreachable while waiting for flow run %s; still waiting: %s",
+                    flow_run_id,
+                    exc,
+                )
+            else:
+                schedule.reached()
+                if run.is_terminal:
+                    return run
+            if schedule.timed_out(time.time()):
+                run = self.get_flow_run(flow_run_id)
+                if run.is_terminal:
+                    return run
                 raise PrefectFlowRunTimeout(
                     f"Prefect flow run '{run.name}' ({run.id}) is still {run.state_name} after "
                     f"{timeout:.0f}s. Run URL: {self.flow_run_url(run.id)}",
@@ -431,6 +586,15 @@ class PrefectHook(BaseHook):
                     state_name=run.state_name,
                     url=self.flow_run_url(run.id),
                 )
-            sleep_for = delay if deadline is None else min(delay, deadline - time.monotonic())
-            time.sleep(max(sleep_for, 0.0))
-            delay = min(delay * 2, poll_interval)
+            time.sleep(schedule.next_sleep(time.time()))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed call may succeed later: unreachable API, or 429/5xx after all retries."""
+    if isinstance(exc, PrefectConnectionError):
+        return True
+    return (
+        isinstance(exc, PrefectApiError)
+        and type(exc) is PrefectApiError
+        and exc.status_code in RETRYABLE_STATUS
+    )

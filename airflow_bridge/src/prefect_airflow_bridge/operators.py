@@ -5,14 +5,22 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.sdk import BaseOperator
 
 try:
-    from airflow.sdk.exceptions import AirflowFailException
-except ImportError:  # Airflow releases before the Task SDK exported it
-    from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
+    from airflow.sdk.exceptions import (
+        AirflowFailException,
+        TaskDeferralError,
+        TaskDeferralTimeout,
+    )
+except ImportError:  # Airflow releases before the Task SDK exported them
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowFailException,
+        TaskDeferralError,
+        TaskDeferralTimeout,
+    )
 
 from prefect_airflow_bridge.core import (
     FlowRun,
@@ -29,7 +37,8 @@ from prefect_airflow_bridge.exceptions import (
     PrefectFlowRunTimeout,
     PrefectInvalidRequestError,
 )
-from prefect_airflow_bridge.hooks import PrefectHook
+from prefect_airflow_bridge.hooks import PrefectHook, is_transient
+from prefect_airflow_bridge.links import FLOW_RUN_URL_XCOM_KEY, PrefectFlowRunLink
 from prefect_airflow_bridge.triggers import PrefectFlowRunTrigger
 
 #: Extra time the triggerer may run past the operator's own timeout before Airflow gives up
@@ -43,6 +52,11 @@ def _seconds(value: timedelta | float | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def _retries_left(ti: Any) -> bool:
+    """Whether Airflow will run another try of this task instance after this one fails."""
+    return int(getattr(ti, "try_number", 1) or 1) <= int(getattr(ti, "max_tries", 0) or 0)
+
+
 def _timeout_note(cancelled: bool) -> str:
     if cancelled:
         return "The run was cancelled (cancel_on_timeout=True); a retry starts a new run."
@@ -53,7 +67,15 @@ class PrefectRunDeploymentOperator(BaseOperator):
     """Trigger a Prefect deployment run, wait for it, and succeed or fail with it.
 
     Returns (XCom ``return_value``) the flow run id; also pushes XCom ``flow_run_id`` and
-    ``flow_run_url`` as soon as the run exists.
+    ``flow_run_url`` as soon as the run exists (the "Prefect flow run" extra link opens the
+    latter) and, when the run completed, ``flow_run_artifacts``: the run's keyed artifacts
+    (``{key: data}``, tables as lists of rows) for downstream tasks.
+
+    When the wait itself fails (Prefect unreachable for longer than ``unreachable_timeout``, a
+    trigger error, Airflow's deferral timeout) the Prefect run is never left unobserved: if the
+    task has a retry left it stays running and the next try reattaches to it; otherwise it is
+    cancelled. A resume without a trigger event (``next_method`` still set on a re-run task)
+    reattaches the same way.
 
     Idempotency: runs are keyed ``dag_id:run_id:task_id:map_index``, so a retry (or a worker
     crash) reattaches to the run already started instead of starting a second one. If that run
@@ -72,6 +94,9 @@ class PrefectRunDeploymentOperator(BaseOperator):
     :param wait_for_completion: ``False`` returns right after the run is created.
     :param idempotency_key: override the base key (templated), e.g. to force one run per try.
     :param flow_run_name: name of the flow run (templated); Prefect picks one if unset.
+    :param unreachable_timeout: how long the wait tolerates an unreachable Prefect API (e.g. a
+        server restart) before it fails; ``None``: until ``timeout``.
+    :param push_artifacts: push the completed run's artifacts as XCom ``flow_run_artifacts``.
     """
 
     template_fields: Sequence[str] = (
@@ -82,6 +107,7 @@ class PrefectRunDeploymentOperator(BaseOperator):
         "flow_run_name",
     )
     template_fields_renderers = {"parameters": "json"}
+    operator_extra_links = (PrefectFlowRunLink(),)
     ui_color = "#2d6df6"
     ui_fgcolor = "#ffffff"
 
@@ -99,6 +125,8 @@ class PrefectRunDeploymentOperator(BaseOperator):
         wait_for_completion: bool = True,
         idempotency_key: str | None = None,
         flow_run_name: str | None = None,
+        unreachable_timeout: timedelta | float | None = timedelta(minutes=10),
+        push_artifacts: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -115,6 +143,8 @@ class PrefectRunDeploymentOperator(BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.idempotency_key = idempotency_key
         self.flow_run_name = flow_run_name
+        self.unreachable_timeout = unreachable_timeout
+        self.push_artifacts = push_artifacts
         self._flow_run_id: str | None = None
         self._finished = False
 
@@ -168,14 +198,14 @@ class PrefectRunDeploymentOperator(BaseOperator):
         self._flow_run_id = run.id
         url = hook.flow_run_url(run.id)
         ti.xcom_push(key="flow_run_id", value=run.id)
-        ti.xcom_push(key="flow_run_url", value=url)
+        ti.xcom_push(key=FLOW_RUN_URL_XCOM_KEY, value=url)
         self.log.info("Prefect flow run URL: %s", url)
 
         if not self.wait_for_completion:
             self._finished = True
             return run.id
         if run.is_terminal:
-            return self._finish(run, url)
+            return self._finish(context, run, url)
 
         timeout = _seconds(self.timeout)
         if self.deferrable:
@@ -186,6 +216,7 @@ class PrefectRunDeploymentOperator(BaseOperator):
                     poll_interval=self.poll_interval,
                     deadline=None if timeout is None else time.time() + timeout,
                     cancel_on_timeout=self.cancel_on_timeout,
+                    unreachable_timeout=_seconds(self.unreachable_timeout),
                 ),
                 method_name="execute_complete",
                 timeout=None if timeout is None else timedelta(seconds=timeout) + _DEFER_GRACE,
@@ -193,7 +224,10 @@ class PrefectRunDeploymentOperator(BaseOperator):
 
         try:
             final = hook.wait_for_flow_run(
-                run.id, poll_interval=self.poll_interval, timeout=timeout
+                run.id,
+                poll_interval=self.poll_interval,
+                timeout=timeout,
+                unreachable_timeout=_seconds(self.unreachable_timeout),
             )
         except PrefectFlowRunTimeout as exc:
             self._finished = True
@@ -206,19 +240,34 @@ class PrefectRunDeploymentOperator(BaseOperator):
                 state_name=exc.state_name,
                 url=exc.url,
             ) from exc
-        return self._finish(final, url)
+        except PrefectBridgeError as exc:
+            self._abandon_wait(context, run.id, str(exc), retryable=is_transient(exc), cause=exc)
+        return self._finish(context, run=final, url=url)
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> str:
-        """Resume after the trigger fired: succeed, or raise with the state, message and URL."""
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        """Resume after the trigger fired: succeed, or raise with the state, message and URL.
+
+        Without an event (the task instance still carried ``next_method`` when it was run again)
+        there is nothing to report yet: reattach through the idempotency key, like a retry.
+        """
+        if event is None:
+            self.log.info(
+                "Resumed without a trigger event; reattaching to this task's Prefect flow run"
+            )
+            return self.execute(context)
         status = event.get("status")
         if status == "error":
-            raise PrefectBridgeError(
+            self._abandon_wait(
+                context,
+                str(event.get("flow_run_id") or ""),
                 f"Waiting for Prefect flow run {event.get('flow_run_id')} failed "
-                f"({event.get('error_type')}): {event.get('message')}"
+                f"({event.get('error_type')}): {event.get('message')}",
+                retryable=bool(event.get("retryable", True)),
             )
         run = FlowRun.from_api(event["flow_run"])
         url = str(event.get("url", ""))
         if status == "timeout":
+            self._finished = True
             raise PrefectFlowRunTimeout(
                 f"Prefect flow run '{run.name}' ({run.id}) is still {run.state_name} after "
                 f"{_seconds(self.timeout):.0f}s. Run URL: {url}\n"
@@ -228,9 +277,71 @@ class PrefectRunDeploymentOperator(BaseOperator):
                 state_name=run.state_name,
                 url=url,
             )
-        return self._finish(run, url)
+        return self._finish(context, run, url)
 
-    def _finish(self, run: FlowRun, url: str) -> str:
+    def resume_execution(
+        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any
+    ) -> Any:
+        """Airflow's resume entry point; when Airflow itself ends the deferral, settle the run.
+
+        A trigger that timed out (the deferral ``timeout``) or crashed resumes the task only to
+        raise ``TaskDeferralTimeout``/``TaskDeferralError``; the Prefect run would go on with
+        nobody watching, so it is cancelled or left for the next try first.
+        """
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except (TaskDeferralTimeout, TaskDeferralError) as exc:
+            flow_run_id = context["ti"].xcom_pull(task_ids=self.task_id, key="flow_run_id")
+            if not flow_run_id:
+                raise
+            self._abandon_wait(
+                context,
+                str(flow_run_id),
+                f"Airflow ended the deferred wait ({type(exc).__name__}: {exc})",
+                retryable=True,
+                cause=exc,
+            )
+            raise  # pragma: no cover (_abandon_wait always raises)
+
+    def _abandon_wait(
+        self,
+        context: Any,
+        flow_run_id: str,
+        message: str,
+        *,
+        retryable: bool,
+        cause: BaseException | None = None,
+    ) -> NoReturn:
+        """The wait failed before the run ended: leave the run for the next try, or cancel it."""
+        self._finished = True
+        ti = context["ti"]
+        if retryable and _retries_left(ti):
+            note = (
+                f"The Prefect run {flow_run_id} was left running: try {ti.try_number + 1} of "
+                "this task reattaches to it."
+            )
+            error: Exception = PrefectBridgeError(f"{message}\n{note}")
+        else:
+            try:
+                self.hook.cancel_flow_run(flow_run_id)
+                note = (
+                    f"The Prefect run {flow_run_id} was cancelled: no try of this task is left "
+                    "to watch it."
+                )
+            except PrefectBridgeError as cancel_exc:
+                note = (
+                    f"Cancelling Prefect run {flow_run_id} failed too ({cancel_exc}); cancel it "
+                    "in the Prefect UI."
+                )
+            error = (
+                PrefectBridgeError(f"{message}\n{note}")
+                if retryable
+                else AirflowFailException(f"{message}\n{note}")
+            )
+        self.log.error("%s", note)
+        raise error from cause
+
+    def _finish(self, context: Any, run: FlowRun, url: str) -> str:
         self._finished = True
         summary = describe_outcome(run, self.deployment_name, url)
         if run.is_unsuccessful:
@@ -242,6 +353,10 @@ class PrefectRunDeploymentOperator(BaseOperator):
                 url=url,
             )
         self.log.info(summary)
+        if self.push_artifacts:
+            context["ti"].xcom_push(
+                key="flow_run_artifacts", value=self.hook.get_flow_run_artifacts(run.id)
+            )
         return run.id
 
     def on_kill(self) -> None:

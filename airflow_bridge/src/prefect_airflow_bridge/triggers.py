@@ -9,24 +9,32 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from prefect_airflow_bridge.core import flow_run_url
-from prefect_airflow_bridge.exceptions import PrefectBridgeError
-from prefect_airflow_bridge.hooks import PrefectHook
+from prefect_airflow_bridge.core import PollSchedule, flow_run_url
+from prefect_airflow_bridge.exceptions import PrefectBridgeError, PrefectConfigurationError
+from prefect_airflow_bridge.hooks import PrefectHook, is_transient
 
 
 class PrefectFlowRunTrigger(BaseTrigger):
     """Poll a Prefect flow run until it is terminal or ``deadline`` passes, then fire once.
 
     Event payload ``status`` is ``"terminal"`` (with ``flow_run``), ``"timeout"`` (with
-    ``flow_run`` and ``cancelled``) or ``"error"`` (with ``message``). When a user kills the
-    deferred task (mark failed/success, clear), Airflow 3.3+ calls :meth:`on_kill`, which
-    cancels the Prefect run; a triggerer restart does not (the trigger is just moved).
+    ``flow_run`` and ``cancelled``) or ``"error"`` (with ``message``, ``error_type`` and
+    ``retryable``). Every failure inside the trigger becomes an ``"error"`` event, so the
+    operator's ``execute_complete`` always decides what happens to the Prefect run (cancel it, or
+    leave it for the next try to reattach to) instead of a bare trigger traceback leaving it
+    running unobserved.
+
+    While the Prefect API is unreachable (a server restart) the wait goes on for
+    ``unreachable_timeout`` seconds. When a user kills the deferred task (mark failed/success,
+    clear), Airflow 3.3+ calls :meth:`on_kill`, which cancels the Prefect run; a triggerer restart
+    does not (the trigger is just moved to another triggerer and resumes polling).
 
     :param flow_run_id: Prefect flow run to watch.
     :param prefect_conn_id: Airflow connection to the Prefect API.
     :param poll_interval: longest wait between status checks, in seconds.
     :param deadline: Unix time after which the wait times out (``None``: wait forever).
     :param cancel_on_timeout: cancel the Prefect run when the deadline passes.
+    :param unreachable_timeout: seconds the API may stay unreachable (``None``: until deadline).
     """
 
     def __init__(
@@ -36,6 +44,7 @@ class PrefectFlowRunTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         deadline: float | None = None,
         cancel_on_timeout: bool = True,
+        unreachable_timeout: float | None = 600.0,
     ) -> None:
         super().__init__()
         self.flow_run_id = flow_run_id
@@ -43,6 +52,7 @@ class PrefectFlowRunTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.cancel_on_timeout = cancel_on_timeout
+        self.unreachable_timeout = unreachable_timeout
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and kwargs that recreate this trigger in the triggerer."""
@@ -54,6 +64,7 @@ class PrefectFlowRunTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "cancel_on_timeout": self.cancel_on_timeout,
+                "unreachable_timeout": self.unreachable_timeout,
             },
         )
 
@@ -62,52 +73,61 @@ class PrefectFlowRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll (1 s doubling up to ``poll_interval``) and yield exactly one event."""
-        hook = self._hook()
-        delay = min(1.0, self.poll_interval)
         try:
-            while True:
+            event = await self._wait()
+        except Exception as exc:  # handed to execute_complete, which cancels or leaves the run
+            self.log.exception("Waiting for Prefect flow run %s failed", self.flow_run_id)
+            event = {
+                "status": "error",
+                "flow_run_id": self.flow_run_id,
+                "message": str(exc) or repr(exc),
+                "error_type": type(exc).__name__,
+                "retryable": not isinstance(exc, PrefectConfigurationError),
+            }
+        yield TriggerEvent(event)
+
+    async def _wait(self) -> dict[str, Any]:
+        hook = self._hook()
+        ui_url = (await hook.aget_config()).ui_url
+        schedule = PollSchedule(
+            poll_interval=self.poll_interval,
+            deadline=self.deadline,
+            unreachable_timeout=self.unreachable_timeout,
+        )
+        while True:
+            try:
                 run = await hook.aget_flow_run(self.flow_run_id)
-                url = flow_run_url((await hook.aget_config()).ui_url, run.id)
+            except PrefectBridgeError as exc:
+                now = time.time()
+                if (
+                    not is_transient(exc)
+                    or schedule.timed_out(now)
+                    or not schedule.tolerate_outage(now)
+                ):
+                    raise
+                self.log.warning(
+                    "Prefect API unreachable while waiting for flow run %s; still waiting: %s",
+                    self.flow_run_id,
+                    exc,
+                )
+            else:
+                schedule.reached()
+                url = flow_run_url(ui_url, run.id)
                 if run.is_terminal:
-                    yield TriggerEvent(
-                        {"status": "terminal", "flow_run": run.to_dict(), "url": url}
-                    )
-                    return
-                if self.deadline is not None and time.time() >= self.deadline:
+                    return {"status": "terminal", "flow_run": run.to_dict(), "url": url}
+                if schedule.timed_out(time.time()):
                     cancelled = False
                     if self.cancel_on_timeout:
                         await hook.acancel_flow_run(run.id)
                         cancelled = True
-                    yield TriggerEvent(
-                        {
-                            "status": "timeout",
-                            "flow_run": run.to_dict(),
-                            "url": url,
-                            "cancelled": cancelled,
-                        }
-                    )
-                    return
-                remaining = None if self.deadline is None else self.deadline - time.time()
-                sleep_for = delay if remaining is None else min(delay, max(remaining, 0.0))
-                self.log.debug(
-                    "Prefect flow run %s is %s; next check in %.1fs",
-                    run.id,
-                    run.state_name,
-                    sleep_for,
-                )
-                await asyncio.sleep(sleep_for)
-                delay = min(delay * 2, self.poll_interval)
-        except PrefectBridgeError as exc:
-            # Surface the bridge's own advice through execute_complete instead of a bare
-            # trigger traceback; transient errors were already retried by the hook.
-            yield TriggerEvent(
-                {
-                    "status": "error",
-                    "flow_run_id": self.flow_run_id,
-                    "message": str(exc),
-                    "error_type": type(exc).__name__,
-                }
-            )
+                    return {
+                        "status": "timeout",
+                        "flow_run": run.to_dict(),
+                        "url": url,
+                        "cancelled": cancelled,
+                    }
+                self.log.debug("Prefect flow run %s is %s", run.id, run.state_name)
+            await asyncio.sleep(schedule.next_sleep(time.time()))
 
     async def on_kill(self) -> None:
         """Cancel the Prefect run: the user killed the deferred Airflow task."""

@@ -124,3 +124,29 @@ timeout_cancels = _dag(
     timeout=timedelta(seconds=4),
     deferrable=True,
 )
+
+# For the real deployment (api-server + scheduler + dag-processor + triggerer): a run that goes on
+# until the test opens its gate, so a test can restart a component or kill the task mid-wait.
+# No retries: a wait that does not survive fails the DAG run.
+live_gated = _dag(
+    "bridge_live_gated",
+    deployment_name="gated-pipeline/daily",
+    parameters={"token": "{{ run_id }}", "max_wait": 300},
+    timeout=timedelta(seconds=400),
+    deferrable=True,
+)
+live_gated_sync = _dag(
+    "bridge_live_gated_sync",
+    deployment_name="gated-pipeline/daily",
+    parameters={"token": "{{ run_id }}", "max_wait": 300},
+    timeout=timedelta(seconds=400),
+)
+# The connection exists only in the metadata DB (not as AIRFLOW_CONN_*): what `dag.test()` and
+# `airflow dags test` users have after following the README.
+db_connection_deferrable = _dag(
+    "bridge_db_connection_deferrable",
+    deployment_name="data-pipeline/daily",
+    parameters={"run_date": "{{ ds }}"},
+    prefect_conn_id="prefect_in_db",
+    deferrable=True,
+)

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from prefect import flow, serve
 from prefect.runtime import flow_run
+
+# The checkout's own `tasks` package (this worktree, not whatever the venv's editable install
+# points at), for the product's run-report writer.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 
 def _record(extra: dict[str, Any] | None = None) -> None:
@@ -37,8 +43,48 @@ def _record(extra: dict[str, Any] | None = None) -> None:
 def data_pipeline(
     run_date: str, batch_size: int = 100, options: dict[str, Any] | None = None
 ) -> str:
-    """Stand-in for the real pipeline: records its parameters and succeeds."""
+    """Stand-in for the real pipeline: records its parameters and reports like the real one.
+
+    The run report is written by the product's own ``tasks.report.publish_run_report`` (the
+    artifacts the Airflow bridge reads back): ``batch_size`` rows into ``items`` and twice as
+    many into ``comments``, ``batch_size`` documents indexed.
+    """
+    from tasks.report import publish_run_report
+
     _record()
+    # A test that must see the Airflow task deferred before the run ends creates this file
+    # first and deletes it to let the run go on.
+    hold = Path(os.environ["BRIDGE_RECORD_DIR"]) / f"hold-{safe_token(run_date)}"
+    deadline = time.monotonic() + 300
+    while hold.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    summary = SimpleNamespace(
+        ingest=[
+            SimpleNamespace(
+                source="demo",
+                rows_by_table={"items": batch_size, "comments": 2 * batch_size},
+                rows=3 * batch_size,
+            )
+        ],
+        dbt=None,
+        index=[
+            SimpleNamespace(
+                namespace="docs",
+                model="stand-in",
+                documents=batch_size,
+                chunks=batch_size,
+                embedded=batch_size,
+                unchanged=0,
+                deleted=0,
+                vectors_in_store=batch_size,
+            )
+        ],
+        validation=None,
+        seconds={"ingest": 0.1, "index": 0.1},
+        failed_stage=None,
+        error=None,
+    )
+    publish_run_report(summary)
     return f"processed {run_date}"
 
 
