@@ -221,6 +221,11 @@ class PollSchedule:
         """A check got an answer: the outage (if any) is over."""
         self.unreachable_since = None
 
+    def rides_out(self, transient: bool, now: float) -> bool:
+        """After a check that failed: True while the wait should go on (a transient error,
+        before the deadline, within the tolerated outage)."""
+        return transient and not self.timed_out(now) and self.tolerate_outage(now)
+
     def tolerate_outage(self, now: float) -> bool:
         """Record a check that found the API unreachable; True while the wait should go on."""
         if self.unreachable_since is None:

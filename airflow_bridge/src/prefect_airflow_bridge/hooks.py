@@ -558,12 +558,7 @@ class PrefectHook(BaseHook):
             try:
                 run = self.get_flow_run(flow_run_id)
             except PrefectBridgeError as exc:
-                now = time.time()
-                if (
-                    not is_transient(exc)
-                    or schedule.timed_out(now)
-                    or not schedule.tolerate_outage(now)
-                ):
+                if not schedule.rides_out(is_transient(exc), time.time()):
                     raise
                 logger.warning(
                     "Prefect API unreachable while waiting for flow run %s; still waiting: %s",

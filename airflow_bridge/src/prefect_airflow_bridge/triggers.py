@@ -98,12 +98,7 @@ class PrefectFlowRunTrigger(BaseTrigger):
             try:
                 run = await hook.aget_flow_run(self.flow_run_id)
             except PrefectBridgeError as exc:
-                now = time.time()
-                if (
-                    not is_transient(exc)
-                    or schedule.timed_out(now)
-                    or not schedule.tolerate_outage(now)
-                ):
+                if not schedule.rides_out(is_transient(exc), time.time()):
                     raise
                 self.log.warning(
                     "Prefect API unreachable while waiting for flow run %s; still waiting: %s",
