@@ -15,12 +15,14 @@ import tempfile
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import lxml.html
+
+from tests.sources.servers import QuietHTTPServer
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".data" / "test-cache" / "debian-docs"
@@ -117,7 +119,7 @@ class StaticServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,18 @@ class Reply:
 
 
 Route = Callable[[Request], Reply]
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that does not print a traceback when a client hangs up early
+    (the crawler and the retry tests close connections on purpose); other errors still show."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class LocalServer:
@@ -105,7 +118,7 @@ class LocalServer:
             do_POST = _handle
             do_HEAD = _handle
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd = QuietHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://{host}:{self.port}"
