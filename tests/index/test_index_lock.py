@@ -4,6 +4,8 @@ INDEX_LOCK_WAIT_S it fails naming who holds the lock. Real PostgreSQL sessions."
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -33,27 +35,38 @@ def hold_lock(
         other.close()
 
 
+@contextmanager
+def lock_held_elsewhere(events: list[str] | None = None) -> Iterator[threading.Event]:
+    """``products``' lock held by another session until the yielded event is set (at the
+    latest when the block ends)."""
+    release, held = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_lock, args=(release, held, events))
+    holder.start()
+    try:
+        assert held.wait(timeout=30)
+        yield release
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+
 def test_second_run_waits_then_indexes(
     env: pytest.MonkeyPatch, openai_server: FakeOpenAIServer
 ) -> None:
     settings = get_settings().model_copy(update={"index_lock_wait_s": 60.0})
     warehouse = get_warehouse(settings)
     write_docs(warehouse.conninfo, base_docs_for_cli())
-    release, held, events = threading.Event(), threading.Event(), []
-    holder = threading.Thread(target=hold_lock, args=(release, held, events))
-    holder.start()
-    assert held.wait(timeout=30)
-    threading.Timer(1.0, release.set).start()
+    events: list[str] = []
     store = PgVectorStore(warehouse, schema=settings.vector_schema)
     try:
-        result = index_documents(
-            SPEC, warehouse, fake_openai(openai_server.base_url), store, settings=settings
-        )
-        events.append("indexed")
+        with lock_held_elsewhere(events) as release:
+            threading.Timer(1.0, release.set).start()
+            result = index_documents(
+                SPEC, warehouse, fake_openai(openai_server.base_url), store, settings=settings
+            )
+            events.append("indexed")
     finally:
         store.close()
-        release.set()
-        holder.join(timeout=30)
     assert events == ["holder let go", "indexed"]  # it waited for the holder, then ran
     assert result.embedded == 3 and result.vectors_in_store == 3
 
@@ -64,20 +77,15 @@ def test_second_run_gives_up_naming_the_holder(
     settings = get_settings().model_copy(update={"index_lock_wait_s": 0.5})
     warehouse = get_warehouse(settings)
     write_docs(warehouse.conninfo, base_docs_for_cli())
-    release, held = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_lock, args=(release, held))
-    holder.start()
-    assert held.wait(timeout=30)
     store = PgVectorStore(warehouse, schema=settings.vector_schema)
     try:
-        with pytest.raises(IndexBusy) as err:
+        with lock_held_elsewhere(), pytest.raises(IndexBusy) as err:
             index_documents(
                 SPEC, warehouse, fake_openai(openai_server.base_url), store, settings=settings
             )
     finally:
         store.close()
-        release.set()
-        holder.join(timeout=30)
+
     message = str(err.value)
     assert "'products'" in message and "backend pid" in message
     assert "INDEX_LOCK_WAIT_S" in message
