@@ -28,8 +28,8 @@ from tasks.errors import (
     PipelineError,
     WarehouseError,
 )
-from tasks.query_batching import QueryTimeout
-from tasks.search import SearchRequestError
+from tasks.search.query_batching import QueryTimeout
+from tasks.search.searcher import SearchRequestError
 from tasks.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)

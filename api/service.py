@@ -13,10 +13,10 @@ from typing import TypeVar
 from tasks.embedders import get_embedder
 from tasks.embedders.base import Embedder
 from tasks.errors import ConfigError, PipelineError
-from tasks.fulltext import chunk_text_table
-from tasks.namespaces import serving_namespace
-from tasks.query_batching import QueryBatcher
-from tasks.search import Searcher, check_query_tokens, namespace_specs
+from tasks.index.namespaces import serving_namespace
+from tasks.search.fulltext import chunk_text_table
+from tasks.search.query_batching import QueryBatcher
+from tasks.search.searcher import Searcher, check_query_tokens, namespace_specs
 from tasks.settings import Settings
 from tasks.warehouse import get_warehouse
 
@@ -45,7 +45,7 @@ class SearchService:
 
     def start(self) -> None:
         """Load the query embedder now so the first request does not pay for it, and start the
-        thread that embeds concurrent queries together (:mod:`tasks.query_batching`)."""
+        thread that embeds concurrent queries together (:mod:`tasks.search.query_batching`)."""
         embedder = get_embedder(self.settings)
         _ = embedder.dimension  # loads a local model / probes a remote one once
         self.embedder = embedder

@@ -58,7 +58,7 @@ def body(rng: random.Random, n_words: int = 45) -> str:
 def real_doc_pages() -> list[tuple[str, str]]:
     """(title, text) of every page of two real HTML manuals (Debian packages, cached by the
     web-source tests under .data/test-cache), extracted as the web source extracts pages."""
-    from tasks.sources.web.helpers import decode_html, parse_page
+    from tasks.ingest.sources.web.helpers import decode_html, parse_page
     from tests.sources.debian_docs import TREES, fetch_tree
 
     pages = []
@@ -104,9 +104,9 @@ def main() -> None:
     parser.add_argument("--openai-texts", type=int, default=50_000)
     args = parser.parse_args()
 
-    from tasks.documents import Document, EmbeddingSpec
     from tasks.embedders.local import LocalEmbedder
-    from tasks.index import chunker_config, document_chunks, index_documents
+    from tasks.index.documents import Document, EmbeddingSpec
+    from tasks.index.run import chunker_config, document_chunks, index_documents
     from tasks.settings import LocalEmbedderConfig, Settings
     from tasks.stores.pgvector import PgVectorStore
     from tasks.warehouse import Warehouse

@@ -3,8 +3,8 @@
 Generates a CSV (default 1,000,000 rows, ~200 MB), then in the same PostgreSQL:
 
 1. ``COPY ... FROM STDIN (FORMAT csv)`` of the file into a typed table (the ceiling);
-2. the product's ingest (``tasks.ingest.ingest_source`` on a ``csv`` source) in a child process,
-   whose peak resident memory is read from the kernel (``wait4`` rusage) when it exits.
+2. the product's ingest (``tasks.ingest.load.ingest_source`` on a ``csv`` source) in a child
+   process, whose peak resident memory is read from the kernel (``wait4`` rusage) when it exits.
 
 Each of ``--repeat`` rounds checkpoints (and syncs) before each timed phase, so neither pays
 for the other's write-back, and the ingest starts with empty raw schemas and a fresh dlt state.
@@ -39,9 +39,9 @@ CATEGORIES = ["kitchen", "outdoor", "electronics", "home_office", "fitness", "ga
 
 CHILD = """
 import json, sys, time
-from tasks.ingest import ingest_source
+from tasks.ingest.load import ingest_source
 from tasks.settings import get_settings
-from tasks.sources import load_sources_file
+from tasks.ingest.sources import load_sources_file
 from tasks.warehouse import get_warehouse
 
 settings = get_settings()

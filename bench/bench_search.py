@@ -114,7 +114,7 @@ def load(settings: Any, rows: int, reuse: bool) -> dict[str, float]:
     from psycopg import sql
     from psycopg.types.json import Jsonb
 
-    from tasks.fulltext import FullTextSearch, chunk_text_table
+    from tasks.search.fulltext import FullTextSearch, chunk_text_table
     from tasks.warehouse import get_warehouse
 
     warehouse = get_warehouse(settings)
@@ -409,8 +409,8 @@ def main() -> int:
     env.pop("DATABASE_URL", None)
     report["http"] = {}
     dbname = warehouse.params.get("dbname", "postgres")
-    # Query batching (tasks/query_batching.py) against the unbatched path: one query per model
-    # call, no cache. Vector mode, HNSW; the same clients, data and queries.
+    # Query batching (tasks/search/query_batching.py) against the unbatched path: one query per
+    # model call, no cache. Vector mode, HNSW; the same clients, data and queries.
     unbatched = {**env, "SEARCH_BATCH_MAX": "1", "SEARCH_QUERY_CACHE_SIZE": "0"}
     for label, service_env in (("unbatched", unbatched), ("batched", env)):
         service = start_service(service_env, args.port)

@@ -24,10 +24,10 @@ if __package__ in (None, ""):
 from prefect import flow
 
 import flows  # noqa: F401  (offline defaults)
-from tasks.backup import BackupResult, backup_dir, list_backups, restore
 from tasks.errors import PipelineError
+from tasks.ops.backup import BackupResult, backup_dir, list_backups, restore
+from tasks.ops.tasks import backup_task
 from tasks.settings import get_settings
-from tasks.steps import backup_task
 from tasks.warehouse import get_warehouse
 
 

@@ -26,8 +26,9 @@ from prefect import flow
 
 import flows  # noqa: F401  (offline defaults)
 from tasks.errors import PipelineError
-from tasks.evaluation import EvaluationReport, evaluate, evaluate_task, load_queries
-from tasks.search import MODES
+from tasks.search.evaluation import EvaluationReport, evaluate, load_queries
+from tasks.search.searcher import MODES
+from tasks.search.tasks import evaluate_task
 
 
 @flow(name="evaluate-retrieval")

@@ -13,8 +13,8 @@ from prefect import flow
 
 import flows  # noqa: F401
 from flows.cli import run_cli
-from tasks.index import IndexResult
-from tasks.steps import embedding_slot, index_task, specs_task
+from tasks.index.run import IndexResult
+from tasks.index.tasks import embedding_slot, index_task, specs_task
 
 
 # persist_result: when a failed data-pipeline run is retried, a completed index subflow is not

@@ -13,8 +13,8 @@ from prefect import flow
 
 import flows  # noqa: F401  (offline defaults)
 from flows.cli import run_cli
-from tasks.ingest import IngestResult
-from tasks.steps import ingest_task, read_sources
+from tasks.ingest.load import IngestResult
+from tasks.ingest.tasks import ingest_task, read_sources
 
 
 # persist_result: a retried data-pipeline run reads this result back instead of loading again.

@@ -15,7 +15,7 @@ if __package__ in (None, ""):  # `python flows/main.py` from a checkout
     # Before Prefect is imported: it reads its settings (e.g. the start-up timeout) at import.
     import flows  # noqa: F401
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 import flows  # noqa: F401  (offline defaults)
@@ -24,13 +24,13 @@ from flows.index import index
 from flows.ingest import ingest
 from flows.transform import transform
 from tasks.errors import PipelineError, TransformError
-from tasks.index import IndexResult
-from tasks.ingest import IngestResult
-from tasks.report import publish_run_report, run_stage
+from tasks.index.run import IndexResult
+from tasks.ingest.load import IngestResult
+from tasks.ops.report import run_stage
+from tasks.ops.tasks import report_task, validate_task
+from tasks.ops.validation import ValidationReport
 from tasks.settings import get_settings
-from tasks.steps import validate_task
-from tasks.transform import DbtResult
-from tasks.validate import ValidationReport
+from tasks.transform.dbt import DbtResult
 
 
 class PipelineParams(BaseModel):
@@ -91,12 +91,6 @@ class PipelineSummary:
         return "\n".join(lines)
 
 
-@task(name="publish-run-report", timeout_seconds=120)
-def report_task(summary: PipelineSummary) -> None:
-    """Write the run report artifacts (markdown summary and tables)."""
-    publish_run_report(summary)
-
-
 # Four hours: far above a normal run; the "over-long run" alert fires much earlier (see
 # flows/setup_alerts.py), this only stops a run that hangs.
 @flow(name="data-pipeline", log_prints=True, timeout_seconds=4 * 3600)
@@ -149,7 +143,7 @@ def print_example_searches(summary: PipelineSummary, query: str = EXAMPLE_QUERY)
 
     Only an illustration: a failure is reported on stderr and never fails the command.
     """
-    from tasks.search import search
+    from tasks.search.searcher import search
 
     for result in summary.index:
         print(f'\nExample search in {result.namespace}: "{query}"')

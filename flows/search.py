@@ -22,7 +22,7 @@ if __package__ in (None, ""):
 
 import flows  # noqa: F401  (offline defaults)
 from tasks.errors import PipelineError
-from tasks.search import MODES, search
+from tasks.search.searcher import MODES, search
 
 
 def build_parser() -> argparse.ArgumentParser:

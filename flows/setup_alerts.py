@@ -22,8 +22,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import flows  # noqa: F401  (offline defaults)
-from tasks.alerts import setup_operations
 from tasks.errors import PipelineError
+from tasks.ops.alerts import setup_operations
 from tasks.settings import get_settings
 
 DEFAULT_WORK_POOL = "pipeline-process"

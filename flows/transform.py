@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 import flows  # noqa: F401
 from flows.cli import run_cli
 from tasks.settings import get_settings
-from tasks.transform import DbtResult, run_dbt
+from tasks.transform.dbt import DbtResult, run_dbt
 from tasks.warehouse import get_warehouse
 
 

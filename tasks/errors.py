@@ -31,7 +31,7 @@ class SourceBusy(SourceError):
 class TransformError(PipelineError):
     """dbt failed: a model did not build or a data test failed."""
 
-    #: The per-node outcome (a ``tasks.transform.DbtResult``) when dbt ran at all, so a failed
+    #: The per-node outcome (a ``tasks.transform.dbt.DbtResult``) when dbt ran at all, so a failed
     #: build still reports which nodes passed, failed and were skipped.
     result: object | None = None
 

@@ -187,7 +187,7 @@ class Settings(BaseSettings):
     )
     index_allow_mass_delete: bool = Field(
         default=False,
-        description="Confirm a mass deletion the guard stopped (or `python -m tasks.index "
+        description="Confirm a mass deletion the guard stopped (or `python -m tasks.index.run "
         "--allow-mass-delete`).",
     )
     embedding_cache_retention_days: int = Field(

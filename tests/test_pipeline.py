@@ -15,8 +15,8 @@ import pytest
 
 from flows.main import PipelineSummary, data_pipeline
 from tasks.errors import SourceError, TransformError
-from tasks.report import StageFailed
-from tasks.search import search
+from tasks.ops.report import StageFailed
+from tasks.search.searcher import search
 from tasks.settings import get_settings
 from tasks.warehouse import get_warehouse
 

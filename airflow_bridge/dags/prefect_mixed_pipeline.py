@@ -23,7 +23,8 @@ from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG, XComArg, task
 from prefect_airflow_bridge.operators import PrefectRunDeploymentOperator
 
-#: Artifact keys of the pipeline's run report (tasks/report.py ARTIFACT_KEYS in the main project).
+#: Artifact keys of the pipeline's run report (ARTIFACT_KEYS in the main project's
+#: tasks/ops/report.py).
 ROWS_ARTIFACT = "pipeline-rows-loaded"
 INDEX_ARTIFACT = "pipeline-index"
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from api.deps import Authenticated, ServiceDep, SettingsDep
 from api.schemas import ChunkOut, DocumentOut, ErrorOut
 from api.timeouts import with_deadline
-from tasks.search import DocumentView, Searcher
+from tasks.search.searcher import DocumentView, Searcher
 
 router = APIRouter(tags=["documents"], dependencies=[Authenticated])
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from api.deps import Authenticated, ServiceDep, SettingsDep
 from api.schemas import ErrorOut, SearchRequest, SearchResponseOut, SearchResultOut
 from api.timeouts import with_deadline
-from tasks.search import Searcher, SearchResponse
+from tasks.search.searcher import Searcher, SearchResponse
 
 router = APIRouter(tags=["search"], dependencies=[Authenticated])
 

@@ -27,7 +27,7 @@ def _ledger_texts(settings: Settings) -> Callable[[str, Sequence[str]], dict[str
     """Chunk texts from the indexing ledger in Postgres, for hits whose text is not in Pinecone."""
 
     def lookup(namespace: str, ids: Sequence[str]) -> dict[str, str]:
-        from tasks.ledger import chunk_texts
+        from tasks.index.ledger import chunk_texts
 
         found = chunk_texts(get_warehouse(settings), namespace, ids, settings.index_state_schema)
         return {chunk_id: text for chunk_id, (text, _) in found.items()}

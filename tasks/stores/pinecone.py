@@ -21,7 +21,7 @@ top of the SDK:
   write, and :meth:`wait_for_count` polls (bounded) until a namespace holds an expected count.
 
 Metadata written per vector: the record's metadata (document id, chunk position, title, url,
-updated_at, declared columns ... as ``tasks/index.py`` builds it) plus ``document_id``,
+updated_at, declared columns ... as ``tasks/index/run.py`` builds it) plus ``document_id``,
 ``content_hash`` and ``text`` (when it fits). Search hits return the record's metadata without
 the internal keys. ``delete`` never deletes everything; only :meth:`drop_namespace` does.
 """

@@ -306,7 +306,7 @@ def test_wait_honours_retry_after_else_backs_off(
 
 
 def test_retryable_statuses_match_the_product() -> None:
-    # tasks/sources/http.py RETRY_STATUSES (the bridge cannot import the product package).
+    # tasks/ingest/sources/http.py RETRY_STATUSES (the bridge cannot import the product package).
     product = Path(__file__).resolve().parents[2] / "tasks" / "sources" / "http.py"
     line = next(ln for ln in product.read_text().splitlines() if ln.startswith("RETRY_STATUSES"))
     assert set(ast.literal_eval(line.split("frozenset(", 1)[1].rsplit(")", 1)[0])) == set(

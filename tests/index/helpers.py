@@ -9,8 +9,8 @@ from typing import Any
 
 import psycopg
 
-from tasks.documents import EmbeddingSpec
 from tasks.embedders.openai import OpenAIEmbedder, OpenAIOptions
+from tasks.index.documents import EmbeddingSpec
 from tasks.settings import OpenAIEmbedderConfig
 
 SPEC = EmbeddingSpec(
@@ -112,8 +112,8 @@ def fake_openai(base_url: str, dimensions: int = 8, **options: Any) -> OpenAIEmb
 def expected(docs: dict[str, Doc], settings: Any, embedder: Any) -> dict[str, str]:
     """``{chunk id: content hash}`` the store must hold for ``docs`` (computed independently of
     the indexer's diff, from the chunker alone)."""
-    from tasks.documents import Document
-    from tasks.index import chunker_config, document_chunks
+    from tasks.index.documents import Document
+    from tasks.index.run import chunker_config, document_chunks
 
     config = chunker_config(settings, embedder)
     out: dict[str, str] = {}

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from tasks.chunking import (
+from tasks.embedders.openai import _encoding
+from tasks.index.chunking import (
     ChunkerConfig,
     chunk_document,
     chunk_id,
@@ -16,7 +17,6 @@ from tasks.chunking import (
     split_text,
     text_hash,
 )
-from tasks.embedders.openai import _encoding
 
 
 def words(texts: Sequence[str]) -> list[int]:

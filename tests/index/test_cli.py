@@ -1,15 +1,15 @@
-"""``python -m tasks.index``: dry run, then a real run with progress bars, as a user runs it
+"""``python -m tasks.index.run``: dry run, then a real run with progress bars, as a user runs it
 after the real ingest and transform steps (the manifest is wherever the transform wrote it)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tasks.index import main
-from tasks.ingest import ingest_source
+from tasks.index.run import main
+from tasks.ingest.load import ingest_source
+from tasks.ingest.sources import load_sources_file
 from tasks.settings import get_settings
-from tasks.sources import load_sources_file
-from tasks.transform import run_dbt
+from tasks.transform.dbt import run_dbt
 from tasks.warehouse import get_warehouse
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.index.helpers import store_rows

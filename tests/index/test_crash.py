@@ -26,8 +26,8 @@ from multiprocessing.connection import Connection
 import psycopg
 import pytest
 
-from tasks.chunking import text_hash
-from tasks.index import index_documents
+from tasks.index.chunking import text_hash
+from tasks.index.run import index_documents
 from tasks.stores.pgvector import PgVectorStore
 from tasks.warehouse import Warehouse
 from tests.conftest import create_database

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tasks.embedding_cache import EmbeddingCache
-from tasks.ledger import Ledger
+from tasks.index.embedding_cache import EmbeddingCache
+from tasks.index.ledger import Ledger
 from tasks.settings import get_settings
 from tasks.warehouse import get_warehouse
 

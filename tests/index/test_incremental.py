@@ -11,11 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks.chunking import text_hash
 from tasks.embedders import EmbeddingBudgetExceeded
-from tasks.index import IndexResult, chunker_config, document_chunks, index_documents
-from tasks.ledger import chunk_texts
-from tasks.namespaces import serving_namespace
+from tasks.index.chunking import text_hash
+from tasks.index.ledger import chunk_texts
+from tasks.index.namespaces import serving_namespace
+from tasks.index.run import IndexResult, chunker_config, document_chunks, index_documents
 from tasks.settings import Settings, get_settings
 from tasks.stores.pgvector import PgVectorStore
 from tasks.warehouse import get_warehouse
@@ -181,7 +181,7 @@ def test_incremental_changes_pay_only_for_what_changed(
 
 
 def _texts(docs: dict[str, Doc], settings: Settings, embedder: Any) -> dict[str, str]:
-    from tasks.documents import Document
+    from tasks.index.documents import Document
 
     config = chunker_config(settings, embedder)
     out = {}

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from tasks.index import index_documents
-from tasks.ledger import IndexBusy, Ledger
+from tasks.index.ledger import IndexBusy, Ledger
+from tasks.index.run import index_documents
 from tasks.settings import get_settings
 from tasks.stores.pgvector import PgVectorStore
 from tasks.warehouse import get_warehouse

@@ -8,8 +8,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
+from tasks.index.tasks import index_task
 from tasks.settings import get_settings
-from tasks.steps import index_task
 from tasks.warehouse import get_warehouse
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.index.helpers import SPEC, base_docs_for_cli, store_rows, write_docs

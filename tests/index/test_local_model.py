@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 
 from tasks.embedders.local import LocalEmbedder
-from tasks.index import index_documents
-from tasks.namespaces import serving_namespace
+from tasks.index.namespaces import serving_namespace
+from tasks.index.run import index_documents
 from tasks.settings import LocalEmbedderConfig, get_settings
 from tasks.stores.pgvector import PgVectorStore
 from tasks.warehouse import get_warehouse

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tasks.errors import MassDeleteRefused
-from tasks.index import IndexResult, index_documents
+from tasks.index.run import IndexResult, index_documents
 from tasks.settings import Settings, get_settings
 from tasks.stores.pgvector import PgVectorStore
 from tasks.warehouse import get_warehouse

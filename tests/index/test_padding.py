@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pytest
 
 from tasks.embedders.local import LocalEmbedder
-from tasks.index import by_length, index_documents
+from tasks.index.run import by_length, index_documents
 from tasks.settings import LocalEmbedderConfig, get_settings
 from tasks.stores.pgvector import PgVectorStore
 from tasks.warehouse import get_warehouse

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.chunking import Chunk, metadata_hash, text_hash
-from tasks.index import plan_changes
-from tasks.ledger import LedgerEntry
+from tasks.index.chunking import Chunk, metadata_hash, text_hash
+from tasks.index.ledger import LedgerEntry
+from tasks.index.run import plan_changes
 
 FP = "fp1"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.index import index_documents
+from tasks.index.run import index_documents
 from tasks.progress import OverallProgress, PhaseUpdate, Progress, format_duration
 from tasks.settings import get_settings
 from tasks.stores.pgvector import PgVectorStore

@@ -276,7 +276,7 @@ def test_a_run_over_its_time_limit_alerts_the_webhook(ops: Ops) -> None:
     run here takes ~17 s) and a tag only this test's run has."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    from tasks.alerts import ALERT_BLOCK_NAME, overlong_automation
+    from tasks.ops.alerts import ALERT_BLOCK_NAME, overlong_automation
 
     slug = CustomWebhookNotificationBlock.get_block_type_slug()
     with ops.server.client() as c:

@@ -19,14 +19,6 @@ from prefect.flows import Flow
 from prefect.states import Completed, Failed
 
 from flows.main import PipelineSummary
-from tasks.alerts import (
-    FAILED_EVENTS,
-    PIPELINE_TAG,
-    failure_automation,
-    overlong_automation,
-    webhook_block,
-)
-from tasks.backup import prune
 from tasks.errors import (
     ConfigError,
     EmbeddingError,
@@ -34,12 +26,20 @@ from tasks.errors import (
     ValidationFailed,
     WarehouseError,
 )
-from tasks.index import IndexResult
-from tasks.ingest import IngestResult
-from tasks.report import StageFailed, report_markdown, report_tables, run_stage
-from tasks.steps import is_transient, retry_if_transient
-from tasks.transform import DbtResult
-from tasks.validate import ValidationReport
+from tasks.index.run import IndexResult
+from tasks.ingest.load import IngestResult
+from tasks.ops.alerts import (
+    FAILED_EVENTS,
+    PIPELINE_TAG,
+    failure_automation,
+    overlong_automation,
+    webhook_block,
+)
+from tasks.ops.backup import prune
+from tasks.ops.report import StageFailed, report_markdown, report_tables, run_stage
+from tasks.ops.validation import ValidationReport
+from tasks.retry import is_transient, retry_if_transient
+from tasks.transform.dbt import DbtResult
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = REPO / "deployments"
@@ -152,7 +152,9 @@ def test_markdown_names_the_failed_stage() -> None:
 
 def test_run_stage_wraps_errors_and_emits_events(monkeypatch: pytest.MonkeyPatch) -> None:
     events: list[tuple[str, str, dict[str, Any]]] = []
-    monkeypatch.setattr("tasks.report.emit_stage_event", lambda s, o, p: events.append((s, o, p)))
+    monkeypatch.setattr(
+        "tasks.ops.report.emit_stage_event", lambda s, o, p: events.append((s, o, p))
+    )
     summary = PipelineSummary()
     with run_stage(summary, "ingest"):
         summary.ingest = [IngestResult(source="demo", rows_by_table={"items": 3})]

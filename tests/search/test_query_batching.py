@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pytest
 
 from tasks.embedders.base import Embedder
-from tasks.query_batching import QueryBatcher, QueryTimeout, normalize_query
+from tasks.search.query_batching import QueryBatcher, QueryTimeout, normalize_query
 
 
 def fake_vector(text: str) -> list[float]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tasks.search import InvalidFilter, InvalidQuery, Searcher, SearchRequestError, search
+from tasks.search.searcher import InvalidFilter, InvalidQuery, Searcher, SearchRequestError, search
 from tasks.settings import Settings
 from tasks.warehouse import get_warehouse
 
@@ -69,7 +69,7 @@ def test_full_text_index_is_created_once_and_idempotently(
 ) -> None:
     settings, _ = code_index
     searcher.search("ZX", top_k=1, mode="hybrid")
-    from tasks.fulltext import chunk_text_table
+    from tasks.search.fulltext import chunk_text_table
 
     table = chunk_text_table(settings, "codes")
     assert searcher.fulltext.ensure_index(table)

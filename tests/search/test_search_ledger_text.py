@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tasks.fulltext import FullTextSearch, chunk_text_table
-from tasks.ledger import Ledger
+from tasks.index.ledger import Ledger
+from tasks.search.fulltext import FullTextSearch, chunk_text_table
 from tasks.settings import Settings
 from tasks.warehouse import get_warehouse
 

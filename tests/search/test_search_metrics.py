@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import ConfigError
-from tasks.evaluation import (
+from tasks.search.evaluation import (
     LabeledQuery,
     distinct,
     load_queries,
@@ -17,7 +17,7 @@ from tasks.evaluation import (
     reciprocal_rank,
     score_rankings,
 )
-from tasks.search import reciprocal_rank_fusion
+from tasks.search.searcher import reciprocal_rank_fusion
 from tasks.stores.base import SearchHit
 
 

@@ -197,9 +197,9 @@ def write_sources(directory: Path, text: str) -> Path:
 
 def ingest(env: pytest.MonkeyPatch, sources_file: Path, name: str) -> Any:
     """Load source ``name`` from ``sources_file`` like the ingest task does."""
-    from tasks.ingest import ingest_source
+    from tasks.ingest.load import ingest_source
+    from tasks.ingest.sources import load_sources_file
     from tasks.settings import get_settings
-    from tasks.sources import load_sources_file
     from tasks.warehouse import get_warehouse
     from tests.conftest import reset_caches
 

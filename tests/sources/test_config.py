@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import ConfigError
-from tasks.sources import load_sources_file
-from tasks.sources.config import CsvSourceConfig, RestApiSourceConfig, WebSourceConfig
+from tasks.ingest.sources import load_sources_file
+from tasks.ingest.sources.config import CsvSourceConfig, RestApiSourceConfig, WebSourceConfig
 from tests.conftest import REPO
 
 FULL = """

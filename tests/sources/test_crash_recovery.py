@@ -84,9 +84,9 @@ def _child(kill: Kill, report: Connection) -> None:
     """Run one ingest of source ``files``, killing this process where ``kill`` says."""
     import dlt
 
-    from tasks.ingest import ingest_source
+    from tasks.ingest.load import ingest_source
+    from tasks.ingest.sources import load_sources_file
     from tasks.settings import get_settings
-    from tasks.sources import load_sources_file
     from tasks.warehouse import get_warehouse
 
     reset_caches()
@@ -223,7 +223,7 @@ def test_sigkill_anywhere_in_dlt_steps_then_rerun(
             latest = write_revision(data, k)
 
         caplog.clear()
-        with caplog.at_level("WARNING", logger="tasks.ingest"):
+        with caplog.at_level("WARNING", logger="tasks.ingest.load"):
             result = ingest(env, sources, "files")
         url = os.environ["DATABASE_URL"]
         # Rows of completed loads. (Not a join: a kill while dlt completes a package can leave

@@ -399,7 +399,7 @@ def test_a_vanished_file_is_reported_and_reread_when_it_returns(
 
     saved, stat = (data / "b.csv").read_text(), (data / "b.csv").stat()
     (data / "b.csv").unlink()
-    with caplog.at_level("WARNING", logger="tasks.sources.csv_files.helpers"):
+    with caplog.at_level("WARNING", logger="tasks.ingest.sources.csv_files.helpers"):
         assert ingest(env, sources, "files").rows_by_table == {}
     assert f"{data / 'b.csv'} was loaded before and is gone; its rows stay" in caplog.text
     assert completed_count(database_url, "items", "id") == (4, 4)  # merge keeps them, as said
@@ -416,7 +416,7 @@ def test_without_adbc_arrow_batches_load_as_csv(
     """The fallback when ADBC's driver is missing: csv files (dlt would use INSERTs for parquet)."""
     import dlt.destinations._adbc_jobs as adbc_jobs
 
-    from tasks.sources.csv_files.helpers import load_file_format
+    from tasks.ingest.sources.csv_files.helpers import load_file_format
 
     env.setattr(adbc_jobs, "has_adbc_driver", lambda driver: (False, "not installed"))
     load_file_format.cache_clear()

@@ -7,8 +7,8 @@ from email.utils import formatdate
 
 import pytest
 
-from tasks.sources.config import HttpOptions
-from tasks.sources.http import backoff_delay, retry_after_seconds
+from tasks.ingest.sources.config import HttpOptions
+from tasks.ingest.sources.http import backoff_delay, retry_after_seconds
 
 OPTIONS = HttpOptions(backoff_s=1.0, max_backoff_s=10.0)
 

@@ -19,9 +19,9 @@ from tests.sources.test_csv import HEADER, csv_sources, rows
 from tests.sources.test_rest_api import PAGINATORS, api_sources
 
 CHILD = """
-from tasks.ingest import ingest_source
+from tasks.ingest.load import ingest_source
 from tasks.settings import get_settings
-from tasks.sources import load_sources_file
+from tasks.ingest.sources import load_sources_file
 from tasks.warehouse import get_warehouse
 import sys
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import SourceError
-from tasks.sources.redaction import redact, register_secret
+from tasks.ingest.sources.redaction import redact, register_secret
 from tests.sources.conftest import OAUTH_TOKEN, TOKEN, Api, ingest, write_sources
 from tests.sources.servers import Reply, Request
 from tests.sources.test_rest_api import PAGINATORS, api_sources, query_key_sources

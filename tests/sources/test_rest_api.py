@@ -197,7 +197,7 @@ def test_429_with_retry_after_and_500s_are_retried(
         Reply(503, {"error": "busy"}),
     ]
     sources = write_sources(tmp_path, api_sources(api, "page_number", PAGINATORS["page_number"]))
-    with caplog.at_level("WARNING", logger="tasks.sources.http"):
+    with caplog.at_level("WARNING", logger="tasks.ingest.sources.http"):
         result = ingest(env, sources, "shop")
 
     assert result.rows_by_table == {"items": 7}

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tasks.errors import SourceError
-from tasks.sources import http
+from tasks.ingest.sources import http
 from tests.sources.conftest import ingest, query, write_sources
 from tests.sources.servers import LocalServer, Reply
 

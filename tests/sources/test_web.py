@@ -131,8 +131,8 @@ def test_politeness_delay_and_robots_crawl_delay(
     file_server: tuple[LocalServer, Path], tmp_path: Path
 ) -> None:
     """The pause asked between two requests to a host: robots.txt's Crawl-delay when longer."""
-    from tasks.sources.config import WebSourceConfig
-    from tasks.sources.web.helpers import Crawler
+    from tasks.ingest.sources.config import WebSourceConfig
+    from tasks.ingest.sources.web.helpers import Crawler
 
     server, root = file_server
     (root / "robots.txt").write_text("User-agent: *\nCrawl-delay: 30\n")

@@ -18,7 +18,7 @@ import pytest
 
 from flows.main import PipelineSummary
 from tasks.errors import SourceError
-from tasks.report import report_markdown, stage_payload
+from tasks.ops.report import report_markdown, stage_payload
 from tests.sources.conftest import completed_count, ingest, query, write_sources
 from tests.sources.servers import LocalServer, Reply, Request
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import SourceError
-from tasks.sources.web.helpers import PageFailed, decode_html, parse_page
+from tasks.ingest.sources.web.helpers import PageFailed, decode_html, parse_page
 from tests.sources.conftest import ingest, query, write_sources
 from tests.sources.servers import LocalServer, Reply
 

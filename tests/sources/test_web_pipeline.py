@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from flows.main import data_pipeline
-from tasks.fulltext import FullTextSearch, chunk_text_table
+from tasks.search.fulltext import FullTextSearch, chunk_text_table
 from tasks.settings import get_settings
 from tasks.warehouse import get_warehouse
 from tests.conftest import REPO

@@ -24,8 +24,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tasks.chunking import text_hash
-from tasks.index import index_documents
+from tasks.index.chunking import text_hash
+from tasks.index.run import index_documents
 from tasks.stores.pinecone import PineconeStore, PineconeStoreConfig
 from tasks.warehouse import Warehouse
 from tests.conftest import create_database

@@ -22,7 +22,7 @@ def test_pipeline_indexes_into_pinecone_and_reruns_write_nothing(
     env: pytest.MonkeyPatch, prefect_harness: None, fake_pinecone: FakePinecone
 ) -> None:
     from flows.main import data_pipeline
-    from tasks.search import Searcher, search
+    from tasks.search.searcher import Searcher, search
 
     index_name = f"pipe-{uuid.uuid4().hex[:8]}"
     for key, value in {

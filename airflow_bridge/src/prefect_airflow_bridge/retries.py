@@ -4,7 +4,7 @@ The hook is the only retry layer for HTTP: httpx does not retry, and the operato
 loop over a failed call themselves (Airflow's task retries come on top, and reattach to the same
 Prefect run through the idempotency key).
 
-Same rules as the product's HTTP client (``tasks/sources/http.py``, which this package cannot
+Same rules as the product's HTTP client (``tasks/ingest/sources/http.py``, which this package cannot
 import: it is installed into Airflow's environment, not Prefect's):
 
 * connection errors and timeouts (``httpx.TransportError``) and the statuses in
@@ -28,7 +28,7 @@ import tenacity
 logger = logging.getLogger(__name__)
 
 #: Statuses worth retrying: rate limits, server errors and the CDN/proxy 52x family. Kept equal to
-#: ``RETRY_STATUSES`` in ``tasks/sources/http.py``.
+#: ``RETRY_STATUSES`` in ``tasks/ingest/sources/http.py``.
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 507, 520, 521, 522, 523, 524})
 
 

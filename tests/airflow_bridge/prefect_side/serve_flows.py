@@ -45,11 +45,11 @@ def data_pipeline(
 ) -> str:
     """Stand-in for the real pipeline: records its parameters and reports like the real one.
 
-    The run report is written by the product's own ``tasks.report.publish_run_report`` (the
+    The run report is written by the product's own ``tasks.ops.report.publish_run_report`` (the
     artifacts the Airflow bridge reads back): ``batch_size`` rows into ``items`` and twice as
     many into ``comments``, ``batch_size`` documents indexed.
     """
-    from tasks.report import publish_run_report
+    from tasks.ops.report import publish_run_report
 
     _record()
     # A test that must see the Airflow task deferred before the run ends creates this file

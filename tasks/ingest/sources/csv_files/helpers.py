@@ -2,7 +2,7 @@
 
 Every column is read as text (no type guessing that could break on a later block), then the
 declared columns are cast. A batch that does not cast as a whole is checked row by row with dlt's
-own coercion so the contract (see :mod:`tasks.sources.contracts`) can name the bad row.
+own coercion so the contract (see :mod:`tasks.ingest.sources.contracts`) can name the bad row.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import pyarrow.csv as pacsv
 from dlt.common.schema.typing import MERGE_DISPOSITION_HINTS
 
 from tasks.errors import SourceError
-from tasks.sources.config import Contract, CsvResource, CsvSourceConfig
-from tasks.sources.contracts import ContractViolation, check_row, mark_rejected, rejected_row
-from tasks.sources.csv_files.settings import ARROW_TYPES, BLOCK_SIZE
-from tasks.sources.http import SafeSession
+from tasks.ingest.sources.config import Contract, CsvResource, CsvSourceConfig
+from tasks.ingest.sources.contracts import ContractViolation, check_row, mark_rejected, rejected_row
+from tasks.ingest.sources.csv_files.settings import ARROW_TYPES, BLOCK_SIZE
+from tasks.ingest.sources.http import SafeSession
 
 logger = logging.getLogger(__name__)
 

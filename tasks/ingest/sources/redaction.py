@@ -1,9 +1,9 @@
 """Keeping secrets out of every URL and message the sources produce.
 
 One place for the rule, applied at the choke points: the HTTP session's errors and retry logs
-(:mod:`tasks.sources.http`), the error of a failed load (``tasks.ingest._source_error``, which
-covers every kind, the web crawler's too) and the records of dlt's and urllib3's loggers
-(:func:`install`).
+(:mod:`tasks.ingest.sources.http`), the error of a failed load
+(``tasks.ingest.load._source_error``, which covers every kind, the web crawler's too) and the
+records of dlt's and urllib3's loggers (:func:`install`).
 
 Three things are redacted, each replaced by ``***``:
 
@@ -83,7 +83,7 @@ _FILTER = RedactingFilter()
 #: Loggers that log request URLs: dlt's rest client (INFO, and params at DEBUG), urllib3 (every
 #: request line at DEBUG) and the web crawler (page URLs). A filter applies only to records of
 #: its own logger, not to its children's.
-LIBRARY_LOGGERS = ("dlt", "urllib3.connectionpool", "tasks.sources.web.helpers")
+LIBRARY_LOGGERS = ("dlt", "urllib3.connectionpool", "tasks.ingest.sources.web.helpers")
 
 
 def install(*logger_names: str) -> None:

@@ -7,7 +7,7 @@
   with 200, a truncated document) fails with the method, URL, status, content type and the
   first bytes of the body (:class:`MalformedResponseError`), not with the parser's
   ``Expecting value: line 1 column 1``.
-* Every URL and message it produces goes through :func:`tasks.sources.redaction.redact`: no
+* Every URL and message it produces goes through :func:`tasks.ingest.sources.redaction.redact`: no
   credential (query parameter, userinfo, configured secret) reaches an error or a log.
 * With ``allow_private=False`` every request, and every redirect hop (requests sends each hop
   through the session's adapter), is refused when its host resolves to an address that is not
@@ -36,9 +36,9 @@ from requests.adapters import HTTPAdapter
 from requests.hooks import default_hooks, dispatch_hook
 
 from tasks.errors import SourceError
-from tasks.sources import redaction
-from tasks.sources.config import HttpOptions
-from tasks.sources.redaction import redact
+from tasks.ingest.sources import redaction
+from tasks.ingest.sources.config import HttpOptions
+from tasks.ingest.sources.redaction import redact
 
 logger = logging.getLogger(__name__)
 

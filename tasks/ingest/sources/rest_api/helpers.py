@@ -18,7 +18,7 @@ from dlt.sources.helpers.rest_client.auth import (
 from pydantic import BaseModel
 
 from tasks.errors import ConfigError
-from tasks.sources.config import (
+from tasks.ingest.sources.config import (
     ApiKeyAuth,
     BasicAuth,
     BearerAuth,
@@ -27,15 +27,15 @@ from tasks.sources.config import (
     RestApiSourceConfig,
     RestResource,
 )
-from tasks.sources.contracts import mark_rejected, split_rows
-from tasks.sources.http import SafeSession
-from tasks.sources.redaction import register_secret
+from tasks.ingest.sources.contracts import mark_rejected, split_rows
+from tasks.ingest.sources.http import SafeSession
+from tasks.ingest.sources.redaction import register_secret
 
 
 def secret(source: str, field: str, required: bool = True) -> str | None:
     """``SOURCES__<SOURCE>__<FIELD>`` (env) or ``[sources.<source>] <field>`` (secrets.toml).
 
-    The value is registered with :func:`tasks.sources.redaction.register_secret`.
+    The value is registered with :func:`tasks.ingest.sources.redaction.register_secret`.
 
     Raises:
         ConfigError: the secret is required and not set; the message names the variable.

@@ -1,7 +1,8 @@
 """Sources: the sources file's models and one dlt source package per kind.
 
-``csv`` (:mod:`tasks.sources.csv_files`), ``rest_api`` (:mod:`tasks.sources.rest_api`) and
-``web`` (:mod:`tasks.sources.web`); docs/sources.md documents every option.
+``csv`` (:mod:`tasks.ingest.sources.csv_files`), ``rest_api``
+(:mod:`tasks.ingest.sources.rest_api`) and ``web`` (:mod:`tasks.ingest.sources.web`);
+docs/sources.md documents every option.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from dlt.sources import DltSource
 
-from tasks.sources.config import (
+from tasks.ingest.sources.config import (
     AnySourceConfig,
     CsvSourceConfig,
     RestApiSourceConfig,
@@ -23,15 +24,15 @@ from tasks.sources.config import (
 def build_source(config: AnySourceConfig, base_dir: Path) -> DltSource:
     """The dlt source for one entry of the sources file."""
     if isinstance(config, CsvSourceConfig):
-        from tasks.sources.csv_files import csv_files
+        from tasks.ingest.sources.csv_files import csv_files
 
         return csv_files.with_args(name=config.name)(config, base_dir)  # type: ignore[no-any-return]
     if isinstance(config, RestApiSourceConfig):
-        from tasks.sources.rest_api import rest_api
+        from tasks.ingest.sources.rest_api import rest_api
 
         return rest_api(config)
     if isinstance(config, WebSourceConfig):
-        from tasks.sources.web import web_pages
+        from tasks.ingest.sources.web import web_pages
 
         return web_pages.with_args(name=config.name)(config)  # type: ignore[no-any-return]
     raise TypeError(f"unknown source kind {config!r}")  # pragma: no cover

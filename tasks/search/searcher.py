@@ -22,13 +22,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from tasks.documents import EmbeddingSpec, load_specs
 from tasks.embedders import get_embedder
 from tasks.embedders.base import Embedder
 from tasks.errors import ConfigError, PipelineError, VectorStoreError
-from tasks.fulltext import FullTextSearch, chunk_text_table
-from tasks.namespaces import serving_namespace
-from tasks.query_batching import QueryBatcher
+from tasks.index.documents import EmbeddingSpec, load_specs
+from tasks.index.namespaces import serving_namespace
+from tasks.search.fulltext import FullTextSearch, chunk_text_table
+from tasks.search.query_batching import QueryBatcher
 from tasks.settings import Settings, get_settings
 from tasks.stores import get_store
 from tasks.stores.base import SearchHit, VectorStore, check_namespace

@@ -15,10 +15,10 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
-from tasks.sources.config import WebSourceConfig
-from tasks.sources.contracts import dlt_contract, mark_rejected
-from tasks.sources.web.helpers import Crawler
-from tasks.sources.web.settings import PAGE_COLUMNS
+from tasks.ingest.sources.config import WebSourceConfig
+from tasks.ingest.sources.contracts import dlt_contract, mark_rejected
+from tasks.ingest.sources.web.helpers import Crawler
+from tasks.ingest.sources.web.settings import PAGE_COLUMNS
 
 
 def pages_resource(config: WebSourceConfig) -> DltResource:

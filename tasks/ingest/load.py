@@ -27,11 +27,11 @@ from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from tasks.errors import SourceBusy, SourceError, is_retryable
+from tasks.ingest.sources import build_source, redaction
+from tasks.ingest.sources.config import AnySourceConfig
+from tasks.ingest.sources.contracts import REJECTED_SUFFIX
+from tasks.ingest.sources.redaction import redact
 from tasks.settings import Settings
-from tasks.sources import build_source, redaction
-from tasks.sources.config import AnySourceConfig
-from tasks.sources.contracts import REJECTED_SUFFIX
-from tasks.sources.redaction import redact
 from tasks.warehouse import Warehouse, advisory_lock
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class IngestResult:
     @property
     def rejected(self) -> int:
         """Rows this load sent to ``<table>__rejected``: quarantined records and dead-letter
-        pages (see :mod:`tasks.sources.contracts`)."""
+        pages (see :mod:`tasks.ingest.sources.contracts`)."""
         return sum(n for t, n in self.rows_by_table.items() if t.endswith(REJECTED_SUFFIX))
 
 

@@ -17,16 +17,16 @@ import dlt
 from dlt.sources import DltResource
 
 from tasks.errors import SourceError
-from tasks.sources.config import CsvResource, CsvSourceConfig
-from tasks.sources.contracts import dlt_contract
-from tasks.sources.csv_files.helpers import (
+from tasks.ingest.sources.config import CsvResource, CsvSourceConfig
+from tasks.ingest.sources.contracts import dlt_contract
+from tasks.ingest.sources.csv_files.helpers import (
     load_file_format,
     local_batches,
     resolve_paths,
     url_batches,
     with_dedup_hint,
 )
-from tasks.sources.http import SafeSession
+from tasks.ingest.sources.http import SafeSession
 
 
 def csv_resource(spec: CsvResource, config: CsvSourceConfig, base_dir: Path) -> DltResource:

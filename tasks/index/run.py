@@ -3,7 +3,7 @@ what changed, and safe to kill at any point.
 
 One run for one documents model (``EmbeddingSpec``):
 
-1. chunk every document (token-aware, :mod:`tasks.chunking`) into the desired chunk set;
+1. chunk every document (token-aware, :mod:`tasks.index.chunking`) into the desired chunk set;
 2. diff it against the ledger of the target physical namespace (:func:`plan_changes`):
    new/changed text -> embed + upsert, metadata-only -> ``update_metadata``, gone -> delete,
    unchanged -> nothing;
@@ -14,9 +14,9 @@ One run for one documents model (``EmbeddingSpec``):
    namespace over to the freshly built physical one, then drop the old one.
 
 The index fingerprint (embedder fingerprint + chunker settings) picks the physical namespace, so a
-new model or chunk size is built next to the serving one (see :mod:`tasks.namespaces`).
+new model or chunk size is built next to the serving one (see :mod:`tasks.index.namespaces`).
 
-``python -m tasks.index [--dry-run]`` indexes every declared model with a progress bar.
+``python -m tasks.index.run [--dry-run]`` indexes every declared model with a progress bar.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tasks.chunking import (
+from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded
+from tasks.errors import MassDeleteRefused, ValidationFailed
+from tasks.index.chunking import (
     Chunk,
     ChunkerConfig,
     chunk_document,
@@ -38,12 +40,10 @@ from tasks.chunking import (
     metadata_hash,
     text_hash,
 )
-from tasks.documents import Document, EmbeddingSpec, count_documents, fetch_documents
-from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded
-from tasks.embedding_cache import EmbeddingCache
-from tasks.errors import MassDeleteRefused, ValidationFailed
-from tasks.ledger import PENDING, WRITTEN, Ledger, LedgerEntry
-from tasks.namespaces import choose_target
+from tasks.index.documents import Document, EmbeddingSpec, count_documents, fetch_documents
+from tasks.index.embedding_cache import EmbeddingCache
+from tasks.index.ledger import PENDING, WRITTEN, Ledger, LedgerEntry
+from tasks.index.namespaces import choose_target
 from tasks.progress import PhaseUpdate, Progress, ProgressCallback
 from tasks.settings import Settings, get_settings
 from tasks.stores.base import VectorRecord, VectorStore
@@ -240,7 +240,7 @@ def mass_delete_refusal(
         f"({removed / len(served):.0%}; INDEX_MAX_DELETE_FRACTION={limit:g}): {why}. That "
         "usually means an upstream failure (a failed scrape, an API outage, a wrong dbt filter), "
         "so nothing was deleted and the index still serves what it had. If the deletion is "
-        "real, re-run with INDEX_ALLOW_MASS_DELETE=true (`python -m tasks.index "
+        "real, re-run with INDEX_ALLOW_MASS_DELETE=true (`python -m tasks.index.run "
         "--allow-mass-delete`)."
     )
 
@@ -576,14 +576,14 @@ class ProgressBars:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: index every declared documents model, with a progress bar per phase."""
-    from tasks.documents import load_specs
     from tasks.embedders import get_embedder
     from tasks.errors import PipelineError
+    from tasks.index.documents import load_specs
     from tasks.stores import get_store
     from tasks.warehouse import get_warehouse
 
     parser = argparse.ArgumentParser(
-        prog="python -m tasks.index", description="Index the documents models declared in dbt."
+        prog="python -m tasks.index.run", description="Index the documents models declared in dbt."
     )
     parser.add_argument("--dry-run", action="store_true", help="Plan and cost only; no writes.")
     parser.add_argument("--namespace", default=None, help="Only this logical namespace.")

@@ -9,7 +9,7 @@ Tables in ``<INDEX_STATE_SCHEMA>`` (default ``index_state``); see docs/indexing.
 - ``namespaces``: the registry of physical namespaces per logical one: ``physical, logical,
   fingerprint, state ('building' | 'serving' | 'retired'), created_at, switched_at``.
 - ``runs``: one row per indexing run, with counts, tokens and estimated cost.
-- ``embedding_cache`` and ``cache_prunes`` (see :mod:`tasks.embedding_cache`).
+- ``embedding_cache`` and ``cache_prunes`` (see :mod:`tasks.index.embedding_cache`).
 
 The search side reads chunk texts back with :func:`chunk_texts` (Pinecone keeps no text; hybrid
 search needs it in Postgres).
@@ -27,8 +27,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tasks.chunking import Chunk
 from tasks.errors import PipelineError
+from tasks.index.chunking import Chunk
 from tasks.settings import check_identifier
 from tasks.warehouse import LazyConnection, Warehouse, advisory_lock
 

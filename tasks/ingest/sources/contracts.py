@@ -24,7 +24,7 @@ from dlt.common.data_types.type_helpers import coerce_value, py_type_to_sc_type
 from dlt.common.schema.typing import TSchemaContract, TTableSchemaColumns
 
 from tasks.errors import SourceError
-from tasks.sources.config import Contract
+from tasks.ingest.sources.config import Contract
 
 REJECTED_SUFFIX = "__rejected"
 

@@ -22,10 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
-
 from tasks.errors import ConfigError
-from tasks.search import MODES, Searcher
+from tasks.search.searcher import MODES, Searcher
 from tasks.settings import Settings, get_settings
 
 #: Results fetched per query: enough for recall@10 / nDCG@10.
@@ -192,15 +190,4 @@ def evaluate(
     finally:
         if own:
             searcher.close()
-    return report
-
-
-@task(name="evaluate-retrieval", timeout_seconds=1800)
-def evaluate_task(
-    query_file: str, modes: list[str] | None = None, namespace: str | None = None
-) -> EvaluationReport:
-    """Score retrieval on a labeled query file, per mode (a gate for index rebuilds)."""
-    queries = load_queries(Path(query_file))
-    report = evaluate(queries, modes or list(MODES), namespace, query_file=query_file)
-    get_run_logger().info("Retrieval quality on %s:\n%s", query_file, report.to_text())
     return report

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dlt.sources import DltSource
 from dlt.sources.rest_api import rest_api_source
 
-from tasks.sources.config import RestApiSourceConfig
-from tasks.sources.contracts import dlt_contract
-from tasks.sources.http import SafeSession
-from tasks.sources.rest_api.helpers import contract_step, rest_api_config
+from tasks.ingest.sources.config import RestApiSourceConfig
+from tasks.ingest.sources.contracts import dlt_contract
+from tasks.ingest.sources.http import SafeSession
+from tasks.ingest.sources.rest_api.helpers import contract_step, rest_api_config
 
 
 def rest_api(config: RestApiSourceConfig) -> DltSource:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 
-from tasks.ledger import NamespaceEntry
+from tasks.index.ledger import NamespaceEntry
 from tasks.settings import Settings, check_identifier
 
 logger = logging.getLogger(__name__)

@@ -32,10 +32,10 @@ import urllib3.exceptions
 from w3lib.encoding import html_to_unicode
 
 from tasks.errors import SourceError
-from tasks.sources.config import WebSourceConfig
-from tasks.sources.contracts import mark_rejected, rejected_row
-from tasks.sources.http import HttpStatusError, SafeSession
-from tasks.sources.web.settings import GONE_STATUSES, HTML_TYPES, MAX_REDIRECTS
+from tasks.ingest.sources.config import WebSourceConfig
+from tasks.ingest.sources.contracts import mark_rejected, rejected_row
+from tasks.ingest.sources.http import HttpStatusError, SafeSession
+from tasks.ingest.sources.web.settings import GONE_STATUSES, HTML_TYPES, MAX_REDIRECTS
 
 logger = logging.getLogger(__name__)
 
@@ -413,9 +413,9 @@ class Crawler:
 
 def dead_letter(table: str, url: str, error: SourceError, depth: int, referrer: str | None) -> Any:
     """The ``<table>__rejected`` row of a page that failed, in the quarantine's layout
-    (:mod:`tasks.sources.contracts`): ``origin`` is the URL, ``raw_record`` a JSON object with
-    ``url``, ``status`` (null when no HTTP status applies), ``depth`` and ``referrer`` (the page
-    that linked it)."""
+    (:mod:`tasks.ingest.sources.contracts`): ``origin`` is the URL, ``raw_record`` a JSON object
+    with ``url``, ``status`` (null when no HTTP status applies), ``depth`` and ``referrer`` (the
+    page that linked it)."""
     status = getattr(error, "status", None)
     record = {"url": url, "status": status, "depth": depth, "referrer": referrer}
     return mark_rejected([rejected_row(record, str(error), origin=url)], table)
