@@ -56,14 +56,3 @@ class MassDeleteRefused(PipelineError):
 
 class ValidationFailed(PipelineError):
     """The final validation found the index out of step with the documents."""
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Whether a task that raised ``exc`` is worth retrying.
-
-    Our own errors say so themselves; anything else (network hiccups, driver errors) is assumed
-    transient.
-    """
-    if isinstance(exc, PipelineError):
-        return exc.retryable
-    return not isinstance(exc, (ValueError, TypeError, KeyError, FileNotFoundError))

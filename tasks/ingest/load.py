@@ -26,11 +26,12 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from tasks.errors import SourceBusy, SourceError, is_retryable
+from tasks.errors import SourceBusy, SourceError
 from tasks.ingest.sources import build_source, redaction
 from tasks.ingest.sources.config import AnySourceConfig
 from tasks.ingest.sources.contracts import REJECTED_SUFFIX
 from tasks.ingest.sources.redaction import redact
+from tasks.retry import is_transient
 from tasks.settings import Settings
 from tasks.warehouse import Warehouse, advisory_lock
 
@@ -269,8 +270,8 @@ def _source_error(name: str, exc: PipelineStepFailed) -> SourceError:
     cause = _root_cause_exc(exc)
     # The one exit of every source's errors (web included): secrets are masked here.
     error = SourceError(redact(f"Source {name}: {cause}"))
-    # Our own errors say whether they are retryable; is_retryable judges the rest.
-    error.retryable = is_retryable(cause)
+    # Our own errors say whether they are retryable; is_transient judges the rest.
+    error.retryable = is_transient(cause)
     return error
 
 

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from tasks.errors import PipelineError, is_retryable
+from tasks.errors import PipelineError
+from tasks.retry import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class StageFailed(PipelineError):
 
     def __init__(self, stage: str, cause: BaseException) -> None:
         self.stage = stage
-        self.retryable = is_retryable(cause)
+        self.retryable = is_transient(cause)
         super().__init__(f"Stage '{stage}' failed: {type(cause).__name__}: {cause}")
 
 
