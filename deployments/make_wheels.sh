@@ -29,7 +29,9 @@ if [ ! -f "$store/.complete" ]; then
     || { echo "wheels: $PYTHON is not Python 3.11; set PYTHON" >&2; exit 1; }
   echo "wheels: downloading requirements.lock into $store"
   mkdir -p "$store"
-  "$PYTHON" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+  # --no-deps: the lock is complete and hashed (pip's resolver rejects such a lock when one of
+  # its packages requires an extra, e.g. mashumaro[msgpack]).
+  "$PYTHON" -m pip download --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
     --dest "$store" -r "$LOCK" 2>"$store.log" \
     || { grep -v "is ignored: it is neither" "$store.log" | tail -20 >&2; exit 1; }
   # pip skips lines whose marker is false for *this* interpreter; the image's may differ (Debian

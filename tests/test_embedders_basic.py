@@ -7,11 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from tasks.embedders import get_embedder
 from tasks.embedders.local import LocalEmbedder
+from tasks.embedders.openai import OpenAIEmbedder
 from tasks.errors import EmbedderUnavailable
-from tasks.settings import LocalEmbedderConfig, get_settings
+from tasks.settings import LocalEmbedderConfig, OpenAIEmbedderConfig, get_settings
 
 
 class CountingEmbedder(LocalEmbedder):
@@ -45,9 +47,26 @@ def test_similar_texts_are_closer() -> None:
 
 
 def test_fingerprint_changes_with_model() -> None:
-    a = LocalEmbedder(LocalEmbedderConfig())
-    b = LocalEmbedder(LocalEmbedderConfig(model="all-MiniLM-L6-v2"))
-    assert a.fingerprint == b.fingerprint
+    """Vectors of different models never share an embedding-cache key."""
+    key = SecretStr("sk-test")  # no request is made: these dimensions are known
+    embedders = [
+        LocalEmbedder(LocalEmbedderConfig()),
+        OpenAIEmbedder(OpenAIEmbedderConfig(api_key=key, model="text-embedding-3-small")),
+        OpenAIEmbedder(OpenAIEmbedderConfig(api_key=key, model="text-embedding-3-large")),
+        OpenAIEmbedder(OpenAIEmbedderConfig(api_key=key, model="text-embedding-ada-002")),
+    ]
+    fingerprints = [embedder.fingerprint for embedder in embedders]
+    assert len(set(fingerprints)) == len(embedders), fingerprints
+
+
+def test_fingerprint_is_stable_for_the_same_model() -> None:
+    """Two embedders of one model (the default named or not) share the cache key."""
+    assert (
+        LocalEmbedder(LocalEmbedderConfig()).fingerprint
+        == LocalEmbedder(LocalEmbedderConfig(model="all-MiniLM-L6-v2")).fingerprint
+    )
+    config = OpenAIEmbedderConfig(api_key=SecretStr("sk-test"), model="text-embedding-3-small")
+    assert OpenAIEmbedder(config).fingerprint == OpenAIEmbedder(config.model_copy()).fingerprint
 
 
 def test_get_embedder_is_cached_per_process(monkeypatch: pytest.MonkeyPatch) -> None:

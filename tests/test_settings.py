@@ -80,7 +80,7 @@ def test_secrets_are_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "hunter2" not in repr(s) and "sk-canary-123" not in repr(s)
 
 
-def test_dotenv_file_is_read(tmp_path: Path) -> None:
+def test_dotenv_file_is_read(tmp_path: Path, dotenv_read: None) -> None:
     (tmp_path / ".env").write_text("RAW_SCHEMA=landing\n")
     assert get_settings().raw_schema == "landing"
 
