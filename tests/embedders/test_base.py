@@ -9,7 +9,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from tasks.embedders import Embedded, Embedder, EmbedderConfig, get_embedder, make_embedder
-from tasks.embedders.base import approx_tokens, pack_requests
+from tasks.embedders.base import OversizePolicy, approx_tokens, pack_requests
 from tasks.embedders.local import LocalEmbedder
 from tasks.embedders.openai import OpenAIEmbedder
 from tasks.errors import EmbeddingError
@@ -27,7 +27,7 @@ class Scripted(Embedder):
         batch_size: int = 4,
         max_request_tokens: int | None = None,
         max_input_tokens: int = 512,
-        policy: str | None = None,
+        policy: OversizePolicy = None,
         billed: int | None = None,
         drop_one: bool = False,
     ) -> None:
@@ -57,7 +57,7 @@ class Scripted(Embedder):
         return self._max_input_tokens
 
     @property
-    def oversize_policy(self):  # type: ignore[no-untyped-def]
+    def oversize_policy(self) -> OversizePolicy:
         return self._policy
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -134,7 +134,7 @@ def test_a_missing_vector_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(("policy", "calls"), [("truncate", 1), ("split", 3), (None, 1)])
-def test_over_long_inputs_follow_the_policy(policy: str | None, calls: int) -> None:
+def test_over_long_inputs_follow_the_policy(policy: OversizePolicy, calls: int) -> None:
     embedder = Scripted(max_input_tokens=4, policy=policy, batch_size=1)
     long = "x" * 30  # 10 approx tokens: 3 pieces of at most 4
     [vector] = embedder.embed([long])
