@@ -1,21 +1,38 @@
-"""Embedders: one module per provider behind :class:`~tasks.embedders.base.Embedder`."""
+"""Embedders: one module per provider behind :class:`~tasks.embedders.base.Embedder`.
+
+A provider is chosen by its config model's ``provider`` field: :data:`~tasks.settings.
+EmbedderConfig` is the discriminated union of the provider configs, and pydantic selects the
+config class by that field whenever a config is validated from data (as the per-process cache
+below does from its JSON key).
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import TypeAdapter
+
 from tasks.embedders.base import (
+    Embedded,
     Embedder,
     EmbeddingBudgetExceeded,
     EmbeddingQuotaExceeded,
+    MalformedResponse,
     Usage,
 )
-from tasks.settings import LocalEmbedderConfig, OpenAIEmbedderConfig, Settings, get_settings
+from tasks.settings import (
+    EmbedderConfig,
+    LocalEmbedderConfig,
+    OpenAIEmbedderConfig,
+    Settings,
+    get_settings,
+)
+
+#: Validates any provider's config from a dict or JSON, picking the class by ``provider``.
+_CONFIGS: TypeAdapter[LocalEmbedderConfig | OpenAIEmbedderConfig] = TypeAdapter(EmbedderConfig)
 
 
-def make_embedder(
-    config: LocalEmbedderConfig | OpenAIEmbedderConfig, settings: Settings | None = None
-) -> Embedder:
+def make_embedder(config: EmbedderConfig, settings: Settings | None = None) -> Embedder:
     """The embedder for a provider config (request/retry knobs from ``settings``)."""
     if isinstance(config, OpenAIEmbedderConfig):
         from tasks.embedders.openai import OpenAIEmbedder, OpenAIOptions
@@ -35,8 +52,8 @@ def make_embedder(
 
 
 @lru_cache(maxsize=4)
-def _local_embedder(config_json: str) -> Embedder:
-    return make_embedder(LocalEmbedderConfig.model_validate_json(config_json))
+def _cached_embedder(config_json: str) -> Embedder:
+    return make_embedder(_CONFIGS.validate_json(config_json))
 
 
 def get_embedder(settings: Settings | None = None) -> Embedder:
@@ -46,13 +63,16 @@ def get_embedder(settings: Settings | None = None) -> Embedder:
     if isinstance(config, OpenAIEmbedderConfig):
         # Not cached: its SecretStr key dumps as '**********', and the client is cheap to build.
         return make_embedder(config, settings)
-    return _local_embedder(config.model_dump_json())
+    return _cached_embedder(config.model_dump_json())
 
 
 __all__ = [
+    "Embedded",
     "Embedder",
+    "EmbedderConfig",
     "EmbeddingBudgetExceeded",
     "EmbeddingQuotaExceeded",
+    "MalformedResponse",
     "Usage",
     "get_embedder",
     "make_embedder",

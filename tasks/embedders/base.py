@@ -1,27 +1,47 @@
-"""The embedder interface: texts in, unit-length vectors out, in batches.
+"""The embedder interface: texts in, unit-length vectors out, packed into requests.
 
-Besides embedding, an embedder counts tokens with its model's own tokenizer (chunking and the
-token budget depend on it), knows its per-input token limit, groups texts into the windows the
-indexer embeds and commits one at a time, and keeps usage counters (requests, input tokens).
+The base class owns everything that is the same for every provider (timescale/pgai's pattern):
+counting tokens once (:meth:`Embedder.count_tokens`, the public entry point), cutting over-long
+inputs by the provider's policy, packing inputs into requests within the provider's limits
+(:func:`pack_requests`), grouping requests into the windows the indexer embeds and commits one at
+a time, running a window's requests (concurrently where the provider allows it) and the usage
+counters. A provider declares its limits (:attr:`~Embedder.batch_size` inputs per request,
+:attr:`~Embedder.max_request_tokens`, :attr:`~Embedder.max_input_tokens`,
+:attr:`~Embedder.max_concurrency`) and implements one API call, :meth:`Embedder._embed_batch`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from tasks.errors import EmbeddingError, PipelineError
+
+logger = logging.getLogger(__name__)
+
+#: What to do with an input longer than the model's limit: cut it to the limit, embed its
+#: pieces and average them, or (``None``) send it whole and let the model truncate it.
+OversizePolicy = Literal["truncate", "split"] | None
 
 
 class EmbeddingQuotaExceeded(EmbeddingError):
     """The provider says the account has no quota left (OpenAI ``insufficient_quota``)."""
 
     retryable = False
+
+
+class MalformedResponse(EmbeddingError):
+    """The provider answered 2xx with a body we cannot use: retried like a 5xx (transient)."""
+
+    retryable = True
 
 
 class EmbeddingBudgetExceeded(PipelineError):
@@ -51,13 +71,27 @@ class Usage:
         )
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """One request's vectors and, when the provider reports it, the tokens it billed."""
+
+    vectors: list[list[float]]
+    input_tokens: int | None = None
+
+
 class Embedder(ABC):
-    """Turns texts into vectors. One instance per process; load models lazily."""
+    """Turns texts into vectors. One instance per process; load models lazily.
+
+    Providers implement :attr:`dimension`, :attr:`batch_size` and :meth:`_embed_batch` (one API
+    or model call), and override the other limits and :meth:`count_tokens` where they differ.
+    """
 
     #: Provider name, e.g. ``local`` or ``openai``.
     provider: str
     #: Model name as configured.
     model: str
+
+    # --- what a provider implements ---
 
     @property
     @abstractmethod
@@ -67,11 +101,60 @@ class Embedder(ABC):
     @property
     @abstractmethod
     def batch_size(self) -> int:
-        """Texts sent per model call / request."""
+        """Most inputs sent in one model call / request."""
 
     @abstractmethod
-    def _embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed at most ``batch_size`` texts in one call."""
+    def _embed_batch(self, texts: Sequence[str]) -> list[list[float]] | Embedded:
+        """Embed ``texts`` (within every limit already) in one call, vectors in input order.
+
+        Return :class:`Embedded` to report the tokens the provider billed; a plain list of
+        vectors is counted with the token counts :meth:`embed` already has.
+        """
+
+    # --- the provider's limits (defaults suit an in-process model) ---
+
+    @property
+    def max_input_tokens(self) -> int:
+        """Longest input (in tokens) the model embeds without truncating."""
+        return 512
+
+    @property
+    def max_request_tokens(self) -> int | None:
+        """Most tokens in one request, all inputs together (``None``: no such limit)."""
+        return None
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests of one window run at the same time (1: an in-process model, one call at a
+        time; its tokenizer and its threads are not made for concurrent calls)."""
+        return 1
+
+    @property
+    def requests_per_window(self) -> int:
+        """Requests per window (:meth:`windows`): what the indexer embeds, caches and commits
+        before the next; smaller windows lose less work when a run dies."""
+        return 4
+
+    @property
+    def oversize_policy(self) -> OversizePolicy:
+        """How inputs over :attr:`max_input_tokens` are handled (see :data:`OversizePolicy`)."""
+        return None
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts of ``texts`` with the model's tokenizer (approximate by default).
+
+        The one token-counting entry point: chunking, the index's token budget, request
+        packing and the search query limit all count with it.
+        """
+        return [approx_tokens(t) for t in texts]
+
+    def _cut(self, text: str, limit: int) -> list[str]:
+        """``text`` as consecutive pieces of at most ``limit`` tokens (providers with a
+        tokenizer cut on its token boundaries)."""
+        step = limit * 3  # approx_tokens: 3 bytes per token; cut on chars, conservatively
+        return [text[i : i + step] for i in range(0, len(text), step)]
+
+    # --- usage ---
 
     @property
     def usage(self) -> Usage:
@@ -88,36 +171,119 @@ class Embedder(ABC):
             usage.inputs += inputs
             usage.input_tokens += tokens
 
-    @property
-    def max_input_tokens(self) -> int:
-        """Longest input (in tokens) the model embeds without truncating."""
-        return 512
+    # --- packing ---
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Token counts of ``texts`` with the model's tokenizer (approximate by default)."""
-        return [approx_tokens(t) for t in texts]
+    def pack(self, token_counts: Sequence[int]) -> list[tuple[int, int]]:
+        """``[start, end)`` request slices of inputs with ``token_counts``, within the limits."""
+        return pack_requests(
+            token_counts,
+            max_inputs=self.batch_size,
+            max_tokens=self.max_request_tokens,
+            max_input_tokens=self.max_input_tokens,
+        )
 
     def windows(self, token_counts: Sequence[int]) -> list[tuple[int, int]]:
-        """Contiguous ``[start, end)`` slices the indexer embeds and caches one at a time."""
-        size = self.batch_size * 4
-        return [(s, min(s + size, len(token_counts))) for s in range(0, len(token_counts), size)]
+        """Contiguous ``[start, end)`` slices the indexer embeds and caches one at a time:
+        :attr:`requests_per_window` whole requests each, so packing stays minimal."""
+        requests = self.pack(token_counts)
+        per = max(1, self.requests_per_window)
+        return [
+            (requests[i][0], requests[min(i + per, len(requests)) - 1][1])
+            for i in range(0, len(requests), per)
+        ]
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed ``texts`` in batches of ``batch_size``, preserving order."""
-        vectors: list[list[float]] = []
-        for batch in batched(texts, self.batch_size):
-            out = self._embed_batch(batch)
-            if len(out) != len(batch):
-                raise EmbeddingError(
-                    f"{self.provider} returned {len(out)} vectors for {len(batch)} texts"
-                )
-            self._count_usage(len(batch), sum(self.count_tokens(batch)))
-            vectors.extend(out)
+    # --- embedding ---
+
+    def embed(
+        self, texts: Sequence[str], *, token_counts: Sequence[int] | None = None
+    ) -> list[list[float]]:
+        """Embed ``texts``, preserving order: over-long inputs by :attr:`oversize_policy`,
+        packed into as few requests as the limits allow.
+
+        ``token_counts`` (from :meth:`count_tokens`), when the caller already has them, spares
+        counting ``texts`` again.
+        """
+        if not texts:
+            return []
+        if token_counts is None:
+            token_counts = self.count_tokens(texts)
+        elif len(token_counts) != len(texts):
+            raise ValueError(f"{len(token_counts)} token counts for {len(texts)} texts")
+        pieces, piece_tokens, owners = self._cut_oversize(texts, token_counts)
+        requests = self.pack(piece_tokens)
+        results: list[list[list[float]]] = [[] for _ in requests]
+
+        def run(k: int) -> None:
+            s, e = requests[k]
+            results[k] = self._request(pieces[s:e], sum(piece_tokens[s:e]))
+
+        workers = min(self.max_concurrency, len(requests))
+        if workers <= 1:
+            for k in range(len(requests)):
+                run(k)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for future in [pool.submit(run, k) for k in range(len(requests))]:
+                    future.result()
+        flat = [v for chunk in results for v in chunk]
+        if owners is None:
+            return flat
+        return combine_pieces(flat, piece_tokens, owners, len(texts))
+
+    def embed_query(self, text: str, *, token_count: int | None = None) -> list[float]:
+        """Embed one search query (``token_count``: its :meth:`count_tokens`, if known)."""
+        counts = None if token_count is None else [token_count]
+        return self.embed([text], token_counts=counts)[0]
+
+    def _cut_oversize(
+        self, texts: Sequence[str], token_counts: Sequence[int]
+    ) -> tuple[Sequence[str], Sequence[int], list[int] | None]:
+        """The pieces to send, their token counts and the input each belongs to (``None``
+        when every input is sent whole, the usual case)."""
+        limit = self.max_input_tokens
+        policy = self.oversize_policy
+        if policy is None or max(token_counts) <= limit:
+            return texts, token_counts, None
+        pieces: list[str] = []
+        piece_tokens: list[int] = []
+        owners: list[int] = []
+        for i, (text, n) in enumerate(zip(texts, token_counts, strict=True)):
+            if n <= limit:
+                pieces.append(text)
+                piece_tokens.append(n)
+                owners.append(i)
+                continue
+            parts = self._cut(text, limit)
+            if policy == "truncate":
+                parts = parts[:1]
+            logger.info(
+                "Input %d has %d tokens (> %d): %s into %d piece(s)",
+                i,
+                n,
+                limit,
+                policy,
+                len(parts),
+            )
+            for part, tokens in zip(parts, self.count_tokens(parts), strict=True):
+                pieces.append(part)
+                piece_tokens.append(min(limit, tokens))
+                owners.append(i)
+        return pieces, piece_tokens, owners
+
+    def _request(self, texts: Sequence[str], tokens: int) -> list[list[float]]:
+        """One provider call for ``texts`` (``tokens`` in all), checked and counted."""
+        out = self._embed_batch(texts)
+        vectors, billed = (
+            (out.vectors, out.input_tokens) if isinstance(out, Embedded) else (out, None)
+        )
+        if len(vectors) != len(texts):
+            raise EmbeddingError(
+                f"{self.provider} returned {len(vectors)} vectors for {len(texts)} texts"
+            )
+        self._count_usage(len(texts), billed if billed is not None else tokens)
         return vectors
 
-    def embed_query(self, text: str) -> list[float]:
-        """Embed one search query."""
-        return self._embed_batch([text])[0]
+    # --- identity and price ---
 
     def fingerprint_payload(self) -> dict[str, Any]:
         """What determines the vectors (provider, model, dimension, input handling)."""
@@ -134,6 +300,66 @@ class Embedder(ABC):
         return float(prices.get(self.model, 0.0))
 
 
+def pack_requests(
+    token_counts: Sequence[int],
+    *,
+    max_inputs: int,
+    max_tokens: int | None = None,
+    max_input_tokens: int | None = None,
+) -> list[tuple[int, int]]:
+    """Greedy ``[start, end)`` request slices: at most ``max_inputs`` inputs and ``max_tokens``
+    tokens each (an input counts at most ``max_input_tokens``, what is sent of it).
+
+    Greedy in order is optimal for contiguous slices: no other split of the same sequence uses
+    fewer requests. (pgai's ``batch_indices``.)
+    """
+    max_inputs = max(1, max_inputs)
+    requests: list[tuple[int, int]] = []
+    start, tokens = 0, 0
+    for i, n in enumerate(token_counts):
+        if max_input_tokens is not None:
+            n = min(n, max_input_tokens)
+        if i > start and (
+            i - start >= max_inputs or (max_tokens is not None and tokens + n > max_tokens)
+        ):
+            requests.append((start, i))
+            start, tokens = i, 0
+        tokens += n
+    if start < len(token_counts):
+        requests.append((start, len(token_counts)))
+    return requests
+
+
+def combine_pieces(
+    vectors: list[list[float]], tokens: Sequence[int], owners: Sequence[int], n: int
+) -> list[list[float]]:
+    """One vector per input from its pieces' vectors: a whole input's vector as is, a split
+    input's the token-weighted mean of its pieces, re-normalised to unit length."""
+    pieces = [0] * n
+    for owner in owners:
+        pieces[owner] += 1
+    sums: list[list[float] | None] = [None] * n
+    for vector, weight, owner in zip(vectors, tokens, owners, strict=True):
+        if pieces[owner] == 1:
+            sums[owner] = vector  # a whole input: keep its vector exactly
+            continue
+        acc = sums[owner]
+        if acc is None:
+            sums[owner] = [x * weight for x in vector]
+        else:
+            for j, x in enumerate(vector):
+                acc[j] += x * weight
+    out = []
+    for acc, count in zip(sums, pieces, strict=True):
+        assert acc is not None
+        if count == 1:
+            out.append(acc)
+            continue
+        norm = math.sqrt(sum(x * x for x in acc)) or 1.0
+        out.append([x / norm for x in acc])
+    return out
+
+
 def approx_tokens(text: str) -> int:
     """A deliberately generous token estimate: one token per 3 UTF-8 bytes, at least 1.
 
@@ -141,9 +367,3 @@ def approx_tokens(text: str) -> int:
     about 4 bytes per token, so this over-counts, which keeps request packing under limits.
     """
     return max(1, -(-len(text.encode("utf-8")) // 3))
-
-
-def batched(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    """Consecutive slices of ``items`` of at most ``size`` elements."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

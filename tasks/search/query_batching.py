@@ -53,11 +53,13 @@ class QueryBatcher:
         wait_ms: float = 2.0,
         max_batch: int = 32,
         cache_size: int = 1024,
-        validate: Callable[[str], None] | None = None,
+        validate: Callable[[str], int | None] | None = None,
     ) -> None:
         """``validate(text)`` runs in the batching thread before a query is embedded (e.g. a
         length check with the model's tokenizer, which must not be used from two threads at
-        once); what it raises is raised to that query's caller alone."""
+        once); what it raises is raised to that query's caller alone. When it returns the
+        query's token count (as :func:`~tasks.search.searcher.check_query_tokens` does), the
+        count is passed on to ``embed``, so the query is tokenized once."""
         self.embedder = embedder
         self.validate = validate
         self.wait_s = wait_ms / 1000.0
@@ -136,12 +138,13 @@ class QueryBatcher:
             if batch is None:
                 return
             live = []
+            counts: dict[str, int | None] = {}
             for text, future in batch:
                 if not future.set_running_or_notify_cancel():
                     continue  # its caller gave up
                 try:
-                    if self.validate is not None:
-                        self.validate(text)
+                    if text not in counts:
+                        counts[text] = self.validate(text) if self.validate is not None else None
                 except Exception as exc:  # this query's own problem (too long, ...)
                     future.set_exception(exc)
                     continue
@@ -149,8 +152,12 @@ class QueryBatcher:
             texts = list(dict.fromkeys(t for t, _ in live))
             if not texts:
                 continue
+            known = [n for n in (counts[t] for t in texts) if n is not None]
             try:
-                vectors = dict(zip(texts, self.embedder.embed(texts), strict=True))
+                embedded = self.embedder.embed(
+                    texts, token_counts=known if len(known) == len(texts) else None
+                )
+                vectors = dict(zip(texts, embedded, strict=True))
             except Exception as exc:  # handed to every waiting caller, who raises it
                 logger.warning("Query embedding failed for %d queries: %s", len(texts), exc)
                 for _, future in live:

@@ -304,26 +304,23 @@ def to_result(hit: SearchHit, snippet: str, digits: int = 4) -> SearchResult:
 
 
 def count_query_tokens(embedder: Embedder, text: str) -> int:
-    """Tokens ``text`` takes in the embedding model (an estimate when the tokenizer is remote)."""
-    tokenizer = getattr(getattr(embedder, "_model", None), "tokenizer", None)
-    if tokenizer is not None:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-    # OpenAI-style BPE: about one token per word piece or punctuation mark, never fewer.
-    return len(re.findall(r"\w{1,4}|[^\w\s]", text))
+    """Tokens ``text`` takes in the embedding model (:meth:`Embedder.count_tokens`)."""
+    return embedder.count_tokens([text])[0]
 
 
 # --- the search path --------------------------------------------------------------------------
 
 
-def check_query_tokens(embedder: Embedder, query: str, limit: int) -> None:
-    """Raise :class:`InvalidQuery` if ``query`` is longer than ``limit`` model tokens
-    (``SEARCH_MAX_QUERY_TOKENS``)."""
+def check_query_tokens(embedder: Embedder, query: str, limit: int) -> int:
+    """The length of ``query`` in model tokens; :class:`InvalidQuery` if over ``limit``
+    (``SEARCH_MAX_QUERY_TOKENS``). Pass the count on to ``embed`` so it is not counted again."""
     tokens = count_query_tokens(embedder, query)
     if tokens > limit:
         raise InvalidQuery(
             f"The query is {tokens} tokens long; the limit is {limit} "
             "(SEARCH_MAX_QUERY_TOKENS). Shorten it."
         )
+    return tokens
 
 
 class Searcher:
@@ -398,8 +395,8 @@ class Searcher:
         if self.query_batcher is not None:
             return self.query_batcher.embed(query, timeout_s=self.settings.search_timeout_s)
         with _EMBED_LOCK:
-            check_query_tokens(self.embedder, query, self.settings.search_max_query_tokens)
-            return self.embedder.embed_query(query)
+            tokens = check_query_tokens(self.embedder, query, self.settings.search_max_query_tokens)
+            return self.embedder.embed_query(query, token_count=tokens)
 
     def search(
         self,

@@ -155,6 +155,17 @@ def test_malformed_body_is_retried(openai_server: FakeOpenAIServer, fault: Fault
     assert vectors == [fake_vector("x", DIMS), fake_vector("y", DIMS)]
 
 
+def test_malformed_bodies_until_the_last_attempt_give_up_for_good(
+    openai_server: FakeOpenAIServer,
+) -> None:
+    openai_server.script(*[Fault(wrong_count=True)] * 3)
+    with pytest.raises(EmbeddingError) as err:
+        make(openai_server, max_attempts=3).embed(["x", "y"])
+    assert len(openai_server.requests) == 3
+    assert "failed 3 times" in str(err.value) and "expected 2 embeddings" in str(err.value)
+    assert err.value.retryable is False
+
+
 def test_insufficient_quota_fails_at_once(openai_server: FakeOpenAIServer) -> None:
     sleeps: list[float] = []
     openai_server.script(Fault(quota=True), Fault(quota=True))

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from tasks.embedders.base import Embedder
+from tasks.embedders.base import Embedder, approx_tokens
 from tasks.search.query_batching import QueryBatcher, QueryTimeout, normalize_query
+from tasks.search.searcher import check_query_tokens
 
 
 def fake_vector(text: str) -> list[float]:
@@ -143,6 +144,37 @@ def test_a_query_that_fails_validation_fails_alone() -> None:
     batcher.close()
     assert [str(e) for e in errors] == ["refused: bad one"]
     assert good == [fake_vector("good one")] and embedder.calls == [["good one"]]
+
+
+class CountingTokens(Recording):
+    """A :class:`Recording` embedder that also records every token count it is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counted: list[list[str]] = []
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        self.counted.append(list(texts))
+        return super().count_tokens(texts)
+
+
+def test_each_query_is_tokenized_once() -> None:
+    embedder = CountingTokens()
+    batcher = QueryBatcher(
+        embedder,
+        wait_ms=50,
+        cache_size=0,
+        validate=lambda query: check_query_tokens(embedder, query, limit=100),
+    )
+    queries = ["tent for two", "cast iron pan", "a gift for a ten year old"]
+    try:
+        vectors = embed_all(batcher, queries)
+    finally:
+        batcher.close()
+    assert vectors == [fake_vector(q) for q in queries]
+    # The length check counted each query; embedding them counted nothing again.
+    assert sorted(t for call in embedder.counted for t in call) == sorted(queries)
+    assert embedder.usage.input_tokens == sum(approx_tokens(q) for q in queries)
 
 
 def test_batched_vectors_equal_single_query_vectors_with_the_real_model(
