@@ -16,13 +16,13 @@ A dbt model opts in to indexing with ``meta.embedding`` in its yml (see
           namespace: products
 
 so analysts add a model to the index without touching Python. The declarations are read from
-dbt's ``target/manifest.json``, written by every dbt invocation.
+dbt's ``target/manifest.json``, written by every dbt invocation, through the one manifest reader
+(:mod:`tasks.transform.manifest`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tasks.errors import ConfigError
 from tasks.settings import Settings, check_identifier
 from tasks.stores.base import MetadataValue, check_namespace
+from tasks.transform.manifest import Manifest, manifest_path, read_manifest
 from tasks.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -102,37 +103,32 @@ class Document:
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
 
 
-def load_specs(source: Settings | Path) -> list[EmbeddingSpec]:
+def load_specs(source: Settings | Path | Manifest) -> list[EmbeddingSpec]:
     """Every model with ``meta.embedding`` in the dbt manifest.
 
     ``source`` is the settings (manifest in ``settings.dbt_target_dir``, where the transform
-    step writes it) or a dbt project folder (manifest in its ``target/``, as after a manual
-    ``dbt parse``).
+    step writes it), a dbt project folder (manifest in its ``target/``, as after a manual
+    ``dbt parse``) or a manifest already read (:func:`tasks.transform.manifest.read_manifest`).
 
     Raises:
         ConfigError: no manifest yet, a declaration is malformed, or two models share a namespace.
     """
-    target = source.dbt_target_dir if isinstance(source, Settings) else source / "target"
-    manifest_path = target / "manifest.json"
-    if not manifest_path.is_file():
-        raise ConfigError(
-            f"No dbt manifest at {manifest_path}: run the transform step (or `dbt parse`) first."
-        )
-    manifest = json.loads(manifest_path.read_text())
+    if isinstance(source, Manifest):
+        manifest = source
+    else:
+        target = source.dbt_target_dir if isinstance(source, Settings) else source / "target"
+        manifest = read_manifest(manifest_path(target))
     specs: list[EmbeddingSpec] = []
-    for unique_id, node in manifest.get("nodes", {}).items():
-        if node.get("resource_type") != "model":
-            continue
-        meta = (node.get("config") or {}).get("meta") or node.get("meta") or {}
-        declared = meta.get("embedding")
+    for unique_id, node in manifest.models().items():
+        declared = node.resolved_meta.get("embedding")
         if not declared:
             continue
         try:
             specs.append(
                 EmbeddingSpec(
                     model=unique_id,
-                    schema_name=node["schema"],
-                    relation=node.get("alias") or node["name"],
+                    schema_name=node.schema_name,
+                    relation=node.relation,
                     **declared,
                 )
             )

@@ -12,14 +12,12 @@ Two entry points share one path:
 from __future__ import annotations
 
 import html
-import json
 import logging
 import re
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 from tasks.embedders import get_embedder
@@ -33,6 +31,7 @@ from tasks.settings import Settings, get_settings
 from tasks.stores import get_store
 from tasks.stores.base import SearchHit, VectorStore, check_namespace
 from tasks.stores.filters import Condition, parse_filter
+from tasks.transform.manifest import manifest_path, read_manifest
 from tasks.warehouse import get_warehouse
 
 logger = logging.getLogger(__name__)
@@ -135,7 +134,7 @@ def namespace_specs(settings: Settings) -> list[EmbeddingSpec]:
     Raises:
         ConfigError: there is no manifest and none was read before.
     """
-    manifest = settings.dbt_target_dir / "manifest.json"
+    manifest = manifest_path(settings.dbt_target_dir)
     key = str(manifest)
     try:
         mtime = manifest.stat().st_mtime_ns
@@ -147,28 +146,13 @@ def namespace_specs(settings: Settings) -> list[EmbeddingSpec]:
         if mtime == -1:
             logger.warning("dbt manifest %s is gone; using the declarations read last", manifest)
         return list(cached[1])
-    specs = load_specs(settings)
-    types = _read_column_types(manifest, {s.model for s in specs})
+    read = read_manifest(manifest)  # once, for the declarations and their column types
+    specs = load_specs(read)
+    types = {s.model: read.nodes[s.model].column_types for s in specs}
     with _specs_lock:
         _specs_cache[key] = (mtime, specs)
         _column_types.update(types)
     return list(specs)
-
-
-def _read_column_types(manifest: Path, models: set[str]) -> dict[str, dict[str, str]]:
-    """Declared ``data_type`` of each column of ``models`` (columns without one are left out)."""
-    try:
-        nodes = json.loads(manifest.read_text()).get("nodes", {})
-    except (OSError, ValueError):
-        return {}
-    return {
-        model: {
-            name: str(col["data_type"]).lower()
-            for name, col in (nodes.get(model, {}).get("columns") or {}).items()
-            if col.get("data_type")
-        }
-        for model in models
-    }
 
 
 def default_namespace(settings: Settings) -> str:

@@ -21,8 +21,6 @@ from tasks.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
 
-_FAILED = {"error", "fail", "runtime error"}
-
 
 @dataclass
 class DbtResult:
@@ -145,25 +143,38 @@ def show_skipped_nodes_as_skipped() -> None:
 
 
 def _summarize(command: str, res: Any) -> DbtResult:
+    """Count dbt's results by dbt's own types: ``NodeType`` and the node's status.
+
+    A result's ``status`` is a ``RunStatus``, ``TestStatus`` or ``FreshnessStatus``; all are
+    string enums over ``NodeStatus`` values, so one comparison against ``NodeStatus`` covers each.
+    ``nodes`` keeps the plain values (``"model"``, ``"success"``) for reports and JSON.
+    """
+    # Imported here, like dbt itself in run_dbt: the flows import this module for DbtResult,
+    # and importing dbt costs them about 2 s.
+    from dbt.artifacts.resources.types import NodeType
+    from dbt.artifacts.schemas.results import NodeStatus
+
+    failed = {NodeStatus.Error, NodeStatus.Fail, NodeStatus.RuntimeErr}
+    built = {NodeType.Model, NodeType.Seed, NodeType.Snapshot}
     result = DbtResult(command=command)
     for node_result in getattr(res.result, "results", None) or []:
         node = node_result.node
-        status = str(node_result.status).lower().split(".")[-1]
-        kind = str(node.resource_type).lower().split(".")[-1]
+        status = NodeStatus(node_result.status)
+        kind = NodeType(node.resource_type)
         result.nodes.append(
-            {"node": node.unique_id, "name": node.name, "type": kind, "status": status}
+            {"node": node.unique_id, "name": node.name, "type": kind.value, "status": status.value}
         )
-        if kind == "test":
-            if status == "pass":
+        if kind is NodeType.Test:
+            if status is NodeStatus.Pass:
                 result.tests_passed += 1
-            elif status == "warn":
+            elif status is NodeStatus.Warn:
                 result.tests_warned += 1
-            elif status in _FAILED:
+            elif status in failed:
                 result.tests_failed += 1
-        elif kind in {"model", "seed", "snapshot"} and status == "success":
+        elif kind in built and status is NodeStatus.Success:
             result.models_built += 1
-        if status in _FAILED:
-            result.failures.append(f"{kind} {node.name}: {node_result.message}")
+        if status in failed:
+            result.failures.append(f"{kind.value} {node.name}: {node_result.message}")
     if not res.success and not result.failures:
         result.failures.append(str(res.exception or "dbt reported failure"))
     return result

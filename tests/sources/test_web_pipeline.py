@@ -66,11 +66,7 @@ with
 
 pages as (select * from {{ source('raw_handbook', 'pages') }}),
 
-completed_loads as (
-    select distinct load_id::text as load_id
-    from {{ source('raw_handbook', '_dlt_loads') }}
-    where status::bigint = 0
-),
+completed_loads as ({{ completed_loads('raw_handbook') }}),
 
 final as (
     select

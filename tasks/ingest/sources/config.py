@@ -22,14 +22,28 @@ field found in the file is an error.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from urllib.parse import urlsplit
 
 import yaml
+from dlt.sources.rest_api.typing import (
+    HeaderLinkPaginatorConfig,
+    IncrementalConfig,
+    IncrementalParamConfig,
+    JSONLinkPaginatorConfig,
+    JSONResponseCursorPaginatorConfig,
+    OffsetPaginatorConfig,
+    PageNumberPaginatorConfig,
+    PaginatorTypeConfig,
+    ResolveParamConfig,
+)
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -218,105 +232,71 @@ AuthConfig = Annotated[
 ]
 
 
-class PageNumberPaginator(_Strict):
-    """``?page=N`` until an empty page, ``total_path`` or ``maximum_page``."""
-
-    type: Literal["page_number"]
-    base_page: int = 1
-    page_param: str = "page"
-    total_path: str | None = None
-    maximum_page: int | None = None
-    stop_after_empty_page: bool = True
+def _type_tag(value: Any) -> str | None:
+    """The ``type`` of a paginator or parameter binding: the tag of its union member."""
+    return value.get("type") if isinstance(value, dict) else None
 
 
-class OffsetPaginator(_Strict):
-    """``?offset=N&limit=L``."""
-
-    type: Literal["offset"]
-    limit: int = Field(gt=0)
-    offset: int = 0
-    offset_param: str = "offset"
-    limit_param: str = "limit"
-    total_path: str | None = None
-    maximum_offset: int | None = None
-    stop_after_empty_page: bool = True
+def _offset_needs_limit(value: OffsetPaginatorConfig) -> OffsetPaginatorConfig:
+    # dlt's TypedDict leaves `limit` optional, but its OffsetPaginator cannot be built without one.
+    limit = value.get("limit")
+    if not isinstance(limit, int) or limit <= 0:
+        raise ValueError("the offset paginator needs `limit`, a positive number of rows per page")
+    return value
 
 
-class CursorPaginator(_Strict):
-    """A cursor found in the JSON body, sent back as a query parameter."""
-
-    type: Literal["cursor"]
-    cursor_path: str = "cursors.next"
-    cursor_param: str = "cursor"
-
-
-class HeaderLinkPaginator(_Strict):
-    """The ``Link: <url>; rel="next"`` response header."""
-
-    type: Literal["header_link"]
-    links_next_key: str = "next"
-
-
-class JsonLinkPaginator(_Strict):
-    """The next page's URL found in the JSON body."""
-
-    type: Literal["json_link"]
-    next_url_path: str = "next"
-
-
-class SinglePagePaginator(_Strict):
-    """No pagination."""
-
-    type: Literal["single_page"]
-
-
+#: A paginator, in the shape of dlt's own paginator configs (``dlt.sources.rest_api.typing``),
+#: selected by ``type``. Only the dict forms: the file cannot name paginator classes, and the
+#: bare-string form (``paginator: json_link``) would skip these checks.
 PaginatorConfig = Annotated[
-    PageNumberPaginator
-    | OffsetPaginator
-    | CursorPaginator
-    | HeaderLinkPaginator
-    | JsonLinkPaginator
-    | SinglePagePaginator,
-    Field(discriminator="type"),
+    Annotated[PageNumberPaginatorConfig, Tag("page_number")]
+    | Annotated[OffsetPaginatorConfig, AfterValidator(_offset_needs_limit), Tag("offset")]
+    | Annotated[JSONResponseCursorPaginatorConfig, Tag("cursor")]
+    | Annotated[HeaderLinkPaginatorConfig, Tag("header_link")]
+    | Annotated[JSONLinkPaginatorConfig, Tag("json_link")]
+    | Annotated[PaginatorTypeConfig, Tag("single_page")],
+    Discriminator(
+        _type_tag,
+        custom_error_type="paginator_type",
+        custom_error_message="paginator `type` must be one of page_number, offset, cursor, "
+        "header_link, json_link, single_page",
+    ),
+]
+
+#: Where our defaults differ from dlt's paginator classes (dlt: ``base_page`` 0 and
+#: ``total_path: total``). The sources file has always meant these (docs/sources.md), so
+#: :func:`tasks.ingest.sources.rest_api.helpers.dlt_paginator` fills them in.
+PAGINATOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "page_number": {"base_page": 1, "page_param": "page", "total_path": None},
+    "offset": {"offset_param": "offset", "limit_param": "limit", "total_path": None},
+    "cursor": {"cursor_param": "cursor"},
+}
+
+#: A parameter bound to a parent resource's field or to an incremental cursor (dlt's
+#: ``ResolveParamConfig`` / ``IncrementalParamConfig``), selected by ``type``.
+ParamSpec = Annotated[
+    Annotated[ResolveParamConfig, Tag("resolve")]
+    | Annotated[IncrementalParamConfig, Tag("incremental")],
+    Discriminator(
+        _type_tag,
+        custom_error_type="parameter_type",
+        custom_error_message="parameter `type` must be resolve or incremental",
+    ),
 ]
 
 
-class IncrementalConfig(_Strict):
-    """dlt incremental cursor, persisted in dlt state between runs."""
-
-    cursor_path: str
-    start_param: str | None = Field(
-        default=None, description="Query parameter that receives the last cursor value."
-    )
-    end_param: str | None = None
-    initial_value: Any = None
-    end_value: Any = None
-    row_order: Literal["asc", "desc"] | None = None
-    on_cursor_value_missing: Literal["raise", "include", "exclude"] = "raise"
+class _DltTyped(_Strict):
+    # dlt's TypedDicts type JSON paths as `str | jsonpath_ng.JSONPath`; the file gives strings.
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
 
-class ResolveParam(_Strict):
-    """A parameter taken from the parent resource's rows (parent/child resources)."""
+class EndpointConfig(_DltTyped):
+    """The subset of dlt's ``Endpoint`` a sources file may set; the nested paginator,
+    parameter bindings and incremental are dlt's own types.
 
-    type: Literal["resolve"]
-    resource: str
-    field: str
-
-
-class IncrementalParam(_Strict):
-    """A query parameter carrying the last cursor value (dlt ``IncrementalParamConfig``)."""
-
-    type: Literal["incremental"]
-    cursor_path: str
-    initial_value: Any = None
-    end_value: Any = None
-
-
-ParamSpec = Annotated[ResolveParam | IncrementalParam, Field(discriminator="type")]
-
-
-class EndpointConfig(_Strict):
-    """dlt's ``Endpoint``: path, method, params, paginator, data selector, incremental."""
+    Not dlt's ``Endpoint`` itself: it also allows ``auth`` (secrets) and callables
+    (``response_actions``), which a YAML file must not or cannot hold.
+    """
 
     path: str | None = None
     method: Literal["GET", "POST"] = "GET"
@@ -324,7 +304,9 @@ class EndpointConfig(_Strict):
     json_body: dict[str, Any] | None = Field(default=None, alias="json")
     paginator: PaginatorConfig | None = None
     data_selector: str | None = None
-    incremental: IncrementalConfig | None = None
+    incremental: IncrementalConfig | None = Field(
+        default=None, description="dlt's incremental: cursor_path, start_param, end_param, ..."
+    )
     headers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("headers")
@@ -360,7 +342,7 @@ class RestResource(_Strict):
         return self
 
 
-class ClientConfig(_Strict):
+class ClientConfig(_DltTyped):
     """dlt's ``ClientConfig``: base URL, extra headers, auth and the default paginator."""
 
     base_url: str
@@ -394,10 +376,13 @@ class RestApiSourceConfig(_SourceBase):
         for r in self.resources:
             if isinstance(r.endpoint, EndpointConfig):
                 for value in r.endpoint.params.values():
-                    if isinstance(value, ResolveParam) and value.resource not in names:
+                    if not isinstance(value, dict) or value["type"] != "resolve":
+                        continue
+                    parent = cast(ResolveParamConfig, value)["resource"]
+                    if parent not in names:
                         raise ValueError(
                             f"resource {r.name!r} resolves from unknown resource "
-                            f"{value.resource!r}; declared: {sorted(names)}"
+                            f"{parent!r}; declared: {sorted(names)}"
                         )
         return self
 
@@ -498,8 +483,15 @@ def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
 def _error_loc(err: Any) -> tuple[int | str, ...]:
     """The error's path; a bad discriminator (``kind``, ``type``) points at that field."""
     loc = tuple(err["loc"])
-    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        loc += (str(err.get("ctx", {}).get("discriminator", "")).strip("'"),)
+    if err["type"] in (
+        "union_tag_invalid",
+        "union_tag_not_found",
+        "paginator_type",
+        "parameter_type",
+    ):
+        # Field discriminators name their field (`'kind'`); the callable ones (paginators,
+        # parameter bindings: our own error types) carry no context and all read `type`.
+        loc += (str((err.get("ctx") or {}).get("discriminator", "type")).strip("'"),)
     return loc
 
 

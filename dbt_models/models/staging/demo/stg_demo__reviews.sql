@@ -6,17 +6,9 @@ source as (
 
 ),
 
-loads as (
-
-    select * from {{ source('raw_data', '_dlt_loads') }}
-
-),
-
 completed_loads as (
 
-    select distinct load_id::text as load_id
-    from loads
-    where status::bigint = 0
+    {{ completed_loads('raw_data') }}
 
 ),
 

@@ -20,7 +20,7 @@ def rest_api(config: RestApiSourceConfig) -> DltSource:
     # REST APIs are declared by the operator, not discovered: they may be internal services.
     session = SafeSession(config.http, allow_private=True, check_json=True)
     source = rest_api_source(
-        rest_api_config(config, session),  # type: ignore[arg-type]
+        rest_api_config(config, session),
         name=config.name,
         max_table_nesting=0,
         schema_contract=dlt_contract(config.contract),
