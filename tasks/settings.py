@@ -427,7 +427,7 @@ class Settings(BaseSettings):
         """
         return self.resolved_data_dir / "dbt" / "target"
 
-    def embedder_config(self) -> LocalEmbedderConfig | OpenAIEmbedderConfig:
+    def embedder_config(self) -> EmbedderConfig:
         """The provider config selected by ``embedding_provider`` (``auto`` resolved)."""
         provider = self.embedding_provider
         if provider == "auto":
