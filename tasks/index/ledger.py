@@ -9,10 +9,14 @@ Tables in ``<INDEX_STATE_SCHEMA>`` (default ``index_state``); see docs/indexing.
 - ``namespaces``: the registry of physical namespaces per logical one: ``physical, logical,
   fingerprint, state ('building' | 'serving' | 'retired'), created_at, switched_at``.
 - ``runs``: one row per indexing run, with counts, tokens and estimated cost.
-- ``embedding_cache`` and ``cache_prunes`` (see :mod:`tasks.index.embedding_cache`).
 
-The search side reads chunk texts back with :func:`chunk_texts` (Pinecone keeps no text; hybrid
-search needs it in Postgres).
+The embedding cache keeps its own tables in the same schema (:mod:`tasks.index.embedding_cache`
+creates them through :func:`setup_schema`).
+
+This module is the only code that knows these tables. Readers outside the indexer go through its
+read-only functions: :func:`serving_physical` (which physical namespace serves a logical one),
+:func:`chunk_texts` (Pinecone keeps no text; hybrid search needs it in Postgres) and
+:func:`written_text_rows` (where full-text search finds the texts of written chunks).
 """
 
 from __future__ import annotations
@@ -111,25 +115,6 @@ def _ddl(schema: str) -> list[sql.Composed]:
         ).format(s),
         sql.SQL(
             """
-            create table if not exists {}.embedding_cache (
-                fingerprint text not null,
-                content_hash text not null,
-                embedding bytea not null,
-                created_at timestamptz not null default now(),
-                primary key (fingerprint, content_hash)
-            )
-            """
-        ).format(s),
-        sql.SQL(
-            """
-            create table if not exists {}.cache_prunes (
-                pruned_at timestamptz not null default now(),
-                removed int not null
-            )
-            """
-        ).format(s),
-        sql.SQL(
-            """
             create table if not exists {}.runs (
                 run_id bigserial primary key,
                 logical_namespace text not null,
@@ -157,6 +142,16 @@ def _ddl(schema: str) -> list[sql.Composed]:
     ]
 
 
+def setup_schema(conn: psycopg.Connection, statements: Sequence[sql.Composed]) -> None:
+    """Run ``statements`` (``create ... if not exists``) in one transaction, serialised across
+    processes: two runs creating the same schema or table at once would fail on a unique index of
+    the catalog."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('index_state_ddl'))")
+        for statement in statements:
+            conn.execute(statement)
+
+
 class Ledger:
     """Reads and writes the ledger tables on one autocommit connection."""
 
@@ -178,10 +173,7 @@ class Ledger:
 
     def setup(self) -> None:
         """Create the schema and tables if missing (serialised across processes)."""
-        with self.conn.transaction():
-            self.conn.execute("select pg_advisory_xact_lock(hashtext('index_state_ddl'))")
-            for statement in _ddl(self.schema):
-                self.conn.execute(statement)
+        setup_schema(self.conn, _ddl(self.schema))
 
     @contextmanager
     def lock(self, logical: str, wait_s: float = 0.0) -> Iterator[None]:
@@ -310,6 +302,11 @@ class Ledger:
                 (namespace, list(chunk_ids)),
             )
 
+    def hashes_in_use(self) -> sql.Composed:
+        """A subquery of the content hashes some chunk of any namespace holds (pending ones
+        too): the embedding cache keeps their vectors whatever their age."""
+        return sql.SQL("select content_hash from {}").format(self._t("chunks"))
+
     def counts(self, namespace: str) -> dict[str, int]:
         """Rows per state in a physical namespace."""
         rows = self.conn.execute(
@@ -333,9 +330,16 @@ class Ledger:
         ).fetchall()
         return [NamespaceEntry(*r) for r in rows]
 
-    def serving(self, logical: str) -> NamespaceEntry | None:
-        """The physical namespace that answers queries for ``logical`` (None before the first)."""
-        return next((n for n in self.namespaces(logical) if n.state == "serving"), None)
+    def serving(self, logical: str) -> str | None:
+        """The physical namespace that answers queries for ``logical`` (None before the first
+        switch-over)."""
+        row = self.conn.execute(
+            sql.SQL("select physical from {} where logical = %s and state = 'serving'").format(
+                self._t("namespaces")
+            ),
+            (logical,),
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def register(self, logical: str, physical: str, fingerprint: str) -> None:
         """Register a physical namespace being built (no-op if it is known)."""
@@ -423,6 +427,48 @@ class Ledger:
         )
 
 
+def serving_physical(warehouse: Warehouse, logical: str, schema: str = "index_state") -> str | None:
+    """:meth:`Ledger.serving` on a connection of its own, for readers (the search side).
+
+    ``None`` before the first switch-over, and when no indexing run created the ledger yet.
+    """
+    ledger = Ledger(warehouse, schema)
+    try:
+        return ledger.serving(logical)
+    except psycopg.errors.UndefinedTable:
+        return None
+    finally:
+        ledger.close()
+
+
+@dataclass(frozen=True)
+class TextRows:
+    """Where the ledger keeps the texts of the chunks the store acknowledged, for readers that
+    query them in SQL (full-text search with Pinecone, whose vectors live outside Postgres)."""
+
+    schema: str
+    table: str
+    id_column: str
+    document_id_column: str
+    text_column: str
+    metadata_column: str
+    #: ``(column, value)`` equalities selecting the namespace's written rows.
+    scope: tuple[tuple[str, str], ...]
+
+
+def written_text_rows(schema: str, namespace: str) -> TextRows:
+    """The ledger rows holding the text of physical ``namespace``'s written chunks."""
+    return TextRows(
+        schema=check_identifier(schema, "schema name"),
+        table="chunks",
+        id_column="chunk_id",
+        document_id_column="document_id",
+        text_column="text",
+        metadata_column="metadata",
+        scope=(("namespace", namespace), ("state", WRITTEN)),
+    )
+
+
 def chunk_texts(
     warehouse: Warehouse,
     namespace: str,
@@ -431,7 +477,7 @@ def chunk_texts(
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     """``{chunk id: (text, metadata)}`` of chunks of a physical namespace (missing ids left out).
 
-    ``namespace`` is the physical one, i.e. what ``serving_namespace`` returns.
+    ``namespace`` is the physical one, i.e. what :func:`serving_physical` returns.
     """
     if not ids:
         return {}

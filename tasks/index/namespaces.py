@@ -4,9 +4,9 @@ in the vector store that currently serves each of them.
 Every index configuration (embedder + chunker fingerprint) is built into its own physical
 namespace: the logical name for the very first build, ``<logical>__<fingerprint[:12]>`` for
 later configurations. A new configuration is built next to the serving
-one and switched over (one transaction in the ledger's ``namespaces`` table) only when it is
-complete and validated, so search never sees an empty or mixed-model namespace. The search path
-always asks :func:`serving_namespace`.
+one and switched over (one transaction in the ledger, :meth:`tasks.index.ledger.Ledger.switch`)
+only when it is complete and validated, so search never sees an empty or mixed-model namespace.
+The search path always asks :func:`serving_namespace`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import psycopg
-from psycopg import sql
-
-from tasks.index.ledger import NamespaceEntry
+from tasks.index.ledger import NamespaceEntry, serving_physical
 from tasks.settings import Settings, check_identifier
+from tasks.warehouse import get_warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +46,5 @@ def serving_namespace(settings: Settings, logical: str) -> str:
 
     Before the first indexing run completes (or without a ledger) that is ``logical`` itself.
     """
-    from tasks.warehouse import get_warehouse
-
-    table = sql.SQL("{}.namespaces").format(sql.Identifier(settings.index_state_schema))
-    try:
-        with get_warehouse(settings).connect() as conn:
-            row = conn.execute(
-                sql.SQL("select physical from {} where logical = %s and state = 'serving'").format(
-                    table
-                ),
-                (logical,),
-            ).fetchone()
-    except psycopg.errors.UndefinedTable:
-        return logical
-    return str(row[0]) if row else logical
+    physical = serving_physical(get_warehouse(settings), logical, settings.index_state_schema)
+    return physical or logical

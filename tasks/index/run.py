@@ -13,6 +13,9 @@ One run for one documents model (``EmbeddingSpec``):
 4. validate (ledger == store == desired) and, for a new configuration, switch the logical
    namespace over to the freshly built physical one, then drop the old one.
 
+:func:`index_documents` runs these steps of an :class:`IndexRun` (``plan``, ``check``,
+``apply``, ``validate_and_switch``) under the namespace's lock.
+
 The index fingerprint (embedder fingerprint + chunker settings) picks the physical namespace, so a
 new model or chunk size is built next to the serving one (see :mod:`tasks.index.namespaces`).
 
@@ -26,7 +29,8 @@ import hashlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -245,6 +249,332 @@ def mass_delete_refusal(
     )
 
 
+@dataclass
+class RunPlan:
+    """What one run will do, decided before anything is written: the diff against the ledger,
+    the texts to embed (cache misses, longest first) and whether the mass-delete guard objects."""
+
+    changes: Plan
+    #: Every chunk the namespace must hold afterwards, by id.
+    desired: dict[str, Chunk]
+    #: Vectors of chunks to upsert found in the embedding cache, by content hash.
+    cached: dict[str, list[float]]
+    #: Content hashes to embed, their texts and token counts, in embedding order
+    #: (:func:`by_length`).
+    to_embed: list[str]
+    texts: list[str]
+    token_counts: list[int]
+    #: Why the mass-delete guard stops the run (:func:`mass_delete_refusal`), or ``None``.
+    refusal: str | None = None
+
+
+@dataclass
+class IndexRun:
+    """One run of one documents model into the physical namespace its fingerprint picks.
+
+    The steps, which :func:`index_documents` calls in this order under the ledger's lock, and
+    which can be called (and tested) one by one: :meth:`plan` (reads only), :meth:`check`
+    (refuses an unsafe or over-budget run), :meth:`apply` (writes, acknowledged batch by batch)
+    and :meth:`validate_and_switch`; :meth:`recorded` keeps the run's row in the ledger around
+    the writing steps. Each step fills in :attr:`result`.
+    """
+
+    spec: EmbeddingSpec
+    warehouse: Warehouse
+    embedder: Embedder
+    store: VectorStore
+    ledger: Ledger
+    cache: EmbeddingCache
+    settings: Settings
+    progress: Progress
+    config: ChunkerConfig
+    fingerprint: str
+    #: The physical namespace this run writes into.
+    target: str
+    #: The physical namespace serving the logical one when the run started (``None``: none yet).
+    serving: str | None
+    dry_run: bool
+    result: IndexResult
+
+    @classmethod
+    def open(
+        cls,
+        spec: EmbeddingSpec,
+        warehouse: Warehouse,
+        embedder: Embedder,
+        store: VectorStore,
+        *,
+        ledger: Ledger,
+        cache: EmbeddingCache,
+        settings: Settings,
+        progress: Progress | None = None,
+        dry_run: bool = False,
+    ) -> IndexRun:
+        """A run of ``spec``, its target chosen from the namespace registry (hold
+        ``ledger.lock(spec.namespace)`` meanwhile: another run could register one)."""
+        logical = spec.namespace
+        config = chunker_config(settings, embedder)
+        fingerprint = index_fingerprint(embedder, config)
+        serving = ledger.serving(logical)
+        target = choose_target(logical, fingerprint, ledger.namespaces(logical))
+        result = IndexResult(
+            namespace=logical,
+            model=spec.model,
+            fingerprint=fingerprint,
+            dry_run=dry_run,
+            physical_namespace=target,
+            rebuilt=serving != target,
+        )
+        return cls(
+            spec=spec,
+            warehouse=warehouse,
+            embedder=embedder,
+            store=store,
+            ledger=ledger,
+            cache=cache,
+            settings=settings,
+            progress=progress or Progress(logical, None),
+            config=config,
+            fingerprint=fingerprint,
+            target=target,
+            serving=serving,
+            dry_run=dry_run,
+            result=result,
+        )
+
+    @property
+    def logical(self) -> str:
+        """The logical namespace (what search asks for)."""
+        return self.spec.namespace
+
+    @property
+    def price(self) -> float:
+        """The embedder's price in USD per million input tokens (``EMBEDDING_PRICES``)."""
+        return self.embedder.price_per_million(self.settings.embedding_prices)
+
+    def plan(self) -> RunPlan:
+        """Chunk the documents, diff them against the target's ledger, take what the embedding
+        cache has, count and price the rest, and ask the mass-delete guard. Writes nothing
+        (except that a real run reads unknown records of an empty ledger from the store)."""
+        result = self.result
+        desired = self._desired_chunks()
+        planning = self.progress.phase("planning", len(desired))
+        entries = self.ledger.entries(self.target)
+        if not entries and not self.dry_run:
+            entries = _adopt_unknown(self.store, self.target, self.fingerprint)
+        changes = plan_changes(desired, entries, self.fingerprint)
+        result.unchanged = changes.unchanged
+
+        hashes = [c.content_hash for c in changes.upsert]
+        cached = self.cache.get(self.ledger.conn, self.embedder.fingerprint, hashes)
+        to_embed = list(
+            dict.fromkeys(c.content_hash for c in changes.upsert if c.content_hash not in cached)
+        )
+        by_hash = {c.content_hash: c for c in changes.upsert}
+        texts = [by_hash[h].text for h in to_embed]
+        planning.advance(len(desired) - len(texts))  # classified; nothing left to count
+        token_counts: list[int] = []
+        for part in _slices(texts, COUNT_SLICE):
+            token_counts += self.embedder.count_tokens(part)
+            planning.advance(len(part))
+        to_embed, texts, token_counts = by_length(to_embed, texts, token_counts)
+        planning.finish()
+        result.embedded = len(to_embed)
+        result.tokens_to_embed = sum(token_counts)
+        result.cache_hits = sum(1 for c in changes.upsert if c.content_hash in cached)
+        result.metadata_updated = len(changes.update_metadata)
+        result.deleted = len(changes.delete)
+        result.upserted = len(changes.upsert)
+        result.estimated_cost_usd = result.tokens_to_embed * self.price / 1e6
+        # What users search today: the target itself, or (a rebuild replacing it) the old one.
+        if self.serving is None:
+            served: set[str] = set()
+        elif self.serving == self.target:
+            served = set(entries)
+        else:
+            served = set(self.ledger.entries(self.serving))
+        refusal = mass_delete_refusal(self.spec, result.documents, served, desired, self.settings)
+        return RunPlan(changes, desired, cached, to_embed, texts, token_counts, refusal)
+
+    def check(self, plan: RunPlan) -> None:
+        """Refuse a plan that must not be written.
+
+        Raises:
+            MassDeleteRefused: the mass-delete guard objects (:attr:`RunPlan.refusal`).
+            EmbeddingBudgetExceeded: it would send more than ``MAX_TOKENS_PER_RUN`` tokens.
+        """
+        if plan.refusal:
+            raise MassDeleteRefused(plan.refusal)
+        budget = self.settings.max_tokens_per_run
+        result = self.result
+        if budget is not None and result.tokens_to_embed > budget:
+            raise EmbeddingBudgetExceeded(
+                f"Indexing {self.logical} would embed {result.tokens_to_embed} tokens "
+                f"({len(plan.to_embed)} chunks, ~${result.estimated_cost_usd:.4f}), over "
+                f"MAX_TOKENS_PER_RUN={budget}. Nothing was sent. Raise the budget, or run "
+                "with INDEX_DRY_RUN=true to see the plan."
+            )
+
+    @contextmanager
+    def recorded(self) -> Iterator[int]:
+        """Keep this run's row in the ledger's ``runs`` around the block (yields its id): closed
+        ``completed`` with the result, or ``failed`` with the usage so far and the error."""
+        run_id = self.ledger.start_run(
+            self.logical,
+            self.target,
+            self.embedder.provider,
+            self.embedder.model,
+            self.fingerprint,
+            False,
+        )
+        self.result.run_id = run_id
+        before = self.embedder.usage.snapshot()
+        try:
+            yield run_id
+        except BaseException as exc:
+            used = self.embedder.usage.minus(before)
+            self.ledger.finish_run(
+                run_id,
+                "failed",
+                {
+                    "requests": used.requests,
+                    "input_tokens": used.input_tokens,
+                    "estimated_cost_usd": used.input_tokens * self.price / 1e6,
+                    "error": f"{type(exc).__name__}: {exc}"[:2000],
+                },
+            )
+            raise
+        self.ledger.finish_run(run_id, "completed", asdict(self.result))
+
+    def apply(self, plan: RunPlan) -> None:
+        """Write the plan: deletes, metadata updates, then embed window by window and upsert.
+
+        Each window's vectors go to the embedding cache as soon as they exist; each batch's
+        ledger rows go ``pending`` before it is sent and ``written`` once the store acknowledged
+        it, so a run killed anywhere is resumed by the next one.
+        """
+        changes, target, size = plan.changes, self.target, self.settings.index_batch_size
+        ledger, store, embedder = self.ledger, self.store, self.embedder
+        before = embedder.usage.snapshot()
+        if changes.delete or changes.upsert or changes.update_metadata:
+            store.ensure_namespace(target, embedder.dimension)
+        ledger.register(self.logical, target, self.fingerprint)
+        writing = self.progress.phase(
+            "writing", len(changes.delete) + len(changes.update_metadata) + len(changes.upsert)
+        )
+        embedding = self.progress.phase("embedding", len(plan.to_embed))
+
+        for ids in _slices(changes.delete, size):
+            store.delete(target, ids)
+            ledger.remove(target, ids)
+            writing.advance(len(ids))
+        for chunks in _slices(changes.update_metadata, size):
+            store.update_metadata(target, [(c.id, c.metadata) for c in chunks])
+            ledger.update_metadata(target, chunks)
+            writing.advance(len(chunks))
+
+        vectors = dict(plan.cached)
+        waiting = list(changes.upsert)
+
+        def flush() -> None:
+            nonlocal waiting
+            ready = [c for c in waiting if c.content_hash in vectors]
+            waiting = [c for c in waiting if c.content_hash not in vectors]
+            for batch in _slices(ready, size):
+                # pending first: if we die after the store wrote but before "written", the next
+                # run still knows these ids may exist (and re-upserts or deletes them).
+                ledger.mark_pending(target, self.logical, self.fingerprint, batch)
+                store.upsert(target, [_record(c, vectors[c.content_hash]) for c in batch])
+                ledger.mark_written(target, self.logical, self.fingerprint, batch)
+                writing.advance(len(batch))
+
+        flush()  # cache hits cost nothing: write them first
+        for start, end in embedder.windows(plan.token_counts):
+            window = embedder.embed(plan.texts[start:end])
+            fresh = dict(zip(plan.to_embed[start:end], window, strict=True))
+            with ledger.conn.transaction():
+                self.cache.put(ledger.conn, embedder.fingerprint, fresh)
+            vectors.update(fresh)
+            embedding.advance(end - start)
+            flush()
+        embedding.finish()
+        if waiting:
+            raise RuntimeError(f"{len(waiting)} chunks got no vector")  # a bug, not a data problem
+        writing.finish()
+        used = embedder.usage.minus(before)
+        self.result.requests = used.requests
+        self.result.input_tokens = used.input_tokens
+        self.result.estimated_cost_usd = used.input_tokens * self.price / 1e6
+
+    def validate_and_switch(self, plan: RunPlan) -> None:
+        """Check ledger == store == desired; switch a rebuilt namespace over; drop old ones.
+
+        Raises:
+            ValidationFailed: they disagree (nothing is switched or dropped).
+        """
+        ledger, store, target, desired = self.ledger, self.store, self.target, plan.desired
+        counts = ledger.counts(target)
+        in_store = store.count(target)
+        self.result.vectors_in_store = in_store
+        problems = []
+        if counts.get(PENDING, 0):
+            problems.append(f"{counts[PENDING]} ledger rows still pending")
+        if counts.get(WRITTEN, 0) != len(desired):
+            written = counts.get(WRITTEN, 0)
+            problems.append(f"ledger has {written} written chunks, want {len(desired)}")
+        if in_store != len(desired):
+            problems.append(f"store has {in_store} vectors, want {len(desired)}")
+        if desired and not problems:
+            probe = next(iter(desired.values()))
+            vector = self.cache.get(ledger.conn, self.embedder.fingerprint, [probe.content_hash])
+            # Without a cached vector (cache purged) the probe is skipped rather than paid for.
+            if vector and not store.query(target, vector[probe.content_hash], 1):
+                problems.append("a probe query returned nothing")
+        if problems:
+            raise ValidationFailed(
+                f"Namespace {target} (for {self.logical}) is not consistent after indexing: "
+                + "; ".join(problems)
+                + ". Re-run indexing; if it persists, delete the namespace's ledger rows to "
+                "rebuild."
+            )
+        if self.result.rebuilt:
+            ledger.switch(self.logical, target)
+            self.result.switched = True
+            logger.info("Namespace %s now served by %s", self.logical, target)
+        if self.settings.drop_retired_namespaces:
+            for entry in ledger.namespaces(self.logical):
+                if entry.physical != target and entry.state in ("retired", "building"):
+                    store.drop_namespace(entry.physical)
+                    ledger.forget_namespace(entry.physical)
+                    logger.info("Dropped old namespace %s of %s", entry.physical, self.logical)
+
+    def prune_cache(self) -> None:
+        """Prune embedding cache entries no chunk uses (``EMBEDDING_CACHE_RETENTION_DAYS``)."""
+        days = self.settings.embedding_cache_retention_days
+        if days:
+            pruned = self.cache.prune(self.ledger.conn, days, self.ledger.hashes_in_use())
+            self.result.cache_pruned = pruned or 0
+
+    def _desired_chunks(self) -> dict[str, Chunk]:
+        """Every chunk of every document of the model (counts documents in :attr:`result`)."""
+        spec, result = self.spec, self.result
+        desired: dict[str, Chunk] = {}
+        chunking = self.progress.phase(
+            "chunking", count_documents(self.warehouse, spec), unit="documents"
+        )
+        for doc in fetch_documents(self.warehouse, spec):
+            result.documents += 1
+            if not doc.text:
+                logger.warning("Document %s of %s has no text; not indexed", doc.id, spec.model)
+            else:
+                for chunk in document_chunks(doc, self.config, self.embedder.count_tokens):
+                    desired[chunk.id] = chunk
+            chunking.advance()
+        chunking.finish()  # documents added since the count: the phase still ends at 100 %
+        result.chunks = len(desired)
+        return desired
+
+
 def index_documents(
     spec: EmbeddingSpec,
     warehouse: Warehouse,
@@ -263,142 +593,44 @@ def index_documents(
     Raises:
         EmbeddingBudgetExceeded: the run would send more than ``MAX_TOKENS_PER_RUN`` tokens
             (nothing was embedded or written).
+        MassDeleteRefused: the run would delete most of what the namespace serves.
         ValidationFailed: after writing, the ledger, the store and the documents disagree.
     """
     settings = settings or get_settings()
     progress = Progress(spec.namespace, on_progress)
     dry_run = settings.index_dry_run if dry_run is None else dry_run
-    logical = spec.namespace
-    config = chunker_config(settings, embedder)
-    fingerprint = index_fingerprint(embedder, config)
-    result = IndexResult(
-        namespace=logical, model=spec.model, fingerprint=fingerprint, dry_run=dry_run
-    )
     ledger = Ledger(warehouse, settings.index_state_schema)
     cache = EmbeddingCache(settings.index_state_schema)
     try:
         ledger.setup()
-        with ledger.lock(logical, settings.index_lock_wait_s):
-            registered = ledger.namespaces(logical)
-            serving = next((n for n in registered if n.state == "serving"), None)
-            target = choose_target(logical, fingerprint, registered)
-            result.physical_namespace = target
-            result.rebuilt = serving is None or serving.physical != target
-            desired = _desired_chunks(spec, warehouse, embedder, config, result, progress)
-            planning = progress.phase("planning", len(desired))
-            entries = ledger.entries(target)
-            if not entries and not dry_run:
-                entries = _adopt_unknown(store, target, fingerprint)
-            plan = plan_changes(desired, entries, fingerprint)
-            result.unchanged = plan.unchanged
-
-            hashes = [c.content_hash for c in plan.upsert]
-            cached = cache.get(ledger.conn, embedder.fingerprint, hashes)
-            to_embed = list(
-                dict.fromkeys(c.content_hash for c in plan.upsert if c.content_hash not in cached)
+        cache.setup(ledger.conn)
+        with ledger.lock(spec.namespace, settings.index_lock_wait_s):
+            run = IndexRun.open(
+                spec,
+                warehouse,
+                embedder,
+                store,
+                ledger=ledger,
+                cache=cache,
+                settings=settings,
+                progress=progress,
+                dry_run=dry_run,
             )
-            by_hash = {c.content_hash: c for c in plan.upsert}
-            texts = [by_hash[h].text for h in to_embed]
-            planning.advance(len(desired) - len(texts))  # classified; nothing left to count
-            token_counts: list[int] = []
-            for part in _slices(texts, COUNT_SLICE):
-                token_counts += embedder.count_tokens(part)
-                planning.advance(len(part))
-            to_embed, texts, token_counts = by_length(to_embed, texts, token_counts)
-            planning.finish()
-            price = embedder.price_per_million(settings.embedding_prices)
-            result.embedded = len(to_embed)
-            result.tokens_to_embed = sum(token_counts)
-            result.cache_hits = sum(1 for c in plan.upsert if c.content_hash in cached)
-            result.metadata_updated = len(plan.update_metadata)
-            result.deleted = len(plan.delete)
-            result.upserted = len(plan.upsert)
-            result.estimated_cost_usd = result.tokens_to_embed * price / 1e6
-            # What users search today: the target itself, or (a rebuild replacing it) the old one.
-            if serving is None:
-                served: set[str] = set()
-            elif serving.physical == target:
-                served = set(entries)
-            else:
-                served = set(ledger.entries(serving.physical))
-            refusal = mass_delete_refusal(spec, result.documents, served, desired, settings)
+            plan = run.plan()
             if dry_run:
-                if refusal:
-                    logger.warning("Dry run: a real run would stop here: %s", refusal)
-                logger.info("Dry run: %s", result.to_text())
-                return result
-            if refusal:
-                raise MassDeleteRefused(refusal)
-            budget = settings.max_tokens_per_run
-            if budget is not None and result.tokens_to_embed > budget:
-                raise EmbeddingBudgetExceeded(
-                    f"Indexing {logical} would embed {result.tokens_to_embed} tokens "
-                    f"({len(to_embed)} chunks, ~${result.estimated_cost_usd:.4f}), over "
-                    f"MAX_TOKENS_PER_RUN={budget}. Nothing was sent. Raise the budget, or run "
-                    "with INDEX_DRY_RUN=true to see the plan."
-                )
-
-            run_id = ledger.start_run(
-                logical, target, embedder.provider, embedder.model, fingerprint, False
-            )
-            result.run_id = run_id
-            before = embedder.usage.snapshot()
-            try:
-                _apply(
-                    plan, texts, to_embed, token_counts, cached, target, logical, fingerprint,
-                    ledger, cache, embedder, store, settings, progress,
-                )  # fmt: skip
-                used = embedder.usage.minus(before)
-                result.requests = used.requests
-                result.input_tokens = used.input_tokens
-                result.estimated_cost_usd = used.input_tokens * price / 1e6
-                _validate_and_switch(
-                    ledger, store, cache, embedder, logical, target, desired, result, settings
-                )
-            except BaseException as exc:
-                used = embedder.usage.minus(before)
-                ledger.finish_run(
-                    run_id,
-                    "failed",
-                    {
-                        "requests": used.requests,
-                        "input_tokens": used.input_tokens,
-                        "estimated_cost_usd": used.input_tokens * price / 1e6,
-                        "error": f"{type(exc).__name__}: {exc}"[:2000],
-                    },
-                )
-                raise
-            ledger.finish_run(run_id, "completed", asdict(result))
-            if settings.embedding_cache_retention_days:
-                pruned = cache.prune(ledger.conn, settings.embedding_cache_retention_days)
-                result.cache_pruned = pruned or 0
+                if plan.refusal:
+                    logger.warning("Dry run: a real run would stop here: %s", plan.refusal)
+                logger.info("Dry run: %s", run.result.to_text())
+                return run.result
+            run.check(plan)
+            with run.recorded():
+                run.apply(plan)
+                run.validate_and_switch(plan)
+            run.prune_cache()
     finally:
         ledger.close()
-    logger.info("Indexed %s", result.to_text())
-    return result
-
-
-def _desired_chunks(
-    spec: EmbeddingSpec,
-    warehouse: Warehouse,
-    embedder: Embedder,
-    config: ChunkerConfig,
-    result: IndexResult,
-    progress: Progress,
-) -> dict[str, Chunk]:
-    desired: dict[str, Chunk] = {}
-    chunking = progress.phase("chunking", count_documents(warehouse, spec), unit="documents")
-    for doc in fetch_documents(warehouse, spec):
-        result.documents += 1
-        if not doc.text:
-            logger.warning("Document %s of %s has no text; not indexed", doc.id, spec.model)
-        else:
-            for chunk in document_chunks(doc, config, embedder.count_tokens):
-                desired[chunk.id] = chunk
-        chunking.advance()
-    chunking.finish()  # documents added since the count: the phase still ends at 100 %
-    result.chunks = len(desired)
-    return desired
+    logger.info("Indexed %s", run.result.to_text())
+    return run.result
 
 
 def _adopt_unknown(store: VectorStore, namespace: str, fingerprint: str) -> dict[str, LedgerEntry]:
@@ -417,128 +649,16 @@ def _adopt_unknown(store: VectorStore, namespace: str, fingerprint: str) -> dict
     return {i: LedgerEntry(i, "", h, "", fingerprint, PENDING) for i, h in found.items()}
 
 
-def _apply(
-    plan: Plan,
-    texts: list[str],
-    to_embed: list[str],
-    token_counts: list[int],
-    cached: dict[str, list[float]],
-    target: str,
-    logical: str,
-    fingerprint: str,
-    ledger: Ledger,
-    cache: EmbeddingCache,
-    embedder: Embedder,
-    store: VectorStore,
-    settings: Settings,
-    progress: Progress,
-) -> None:
-    """Write the plan: deletes, metadata updates, then embed window by window and upsert."""
-    size = settings.index_batch_size
-    if plan.delete or plan.upsert or plan.update_metadata:
-        store.ensure_namespace(target, embedder.dimension)
-    ledger.register(logical, target, fingerprint)
-    writing = progress.phase(
-        "writing", len(plan.delete) + len(plan.update_metadata) + len(plan.upsert)
+def _record(chunk: Chunk, values: list[float]) -> VectorRecord:
+    """The store record of ``chunk`` with its vector."""
+    return VectorRecord(
+        id=chunk.id,
+        document_id=chunk.document_id,
+        values=values,
+        text=chunk.text,
+        content_hash=chunk.content_hash,
+        metadata=chunk.metadata,
     )
-    embedding = progress.phase("embedding", len(to_embed))
-
-    for ids in _slices(plan.delete, size):
-        store.delete(target, ids)
-        ledger.remove(target, ids)
-        writing.advance(len(ids))
-    for chunks in _slices(plan.update_metadata, size):
-        store.update_metadata(target, [(c.id, c.metadata) for c in chunks])
-        ledger.update_metadata(target, chunks)
-        writing.advance(len(chunks))
-
-    vectors = dict(cached)
-    waiting = list(plan.upsert)
-
-    def flush() -> None:
-        nonlocal waiting
-        ready = [c for c in waiting if c.content_hash in vectors]
-        waiting = [c for c in waiting if c.content_hash not in vectors]
-        for batch in _slices(ready, size):
-            # pending first: if we die after the store wrote but before "written", the next run
-            # still knows these ids may exist (and re-upserts or deletes them).
-            ledger.mark_pending(target, logical, fingerprint, batch)
-            store.upsert(
-                target,
-                [
-                    VectorRecord(
-                        id=c.id,
-                        document_id=c.document_id,
-                        values=vectors[c.content_hash],
-                        text=c.text,
-                        content_hash=c.content_hash,
-                        metadata=c.metadata,
-                    )
-                    for c in batch
-                ],
-            )
-            ledger.mark_written(target, logical, fingerprint, batch)
-            writing.advance(len(batch))
-
-    flush()  # cache hits cost nothing: write them first
-    for start, end in embedder.windows(token_counts):
-        window = embedder.embed(texts[start:end])
-        fresh = dict(zip(to_embed[start:end], window, strict=True))
-        with ledger.conn.transaction():
-            cache.put(ledger.conn, embedder.fingerprint, fresh)
-        vectors.update(fresh)
-        embedding.advance(end - start)
-        flush()
-    embedding.finish()
-    if waiting:
-        raise RuntimeError(f"{len(waiting)} chunks got no vector")  # a bug, not a data problem
-    writing.finish()
-
-
-def _validate_and_switch(
-    ledger: Ledger,
-    store: VectorStore,
-    cache: EmbeddingCache,
-    embedder: Embedder,
-    logical: str,
-    target: str,
-    desired: dict[str, Chunk],
-    result: IndexResult,
-    settings: Settings,
-) -> None:
-    """Check ledger == store == desired; switch a rebuilt namespace over; drop old ones."""
-    counts = ledger.counts(target)
-    in_store = store.count(target)
-    result.vectors_in_store = in_store
-    problems = []
-    if counts.get(PENDING, 0):
-        problems.append(f"{counts[PENDING]} ledger rows still pending")
-    if counts.get(WRITTEN, 0) != len(desired):
-        problems.append(f"ledger has {counts.get(WRITTEN, 0)} written chunks, want {len(desired)}")
-    if in_store != len(desired):
-        problems.append(f"store has {in_store} vectors, want {len(desired)}")
-    if desired and not problems:
-        probe = next(iter(desired.values()))
-        vector = cache.get(ledger.conn, embedder.fingerprint, [probe.content_hash])
-        # Without a cached vector (cache purged) the probe is skipped rather than paid for.
-        if vector and not store.query(target, vector[probe.content_hash], 1):
-            problems.append("a probe query returned nothing")
-    if problems:
-        raise ValidationFailed(
-            f"Namespace {target} (for {logical}) is not consistent after indexing: "
-            + "; ".join(problems)
-            + ". Re-run indexing; if it persists, delete the namespace's ledger rows to rebuild."
-        )
-    if result.rebuilt:
-        ledger.switch(logical, target)
-        result.switched = True
-        logger.info("Namespace %s now served by %s", logical, target)
-    if settings.drop_retired_namespaces:
-        for entry in ledger.namespaces(logical):
-            if entry.physical != target and entry.state in ("retired", "building"):
-                store.drop_namespace(entry.physical)
-                ledger.forget_namespace(entry.physical)
-                logger.info("Dropped old namespace %s of %s", entry.physical, logical)
 
 
 def _slices(items: Sequence[Any], size: int) -> Iterable[list[Any]]:

@@ -2,9 +2,9 @@
 
 Where chunk text lives is decided in one place, :func:`chunk_text_table`: with pgvector, the
 namespace's table (``<VECTOR_SCHEMA>.<namespace>``, column ``text``); with Pinecone, whose
-vectors live outside Postgres, the indexing ledger's ``<INDEX_STATE_SCHEMA>.chunks`` table
-(issue 4), rows of the namespace in state ``written``. Hybrid search, snippets and
-``GET /documents/{id}`` all read through it.
+vectors live outside Postgres, the indexing ledger's rows of the namespace's written chunks
+(issue 4; the ledger says where: :func:`tasks.index.ledger.written_text_rows`). Hybrid search,
+snippets and ``GET /documents/{id}`` all read through it.
 
 The full-text index is an expression GIN index on ``to_tsvector(<config>, text)``, created here
 idempotently (``create index if not exists``) because the table belongs to the indexer. Queries
@@ -25,6 +25,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from tasks.index.ledger import written_text_rows
 from tasks.settings import Settings, check_identifier
 from tasks.stores.base import SearchHit
 from tasks.stores.filters import Condition
@@ -72,16 +73,20 @@ class ChunkTextTable:
 def chunk_text_table(settings: Settings, namespace: str) -> ChunkTextTable:
     """Where the chunk text of physical ``namespace`` lives.
 
-    pgvector: the namespace's own table. Pinecone: the indexing ledger's ``chunks`` table
-    (``<INDEX_STATE_SCHEMA>.chunks``, one table for every namespace, written rows only).
+    pgvector: the namespace's own table. Pinecone: the indexing ledger's rows of the namespace's
+    written chunks (one table for every namespace, :func:`tasks.index.ledger.written_text_rows`).
     """
     check_identifier(namespace, "namespace")
     if settings.vector_store == "pinecone":
+        rows = written_text_rows(settings.index_state_schema, namespace)
         return ChunkTextTable(
-            schema=check_identifier(settings.index_state_schema, "schema name"),
-            table="chunks",
-            id_column="chunk_id",
-            scope=(("namespace", namespace), ("state", "written")),
+            schema=rows.schema,
+            table=rows.table,
+            id_column=rows.id_column,
+            document_id_column=rows.document_id_column,
+            text_column=rows.text_column,
+            metadata_column=rows.metadata_column,
+            scope=rows.scope,
         )
     return ChunkTextTable(
         schema=check_identifier(settings.vector_schema, "schema name"), table=namespace

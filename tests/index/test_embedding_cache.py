@@ -28,6 +28,9 @@ def test_prune_keeps_used_and_recent_entries_and_runs_at_most_daily(
     ledger.setup()
     cache = EmbeddingCache("index_state")
     conn = ledger.conn
+    cache.setup(conn)
+    cache.setup(conn)  # idempotent
+    in_use = ledger.hashes_in_use()
     cache.put(conn, "fp", {h: [0.5, 0.25] for h in ("old-unused", "old-used", "new-unused")})
     conn.execute(
         "update index_state.embedding_cache set created_at = now() - interval '40 days' "
@@ -35,15 +38,17 @@ def test_prune_keeps_used_and_recent_entries_and_runs_at_most_daily(
     )
     _chunk(conn, "old-used")
 
-    assert cache.prune(conn, older_than_days=30) == 1
+    assert cache.prune(conn, older_than_days=30, in_use=in_use) == 1
     assert cache.get(conn, "fp", ["old-unused", "old-used", "new-unused"]).keys() == {
         "old-used",
         "new-unused",
     }
-    assert cache.prune(conn, older_than_days=0) is None  # pruned less than a day ago: skipped
+    # pruned less than a day ago: skipped
+    assert cache.prune(conn, older_than_days=0, in_use=in_use) is None
 
     conn.execute("update index_state.cache_prunes set pruned_at = now() - interval '25 hours'")
     conn.execute("update index_state.embedding_cache set created_at = now() - interval '1 hour'")
-    assert cache.prune(conn, older_than_days=0) == 1  # a day later, with no grace: new-unused
+    # a day later, with no grace: new-unused goes
+    assert cache.prune(conn, older_than_days=0, in_use=in_use) == 1
     assert cache.count(conn) == 1
     ledger.close()
