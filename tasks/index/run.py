@@ -490,7 +490,10 @@ class IndexRun:
 
         flush()  # cache hits cost nothing: write them first
         for start, end in embedder.windows(plan.token_counts):
-            window = embedder.embed(plan.texts[start:end])
+            # The plan counted these tokens already: embed does not count them again.
+            window = embedder.embed(
+                plan.texts[start:end], token_counts=plan.token_counts[start:end]
+            )
             fresh = dict(zip(plan.to_embed[start:end], window, strict=True))
             with ledger.conn.transaction():
                 self.cache.put(ledger.conn, embedder.fingerprint, fresh)
