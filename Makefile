@@ -37,14 +37,14 @@ lint: install
 	$(BIN)/mypy
 
 search: install
-	$(BIN)/python -m flows.search "$(Q)"
+	$(BIN)/python -m flows.cli search "$(Q)"
 
 serve: install
-	$(BIN)/python -m api
+	$(BIN)/python -m flows.cli serve
 
 # Against a running Prefect server (PREFECT_API_URL): work pool, concurrency limits, alerts.
 setup-prefect: install
-	$(BIN)/python -m flows.setup_alerts
+	$(BIN)/python -m flows.cli setup
 
 deploy: install
 	$(BIN)/prefect deploy --all
@@ -54,10 +54,10 @@ check-compose:
 
 # The embedded PostgreSQL server of DATA_DIR (see tasks/embedded_server.py).
 db-status: install
-	$(BIN)/python -m tasks.embedded_server status
+	$(BIN)/python -m flows.cli db status
 
 db-stop: install
-	$(BIN)/python -m tasks.embedded_server stop
+	$(BIN)/python -m flows.cli db stop
 
 # Build the images and run the compose stack end to end (needs root, or a running Docker engine
 # and the base image): engine, base image, images, pipeline + search + backup + docker work pool,
@@ -66,7 +66,7 @@ test-containers:
 	bash deployments/smoke_test.sh
 
 settings-doc: install
-	$(BIN)/python -m tasks.settings --write-readme
+	$(BIN)/python -m flows.cli settings --write-readme
 
 clean:
 	rm -rf $(VENV) .venv-airflow .data
