@@ -76,14 +76,14 @@ lint: install
 	$(BIN)/mypy
 
 search: install
-	$(BIN)/python -m flows.search "$(Q)"
+	$(BIN)/semantic-index search "$(Q)"
 
 serve: install
-	$(BIN)/python -m api
+	$(BIN)/semantic-index serve
 
 # Against a running Prefect server (PREFECT_API_URL): work pool, concurrency limits, alerts.
 setup-prefect: install
-	$(BIN)/python -m flows.setup_alerts
+	$(BIN)/semantic-index setup
 
 deploy: install
 	$(BIN)/prefect deploy --all
@@ -93,10 +93,10 @@ check-compose:
 
 # The embedded PostgreSQL server of DATA_DIR (see tasks/embedded_server.py).
 db-status: install
-	$(BIN)/python -m tasks.embedded_server status
+	$(BIN)/semantic-index db status
 
 db-stop: install
-	$(BIN)/python -m tasks.embedded_server stop
+	$(BIN)/semantic-index db stop
 
 # Build the images and run the compose stack end to end (needs root, or a running Docker engine
 # and the base image): engine, base image, images, pipeline + search + backup + docker work pool,
@@ -105,7 +105,7 @@ test-containers:
 	bash deployments/smoke_test.sh
 
 settings-doc: install
-	$(BIN)/python -m tasks.settings --write-readme
+	$(BIN)/semantic-index settings --write-readme
 
 clean:
 	rm -rf $(VENV) .venv-airflow .data

@@ -1,6 +1,6 @@
 """Build the search service: ``create_app(settings)``.
 
-Run it with ``python -m api`` (or the ``semantic-search-api`` script); see docs/search-service.md.
+Serve it with ``semantic-index serve``; see docs/search-service.md.
 """
 
 from __future__ import annotations

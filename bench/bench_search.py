@@ -10,7 +10,7 @@ What it does (figures go to BENCHMARKS.md, "Search service"):
    and the full-text GIN index (as hybrid search creates it). Build times are reported.
 2. Recall@10 of HNSW (ef_search 40, the default, and 100) against exact search on 200 query
    vectors (a data vector plus noise), and the in-process SQL latency of both.
-3. Starts the service (``python -m api``) in its own process and a load generator in another
+3. Starts the service (``semantic-index serve``) in its own process and a load generator in another
    (``--concurrency`` clients on loopback, ``--seconds`` per scenario) for: vector and hybrid
    with HNSW, then vector and hybrid with exact search (``enable_indexscan = off`` for the
    database, service restarted). Reports p50/p95/p99 of the whole request as the client sees
@@ -262,11 +262,11 @@ def _pcts(values: list[float]) -> dict[str, float]:
 
 
 def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    """``python -m api`` in its own process; waits until it is ready."""
+    """``semantic-index serve`` in its own process; waits until it is ready."""
     import httpx
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api", "--port", str(port), "--log-level", "WARNING"],
+        [sys.executable, "-m", "flows.cli", "serve", "--port", str(port), "--log-level", "WARNING"],
         cwd=Path(__file__).resolve().parents[1],
         env=env,
         stdout=subprocess.DEVNULL,

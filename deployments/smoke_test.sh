@@ -178,7 +178,7 @@ PY
 # ---- 3. a backup -------------------------------------------------------------------------------
 step "prefect deployment run backup/backup (process worker)"
 run_deployment backup/backup 600 backup
-dumps="$(in_worker python -m flows.backup list | grep -c '\.dump$' || true)"
+dumps="$(in_worker python -m flows.cli backup --list | grep -c '\.dump$' || true)"
 [ "$dumps" -ge 1 ] || fail "no dump in BACKUP_DIR after the backup run"
 step "backup written ($dumps dump(s) in BACKUP_DIR)"
 
@@ -219,7 +219,7 @@ step "prefect deployment run backup/backup (docker worker: a container per flow 
 run_deployment backup/backup 900 backup-docker
 grep -q "prefect.docker.container.created" "$STATE/run-backup-docker.log" \
   || fail "the backup run did not start in a container of the docker pool"
-after="$(in_worker python -m flows.backup list | grep -c '\.dump$' || true)"
+after="$(in_worker python -m flows.cli backup --list | grep -c '\.dump$' || true)"
 [ "$after" -gt "$dumps" ] || fail "the docker pool's backup run wrote no new dump ($dumps -> $after)"
 step "docker pool backup written ($after dump(s))"
 

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import flows  # noqa: F401  (offline defaults, before Prefect reads its settings)
-
 from prefect import flow
 
-import flows  # noqa: F401
-from flows.cli import run_cli
+import flows  # noqa: F401  (offline defaults, also when Prefect loads this file by path)
 from tasks.index.run import IndexResult
 from tasks.index.tasks import embedding_slot, index_task, specs_task
 
@@ -30,13 +22,3 @@ def index() -> list[IndexResult]:
         with embedding_slot():
             results.append(index_task(spec))
     return results
-
-
-def main() -> None:
-    """``python flows/index.py``: index every declared documents model."""
-    for r in index():
-        print(f"{r.namespace}: {r.embedded} embedded, {r.unchanged} unchanged, {r.deleted} deleted")
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

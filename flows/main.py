@@ -1,7 +1,8 @@
 """The main flow: ingest -> transform -> index -> validate.
 
-Run it ad hoc with ``python flows/main.py`` (embedded defaults: no accounts, no servers), import it
-in a notebook (``from flows.main import data_pipeline``) or deploy it from ``prefect.yaml``.
+Run it ad hoc with ``semantic-index run`` or, from a checkout, ``python flows/main.py`` (embedded
+defaults: no accounts, no servers), import it in a notebook (``from flows.main import
+data_pipeline``) or deploy it from ``prefect.yaml``.
 """
 
 from __future__ import annotations
@@ -10,20 +11,20 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python flows/main.py` from a checkout
+if __package__ in (None, ""):
+    # Run by path (`python flows/main.py`), Python puts flows/ on sys.path, not the checkout:
+    # add the checkout, and import the package now so its offline defaults are applied before
+    # Prefect is imported (Prefect reads its settings at import). The only such bootstrap.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    # Before Prefect is imported: it reads its settings (e.g. the start-up timeout) at import.
     import flows  # noqa: F401
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-import flows  # noqa: F401  (offline defaults)
-from flows.cli import run_cli
 from flows.index import index
 from flows.ingest import ingest
 from flows.transform import transform
-from tasks.errors import PipelineError, TransformError
+from tasks.errors import TransformError
 from tasks.index.run import IndexResult
 from tasks.ingest.load import IngestResult
 from tasks.ops.report import run_stage
@@ -92,7 +93,7 @@ class PipelineSummary:
 
 
 # Four hours: far above a normal run; the "over-long run" alert fires much earlier (see
-# flows/setup_alerts.py), this only stops a run that hangs.
+# `semantic-index setup`), this only stops a run that hangs.
 @flow(name="data-pipeline", log_prints=True, timeout_seconds=4 * 3600)
 def data_pipeline(
     params: PipelineParams | None = None, run_date: str | None = None
@@ -134,35 +135,7 @@ def data_pipeline(
     return summary
 
 
-#: The closing example of ``python flows/main.py`` (phrased for the demo catalog).
-EXAMPLE_QUERY = "a light tent for two people backpacking in the rain"
-
-
-def print_example_searches(summary: PipelineSummary, query: str = EXAMPLE_QUERY) -> None:
-    """Print the top 3 hits of ``query`` in every namespace the run indexed.
-
-    Only an illustration: a failure is reported on stderr and never fails the command.
-    """
-    from tasks.search.searcher import search
-
-    for result in summary.index:
-        print(f'\nExample search in {result.namespace}: "{query}"')
-        try:
-            hits = search(query, top_k=3, namespace=result.namespace)
-        except PipelineError as exc:
-            print(f"  (example search failed: {exc})", file=sys.stderr)
-            continue
-        for rank, hit in enumerate(hits, 1):
-            print(f"  {rank}. {hit.title}  [{hit.document_id}]")
-
-
-def main() -> int:
-    """``python flows/main.py``: run the pipeline, print its summary and an example search."""
-    summary = data_pipeline()
-    print(summary.to_text())
-    print_example_searches(summary)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    from flows.cli import main
+
+    sys.exit(main(["run", *sys.argv[1:]]))

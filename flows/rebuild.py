@@ -9,16 +9,8 @@ a quiet hour. Embeddings cached by content hash are reused, so it costs little p
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import flows  # noqa: F401  (offline defaults, before Prefect reads its settings)
-
 from prefect import flow
 
-import flows  # noqa: F401  (offline defaults)
 from flows.index import index
 from tasks.index.run import IndexResult
 from tasks.index.tasks import drop_namespaces_task, specs_task
@@ -29,8 +21,3 @@ def rebuild() -> list[IndexResult]:
     """Drop every namespace declared in the dbt project and index it again from the documents."""
     drop_namespaces_task(sorted({spec.namespace for spec in specs_task()}))
     return index()
-
-
-if __name__ == "__main__":
-    for r in rebuild():
-        print(f"{r.namespace}: {r.embedded} embedded, {r.vectors_in_store} vectors in store")

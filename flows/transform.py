@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import flows  # noqa: F401  (offline defaults, before Prefect reads its settings)
-
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-import flows  # noqa: F401
-from flows.cli import run_cli
+import flows  # noqa: F401  (offline defaults, also when Prefect loads this file by path)
 from tasks.settings import get_settings
 from tasks.transform.dbt import DbtResult, run_dbt
 from tasks.warehouse import get_warehouse
@@ -38,13 +30,3 @@ def transform(docs: bool | None = None) -> DbtResult:
         run_dbt(["docs", "generate"], settings, warehouse, mirror_nodes=False)
         get_run_logger().info("dbt docs written to %s", settings.dbt_target_dir)
     return result
-
-
-def main() -> None:
-    """``python flows/transform.py``: build and test the dbt project."""
-    r = transform()
-    print(f"dbt {r.command}: {r.models_built} models, {r.tests_passed} tests passed")
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

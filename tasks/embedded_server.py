@@ -22,11 +22,9 @@ wheel's own lock serialises our edits with its own.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,39 +197,3 @@ def stop(pgdata: Path, *, force: bool = False) -> ServerStatus:
     start(pgdata)
     stop_attached(pgdata)
     return server_status(pgdata)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: ``status`` or ``stop`` the embedded server of DATA_DIR."""
-    from tasks.settings import get_settings
-
-    parser = argparse.ArgumentParser(
-        prog="python -m tasks.embedded_server",
-        description="Show or stop the embedded PostgreSQL server of DATA_DIR.",
-    )
-    parser.add_argument("command", choices=["status", "stop"])
-    parser.add_argument(
-        "--force", action="store_true", help="stop: even while other processes use it"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        pgdata = get_settings().resolved_data_dir / "pgdata"
-        if args.command == "stop":
-            before = server_status(pgdata)
-            after = stop(pgdata, force=args.force)
-            print(
-                "Stopped the embedded PostgreSQL server."
-                if before.running and not after.running
-                else after.to_text()
-            )
-        else:
-            print(server_status(pgdata).to_text())
-    except WarehouseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

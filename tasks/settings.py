@@ -487,12 +487,3 @@ def write_readme_table(readme: Path = PROJECT_ROOT / "README.md") -> None:
     start = text.index("| Variable | Default | Meaning |")
     end = text.index("\n\n", start)
     readme.write_text(text[:start] + settings_markdown() + text[end:], encoding="utf-8")
-
-
-if __name__ == "__main__":
-    import sys
-
-    if "--write-readme" in sys.argv:
-        write_readme_table()
-    else:
-        print(settings_markdown())

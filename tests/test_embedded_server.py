@@ -1,7 +1,7 @@
 """The embedded PostgreSQL server's lifecycle, with real processes and real signals.
 
 Each test has its own DATA_DIR, so its server is its own: started by a child process, looked at
-and stopped with ``python -m tasks.embedded_server``.
+and stopped with ``semantic-index db``.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def start_holder(data_dir: Path) -> subprocess.Popen[str]:
 
 
 def command(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m tasks.embedded_server <args>`` for ``data_dir``."""
+    """``semantic-index db <args>`` for ``data_dir``."""
     return subprocess.run(
-        [sys.executable, "-m", "tasks.embedded_server", *args],
+        [sys.executable, "-m", "flows.cli", "db", *args],
         cwd=REPO,
         env=user_env(data_dir),
         capture_output=True,
@@ -156,11 +156,11 @@ def _free_port() -> int:
 def test_search_service_before_any_run_is_not_ready_and_sigterm_stops_its_server(
     data_dir: Path,
 ) -> None:
-    """``python -m api`` on a fresh data dir: /readyz says the index is not built (no dbt
+    """``semantic-index serve`` on a fresh data dir: /readyz says the index is not built (no dbt
     manifest), and SIGTERM shuts the service down *and* the embedded server it started."""
     port = _free_port()
     api = subprocess.Popen(
-        [sys.executable, "-m", "api", "--port", str(port)],
+        [sys.executable, "-m", "flows.cli", "serve", "--port", str(port)],
         cwd=REPO,
         env=user_env(data_dir, SEARCH_API_AUTH_DISABLED="true"),
         stdout=subprocess.DEVNULL,

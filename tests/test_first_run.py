@@ -119,10 +119,10 @@ def test_first_run_on_a_busy_machine_with_two_namespaces(
     assert 'Example search in reviews: "' in first.stdout
     assert "1. " in first.stdout.split("Example search in reviews")[1]
 
-    # docs/indexing.md: `python -m tasks.index.run --dry-run` right after a run. It must read the
+    # docs/indexing.md: `semantic-index index --dry-run` right after a run. It must read the
     # manifest the real transform wrote (<DATA_DIR>/dbt/target), not <project>/target.
     assert not (two_namespace_project / "target" / "manifest.json").exists()
-    dry = run([sys.executable, "-m", "tasks.index.run", "--dry-run"], env)
+    dry = run([sys.executable, "-m", "flows.cli", "index", "--dry-run"], env)
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "products -> " in dry.stdout and "reviews -> " in dry.stdout
     assert "would embed 0" in dry.stdout  # nothing changed since the run

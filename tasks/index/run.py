@@ -24,11 +24,9 @@ new model or chunk size is built next to the serving one (see :mod:`tasks.index.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -48,7 +46,7 @@ from tasks.index.documents import Document, EmbeddingSpec, count_documents, fetc
 from tasks.index.embedding_cache import EmbeddingCache
 from tasks.index.ledger import PENDING, WRITTEN, Ledger, LedgerEntry
 from tasks.index.namespaces import choose_target
-from tasks.progress import PhaseUpdate, Progress, ProgressCallback
+from tasks.progress import Progress, ProgressCallback
 from tasks.settings import Settings, get_settings
 from tasks.stores.base import VectorRecord, VectorStore
 from tasks.warehouse import Warehouse
@@ -667,80 +665,3 @@ def _record(chunk: Chunk, values: list[float]) -> VectorRecord:
 def _slices(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
-
-
-class ProgressBars:
-    """One tqdm bar per phase on stderr (tqdm shows the rate and the ETA)."""
-
-    def __init__(self) -> None:
-        self._bars: dict[str, Any] = {}
-
-    def update(self, update: PhaseUpdate) -> None:
-        """Show ``update`` on its phase's bar."""
-        from tqdm import tqdm
-
-        bar = self._bars.get(update.phase)
-        if bar is None:
-            bar = tqdm(
-                desc=f"{update.namespace} {update.phase}",
-                total=update.total,
-                unit=update.unit[:-1] if update.unit.endswith("s") else update.unit,
-                file=sys.stderr,
-                position=len(self._bars),
-            )
-            self._bars[update.phase] = bar
-        bar.update(update.done - bar.n)
-
-    def close(self) -> None:
-        """Close every bar."""
-        for bar in self._bars.values():
-            bar.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: index every declared documents model, with a progress bar per phase."""
-    from tasks.embedders import get_embedder
-    from tasks.errors import PipelineError
-    from tasks.index.documents import load_specs
-    from tasks.stores import get_store
-    from tasks.warehouse import get_warehouse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m tasks.index.run", description="Index the documents models declared in dbt."
-    )
-    parser.add_argument("--dry-run", action="store_true", help="Plan and cost only; no writes.")
-    parser.add_argument("--namespace", default=None, help="Only this logical namespace.")
-    parser.add_argument(
-        "--allow-mass-delete",
-        action="store_true",
-        help="Confirm a deletion larger than INDEX_MAX_DELETE_FRACTION (INDEX_ALLOW_MASS_DELETE).",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        settings = get_settings()
-        if args.allow_mass_delete:
-            settings = settings.model_copy(update={"index_allow_mass_delete": True})
-        specs = [s for s in load_specs(settings) if args.namespace in (None, s.namespace)]
-        warehouse = get_warehouse(settings)
-        embedder = get_embedder(settings)
-        for spec in specs:
-            store = get_store(settings)
-            bars = ProgressBars()
-            try:
-                result = index_documents(
-                    spec, warehouse, embedder, store, bars.update, settings=settings,
-                    dry_run=args.dry_run or None,
-                )  # fmt: skip
-            finally:
-                bars.close()
-                store.close()
-            print(result.to_text())
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,11 @@
-"""``python -m tasks.index.run``: dry run, then a real run with progress bars, as a user runs it
+"""``semantic-index index``: dry run, then a real run with progress bars, as a user runs it
 after the real ingest and transform steps (the manifest is wherever the transform wrote it)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tasks.index.run import main
+from flows.cli import main
 from tasks.ingest.load import ingest_source
 from tasks.ingest.sources import load_sources_file
 from tasks.settings import get_settings
@@ -32,12 +32,12 @@ def test_cli_dry_run_then_index(
     assert (settings.dbt_target_dir / "manifest.json").is_file()
     assert not (settings.dbt_project_dir / "target" / "manifest.json").exists()
 
-    assert main(["--dry-run"]) == 0
+    assert main(["index", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "products -> products: 320 documents" in out and "would embed 320" in out
     assert openai_server.requests == []
 
-    assert main([]) == 0
+    assert main(["index"]) == 0
     captured = capsys.readouterr()
     assert "embedded 320" in captured.out and "320 vectors in store" in captured.out
     for phase in ("chunking", "planning", "embedding", "writing"):  # one bar per phase

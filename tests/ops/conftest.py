@@ -2,8 +2,8 @@
 receiver and small demo data, per session.
 
 The server is ``prefect server start`` on a free port (SQLite in a temp ``PREFECT_HOME``,
-analytics off). The work pool, limits and alert automations come from ``python -m
-flows.setup_alerts``; the deployments from ``prefect deploy --all`` on a copy of ``prefect.yaml``
+analytics off). The work pool, limits and alert automations come from ``semantic-index
+setup``; the deployments from ``prefect deploy --all`` on a copy of ``prefect.yaml``
 whose only change is the ``pull`` section (``set_working_directory`` to this checkout instead of
 a git clone: the tests run uncommitted code). Every secret setting the worker gets is a canary
 string that ``test_ops_secrets`` looks for in logs, artifacts and process output.
@@ -385,7 +385,7 @@ def ops(
         "PYTHONUNBUFFERED": "1",
     }
 
-    run_ok([str(BIN / "python"), "-m", "flows.setup_alerts", "--max-run-minutes", "30"], env, 120)
+    run_ok([str(BIN / "python"), "-m", "flows.cli", "setup", "--max-run-minutes", "30"], env, 120)
 
     # The real prefect.yaml, except the pull steps: run this checkout instead of a git clone.
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())

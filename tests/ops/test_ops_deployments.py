@@ -225,7 +225,7 @@ def test_backup_deployment_dump_restores_into_a_fresh_database(
 
     fresh = create_database(ops.pg_host)
     env = {**ops.worker_env, "DATABASE_URL": fresh}
-    run_ok([str(BIN / "python"), "-m", "flows.backup", "restore", str(backups[-1])], env, 300)
+    run_ok([str(BIN / "python"), "-m", "flows.cli", "restore", str(backups[-1])], env, 300)
 
     source = _table_counts(ops.database_url)
     copy = _table_counts(fresh)

@@ -7,11 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from flows.cli import main as cli_main
 from flows.evaluate import evaluate_retrieval
-from flows.evaluate import main as evaluate_main
-from flows.search import main as search_main
 
 QUERIES = Path(__file__).resolve().parents[2] / "data" / "demo" / "queries.jsonl"
+
+
+def evaluate_main(argv: list[str]) -> int:
+    """``semantic-index evaluate <argv>`` in this process."""
+    return cli_main(["evaluate", *argv])
+
+
+def search_main(argv: list[str]) -> int:
+    """``semantic-index search <argv>`` in this process."""
+    return cli_main(["search", *argv])
 
 
 def test_evaluation_scores_both_modes_on_the_demo_set(
