@@ -170,7 +170,9 @@ class PineconeStore(VectorStore):
         self._index: Index | None = None
         self._dimension: int | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # stats and the LSN
+        # Its own lock: the describe call made under it counts itself under ``_lock``.
+        self._index_lock = threading.Lock()
         self._written_lsn: int | None = None
         self._wait = wait_backoff_or_retry_after(config.retry_backoff_s, config.max_backoff_s)
         #: What this store sent: requests per operation, retried batches, dropped texts.
@@ -197,7 +199,7 @@ class PineconeStore(VectorStore):
     @property
     def index(self) -> Index:
         """Data-plane client for the index (its host from settings or one describe call)."""
-        with self._lock:  # pool threads may ask first
+        with self._index_lock:  # pool threads may ask first
             if self._index is None:
                 host = self.config.index_host or self._describe_host()
                 self._index = without_sdk_retries(self.pc.index(host=host))

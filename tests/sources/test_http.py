@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -23,8 +24,8 @@ def server() -> Iterator[LocalServer]:
 
 
 def session(slept: list[float], **options: float) -> SafeSession:
-    values = {"backoff_s": 0.01, "max_backoff_s": 10.0, "max_attempts": 4, "timeout_s": 2.0}
-    values.update(options)
+    values: dict[str, Any] = {"backoff_s": 0.01, "max_backoff_s": 10.0, "max_attempts": 4}
+    values.update(timeout_s=2.0, **options)
     return SafeSession(HttpOptions(**values), allow_private=True, sleep=slept.append)
 
 
