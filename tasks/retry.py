@@ -232,14 +232,19 @@ def retrying(
     retry_on: Callable[[BaseException], bool] = is_transient,
     sleep: Callable[[float], None] = time.sleep,
     log: logging.Logger = logger,
+    before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
 ) -> tenacity.Retrying:
     """The client-side retry layer: ``attempts`` tries in all, :func:`is_transient` errors only,
-    :class:`wait_backoff_or_retry_after` between them; the last error is re-raised as is."""
+    :class:`wait_backoff_or_retry_after` between them; the last error is re-raised as is.
+
+    ``before_sleep`` replaces the default warning (:func:`log_before_sleep`), for a client whose
+    log lines must be worded or redacted its own way (the sources' HTTP session).
+    """
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(max(1, attempts)),
         wait=wait_backoff_or_retry_after(base_s, max_wait_s),
         retry=tenacity.retry_if_exception(retry_on),
-        before_sleep=log_before_sleep(what, log),
+        before_sleep=before_sleep or log_before_sleep(what, log),
         sleep=sleep,
         reraise=True,
     )

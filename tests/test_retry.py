@@ -10,14 +10,17 @@ import openai
 import psycopg
 import pytest
 import requests
+import tenacity
 
 from tasks.errors import EmbeddingError, PipelineError
 from tasks.retry import (
     give_up,
     is_transient,
     is_transient_status,
+    retry_after_of,
     retry_after_seconds,
     retrying,
+    status_of,
     wait_backoff_or_retry_after,
 )
 
@@ -144,3 +147,46 @@ def test_retrying_tries_transient_errors_only_and_reraises_the_last() -> None:
             bad_request
         )
     assert permanent == [1]
+
+
+def test_pinecone_error_shapes_are_read_too() -> None:
+    from pinecone.errors import (
+        NotFoundError,
+        PineconeConnectionError,
+        PineconeTimeoutError,
+        RateLimitError,
+        ServiceError,
+    )
+
+    limited = RateLimitError(
+        message="slow down", status_code=429, headers={"retry-after": "4"}, retry_after=4.0
+    )
+    assert status_of(limited) == 429 and is_transient(limited)
+    assert retry_after_of(limited) == 4.0
+    assert is_transient(ServiceError(message="busy", status_code=503, headers={}))
+    assert not is_transient(ServiceError(message="no", status_code=501, headers={}))
+    assert not is_transient(NotFoundError(message="gone", status_code=404, headers={}))
+    assert is_transient(PineconeConnectionError("refused"))
+    assert is_transient(PineconeTimeoutError("slow"))
+
+
+def test_retrying_takes_a_client_s_own_log_hook() -> None:
+    seen: list[tuple[int, float]] = []
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        assert state.next_action is not None
+        seen.append((state.attempt_number, state.next_action.sleep))
+
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 2:
+            raise TimeoutError()
+        return "ok"
+
+    policy = retrying(
+        "x", attempts=3, base_s=0.0, max_wait_s=0.0, sleep=lambda _: None, before_sleep=before_sleep
+    )
+    assert policy(flaky) == "ok"
+    assert seen == [(1, 0.0)]

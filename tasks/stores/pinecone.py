@@ -9,10 +9,19 @@ top of the SDK:
   with a clear error before anything is sent; ids must be 1-512 ASCII characters; dimensions are
   checked locally. Vectors are sent as float32 (Pinecone stores float32) so each float costs
   ~10 bytes of JSON instead of ~20.
-* **Bounded, targeted retries.** The SDK already retries 408/429/5xx and dropped connections
-  (3 times, with backoff). Batches run in a bounded thread pool; every batch's result is checked
-  and only the batches that still failed are resent, for at most ``max_rounds`` rounds, then
-  :class:`PineconeUnavailable` (retryable) is raised. 4xx answers are not retried.
+* **One retry layer, targeted.** This store is the only layer that retries Pinecone requests,
+  on the project's policy (:mod:`tasks.retry`: what is transient, full-jitter backoff from
+  ``retry_backoff_s`` never shorter than the server's ``Retry-After``, capped at
+  ``max_backoff_s``). The SDK's own retries (3 per request, under a process-wide retry budget)
+  are switched off, on the control plane through ``RetryConfig(max_retries=0)`` and on the data
+  plane by :func:`without_sdk_retries`: layered, they multiplied (4 SDK tries x 5 rounds x 4
+  Prefect task runs = 80 sends of one batch). Batches run in a bounded thread pool; every
+  batch's result is checked and only the batches that failed are resent, for at most
+  ``max_rounds`` rounds in all (a per-call retry cannot do that: it would resend a whole
+  operation, or hold a pool thread per sleeping batch); single requests get ``max_rounds``
+  tries through tenacity. Then :class:`PineconeUnavailable` is raised marked final
+  (:func:`~tasks.retry.give_up`), so the Prefect task does not retry the step again. Other 4xx
+  answers fail at once.
 * **The project's filter syntax** (``tasks/stores/filters.py``) translated to Pinecone's. Pinecone
   compares ranges on numbers only, so every ISO-8601 date string in metadata is also written as a
   numeric shadow field ``<key>__ts`` (epoch seconds) and date ranges are translated onto it.
@@ -28,8 +37,8 @@ the internal keys. ``delete`` never deletes everything; only :meth:`drop_namespa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import random
 import re
 import threading
 import time
@@ -45,6 +54,14 @@ import orjson
 from pydantic import BaseModel, Field, SecretStr
 
 from tasks.errors import VectorStoreError
+from tasks.retry import (
+    give_up,
+    is_transient,
+    retry_after_of,
+    retrying,
+    status_of,
+    wait_backoff_or_retry_after,
+)
 from tasks.stores.base import (
     MetadataValue,
     SearchHit,
@@ -87,7 +104,9 @@ _ISO_DATE = re.compile(
 
 
 class PineconeUnavailable(VectorStoreError):
-    """Pinecone kept failing (rate limits, 5xx, connections) after bounded retries."""
+    """Pinecone kept failing (rate limits, 5xx, connections) after bounded retries, or a count
+    did not converge in time. Transient by nature; the store marks the first kind final
+    (:func:`~tasks.retry.give_up`) since it already retried."""
 
     retryable = True
 
@@ -108,7 +127,9 @@ class PineconeStoreConfig(BaseModel):
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_batch_vectors: int = Field(default=MAX_VECTORS_PER_UPSERT, ge=1, le=1000)
     max_metadata_bytes: int = MAX_METADATA_BYTES
-    max_rounds: int = Field(default=5, ge=1, description="Attempts per batch in this layer.")
+    max_rounds: int = Field(
+        default=5, ge=1, description="Attempts per batch or request, in all (the only layer)."
+    )
     retry_backoff_s: float = Field(default=1.0, ge=0, description="First wait between rounds.")
     max_backoff_s: float = 30.0
     freshness_timeout_s: float = Field(default=60.0, ge=0)
@@ -149,8 +170,11 @@ class PineconeStore(VectorStore):
         self._index: Index | None = None
         self._dimension: int | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # stats and the LSN
+        # Its own lock: the describe call made under it counts itself under ``_lock``.
+        self._index_lock = threading.Lock()
         self._written_lsn: int | None = None
+        self._wait = wait_backoff_or_retry_after(config.retry_backoff_s, config.max_backoff_s)
         #: What this store sent: requests per operation, retried batches, dropped texts.
         self.stats: Counter[str] = Counter()
 
@@ -162,22 +186,23 @@ class PineconeStore(VectorStore):
     def pc(self) -> Pinecone:
         """Control-plane client (created on first use)."""
         if self._pc is None:
-            from pinecone import Pinecone
+            from pinecone import Pinecone, RetryConfig
 
             self._pc = Pinecone(
                 api_key=self.config.api_key.get_secret_value(),
                 host=self.config.controller_host or None,
                 timeout=self.config.request_timeout_s,
+                retry_config=RetryConfig(max_retries=0),  # this store retries (module doc)
             )
         return self._pc
 
     @property
     def index(self) -> Index:
         """Data-plane client for the index (its host from settings or one describe call)."""
-        with self._lock:  # pool threads may ask first
+        with self._index_lock:  # pool threads may ask first
             if self._index is None:
                 host = self.config.index_host or self._describe_host()
-                self._index = self.pc.index(host=host)
+                self._index = without_sdk_retries(self.pc.index(host=host))
             return self._index
 
     @property
@@ -205,7 +230,9 @@ class PineconeStore(VectorStore):
         from pinecone.errors import NotFoundError
 
         try:
-            description = self.pc.indexes.describe(self.config.index_name)
+            description = self._call(
+                "describe_index", partial(self.pc.indexes.describe, self.config.index_name)
+            )
         except NotFoundError:
             raise VectorStoreError(
                 f"Pinecone index {self.config.index_name!r} does not exist: call "
@@ -229,9 +256,15 @@ class PineconeStore(VectorStore):
         if self._dimension == dimension:
             return
         found = self._index_shape()
-        if found is None:
-            self._create_index(dimension)
+        if found is None and self._create_index(dimension):
             found = (dimension, self.config.metric)
+        elif found is None:
+            found = self._index_shape()  # created meanwhile, by a retried request or another run
+            if found is None:
+                raise VectorStoreError(
+                    f"Pinecone answered that index {self.config.index_name!r} exists but does "
+                    "not describe it: retry in a minute."
+                )
         existing_dimension, metric = found
         if existing_dimension != dimension:
             raise VectorStoreError(
@@ -257,7 +290,9 @@ class PineconeStore(VectorStore):
                 raise VectorStoreError("Pinecone did not report the index dimension.")
             return int(stats.dimension), stats.metric
         try:
-            description = self.pc.indexes.describe(self.config.index_name)
+            description = self._call(
+                "describe_index", partial(self.pc.indexes.describe, self.config.index_name)
+            )
         except NotFoundError:
             return None
         field = _dense_field(description.schema.fields)
@@ -267,7 +302,11 @@ class PineconeStore(VectorStore):
             )
         return int(field.dimension), str(field.metric).lower()
 
-    def _create_index(self, dimension: int) -> None:
+    def _create_index(self, dimension: int) -> bool:
+        """Create the index; False when Pinecone answers that it exists already (a retried
+        create whose first try went through, or another run)."""
+        from pinecone.errors import ConflictError
+
         if not self.config.create_index:
             raise VectorStoreError(
                 f"Pinecone index {self.config.index_name!r} does not exist. Create it "
@@ -282,7 +321,8 @@ class PineconeStore(VectorStore):
             self.config.cloud,
             self.config.region,
         )
-        self.pc.indexes.create(
+        create = partial(
+            self.pc.indexes.create,
             name=self.config.index_name,
             schema={
                 "fields": {
@@ -300,6 +340,14 @@ class PineconeStore(VectorStore):
             },
             timeout=300,
         )
+        try:
+            self._call(
+                "create_index", create, retry_on=lambda e: is_transient(e) and status_of(e) != 409
+            )
+        except ConflictError:
+            logger.info("Pinecone index %s exists already", self.config.index_name)
+            return False
+        return True
 
     def _known_dimension(self) -> int:
         if self._dimension is None:
@@ -609,7 +657,7 @@ class PineconeStore(VectorStore):
                 exc = future.exception()
                 if exc is None:
                     continue
-                if not _retryable(exc):
+                if not is_transient(exc):
                     _drain(futures)
                     raise _as_store_error(op, exc) from exc
                 failed.append(batch)
@@ -623,44 +671,53 @@ class PineconeStore(VectorStore):
                     len(batches),
                     errors[0],
                 )
-                time.sleep(self._backoff(round_, errors))
+                # The longest Retry-After any batch was given sets the floor of the wait.
+                asked = max(errors, key=lambda e: retry_after_of(e) or 0.0)
+                time.sleep(self._wait.backoff(round_ + 1, asked))
         if pending:
-            raise PineconeUnavailable(
-                f"Pinecone {op}: {len(pending)} of {len(batches)} batches still failed after "
-                f"{self.config.max_rounds} rounds (last error: {errors[-1]}). Nothing is lost: "
-                "re-run the task; unchanged chunks are skipped."
+            raise give_up(
+                PineconeUnavailable(
+                    f"Pinecone {op}: {len(pending)} of {len(batches)} batches still failed "
+                    f"after {self.config.max_rounds} rounds (last error: {errors[-1]}). Nothing "
+                    "is lost: re-run the task later; unchanged chunks are skipped."
+                )
             )
 
-    def _call(self, op: str, fn: Callable[[], T]) -> T:
-        """One request with the same bounded retry policy as batches."""
-        errors: list[BaseException] = []
-        for round_ in range(self.config.max_rounds):
-            try:
-                return self._counted(op, lambda _: fn(), None)
-            except Exception as exc:
-                if not _retryable(exc) or _is_not_found(exc):
-                    raise
-                errors.append(exc)
-                if round_ + 1 < self.config.max_rounds:
-                    time.sleep(self._backoff(round_, errors))
-        raise PineconeUnavailable(
-            f"Pinecone {op} failed {self.config.max_rounds} times (last error: {errors[-1]})."
+    def _call(
+        self,
+        op: str,
+        fn: Callable[[], T],
+        retry_on: Callable[[BaseException], bool] = is_transient,
+    ) -> T:
+        """One request, tried up to ``max_rounds`` times on the same policy as batches (tenacity).
+
+        Raises:
+            PineconeUnavailable: (final) every try failed with a transient error.
+            Exception: the SDK's error for anything else, e.g. ``NotFoundError``, as is.
+        """
+        policy = retrying(
+            f"Pinecone {op}",
+            attempts=self.config.max_rounds,
+            base_s=self.config.retry_backoff_s,
+            max_wait_s=self.config.max_backoff_s,
+            retry_on=retry_on,
+            log=logger,
         )
+        try:
+            return policy(self._counted, op, lambda _: fn(), None)
+        except Exception as exc:
+            if not retry_on(exc):
+                raise
+            raise give_up(
+                PineconeUnavailable(
+                    f"Pinecone {op} failed {self.config.max_rounds} times (last error: {exc})."
+                )
+            ) from exc
 
     def _counted(self, op: str, send: Callable[[Any], T], arg: Any) -> T:
         with self._lock:
             self.stats[f"{op}_calls"] += 1
         return send(arg)
-
-    def _backoff(self, round_: int, errors: Sequence[BaseException]) -> float:
-        """Exponential backoff with jitter, never shorter than the server's Retry-After.
-
-        The SDK's retry budget is per host and process-wide: after a burst of failures it
-        stops retrying, and then this wait is all that keeps us from hammering a rate limit.
-        """
-        base = self.config.retry_backoff_s * (2**round_) * random.uniform(0.5, 1.0)
-        hinted = max((getattr(e, "retry_after", None) or 0.0 for e in errors), default=0.0)
-        return float(max(min(base, self.config.max_backoff_s), min(hinted, 60.0)))
 
     def _note_lsn(self, info: Any) -> None:
         lsn = info.lsn_committed if info is not None else None
@@ -669,11 +726,36 @@ class PineconeStore(VectorStore):
                 self._written_lsn = max(lsn, self._written_lsn or 0)
 
 
-class _PartialWrite(Exception):
+class _PartialWrite(VectorStoreError):
     """Pinecone acknowledged fewer vectors than sent: resend the batch."""
+
+    retryable = True  # what tasks.retry.is_transient reads
 
 
 # ---------------------------------------------------------------------- pure helpers
+def without_sdk_retries(index: Index) -> Index:
+    """``index`` with the SDK's own retries off: the store is the one retry layer (module doc).
+
+    pinecone 10.2 has no public setting for them on the data plane: ``RetryConfig`` reaches the
+    control plane and gRPC only, and ``Pinecone.index()`` builds its REST transport with the
+    default (3 retries of 408/429/5xx and dropped connections). So the transport's config is
+    replaced here. Should the SDK's layout change, a warning says so, and the request counts
+    asserted by tests/stores/test_pinecone_faults.py fail.
+    """
+    from pinecone import RetryConfig
+
+    transport = getattr(getattr(getattr(index, "_http", None), "_client", None), "_transport", None)
+    config = getattr(transport, "_config", None)
+    if not isinstance(config, RetryConfig):
+        logger.warning(
+            "Could not switch off the Pinecone SDK's own retries (its client layout changed): "
+            "failed requests are now retried by the SDK and by this store, which multiplies them."
+        )
+        return index
+    transport._config = dataclasses.replace(config, max_retries=0)  # type: ignore[union-attr]
+    return index
+
+
 def float32_list(values: Sequence[float]) -> list[float]:
     """``values`` as Python floats with float32's shortest decimal form (~10 JSON bytes each)."""
     array = np.asarray(values, dtype=np.float32)
@@ -836,28 +918,6 @@ def _dense_field(fields: dict[str, Any]) -> Any:
 
     dense = [f for f in fields.values() if isinstance(f, DenseVectorField)]
     return dense[0] if len(dense) == 1 else None
-
-
-def _retryable(exc: BaseException) -> bool:
-    from pinecone.errors import (
-        ApiError,
-        PineconeConnectionError,
-        PineconeTimeoutError,
-        RateLimitError,
-        ServiceError,
-    )
-
-    if isinstance(exc, RateLimitError | ServiceError | PineconeConnectionError):
-        return True
-    if isinstance(exc, PineconeTimeoutError | _PartialWrite):
-        return True
-    return isinstance(exc, ApiError) and exc.status_code == 408
-
-
-def _is_not_found(exc: BaseException) -> bool:
-    from pinecone.errors import NotFoundError
-
-    return isinstance(exc, NotFoundError)
 
 
 def _as_store_error(op: str, exc: BaseException) -> VectorStoreError:

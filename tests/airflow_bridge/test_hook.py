@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,10 +21,9 @@ from prefect_airflow_bridge.exceptions import (
 )
 from prefect_airflow_bridge.hooks import PrefectHook, config_from_connection
 from prefect_airflow_bridge.retries import (
-    RETRYABLE_STATUS,
     RetryableResponse,
     retry_after_seconds,
-    wait_retry_after_or_backoff,
+    wait_backoff_or_retry_after,
 )
 
 
@@ -270,7 +267,7 @@ def test_config_needs_both_account_and_workspace() -> None:
 )
 def test_retry_after_seconds(header: str | None, expected: float | None) -> None:
     now = 1445412420.0  # Wed, 21 Oct 2015 07:27:00 GMT
-    assert retry_after_seconds(header, now=now) == expected
+    assert retry_after_seconds({"Retry-After": header}, now=now) == expected
 
 
 def _state(attempt: int, error: BaseException) -> Any:
@@ -291,27 +288,33 @@ def _response(status: int, headers: dict[str, str] | None = None) -> Any:
 @pytest.mark.parametrize(
     ("attempt", "error", "low", "high"),
     [
-        (1, RetryableResponse(_response(429, {"Retry-After": "4"})), 4.0, 4.0),
+        (1, RetryableResponse(_response(429, {"Retry-After": "4"})), 4.0, 4.0),  # never below
         (1, RetryableResponse(_response(503, {"Retry-After": "999"})), 10.0, 10.0),  # capped
-        (1, RetryableResponse(_response(502)), 0.5, 1.0),  # backoff 1 s, jitter in [1/2, 1]
-        (3, RetryableResponse(_response(500)), 2.0, 4.0),  # 1 s doubled twice
-        (6, RetryableResponse(_response(500)), 5.0, 10.0),  # capped at max_wait
+        (1, RetryableResponse(_response(502)), 0.0, 1.0),  # backoff 1 s, full jitter in [0, 1]
+        (3, RetryableResponse(_response(500)), 0.0, 4.0),  # 1 s doubled twice
+        (6, RetryableResponse(_response(500)), 0.0, 10.0),  # capped at max_wait
     ],
 )
 def test_wait_honours_retry_after_else_backs_off(
     attempt: int, error: BaseException, low: float, high: float
 ) -> None:
-    wait = wait_retry_after_or_backoff(backoff=1.0, max_wait=10.0)
-    assert low <= wait(_state(attempt, error)) <= high
+    for draw in (0.0, 0.5, 1.0):
+        wait = wait_backoff_or_retry_after(backoff=1.0, max_wait=10.0, rng=lambda d=draw: d)
+        assert low <= wait(_state(attempt, error)) <= high
+    # Full jitter: the top of the range is the capped exponential.
+    top = wait_backoff_or_retry_after(backoff=1.0, max_wait=10.0, rng=lambda: 1.0)
+    assert top(_state(6, RetryableResponse(_response(500)))) == 10.0
 
 
-def test_retryable_statuses_match_the_product() -> None:
-    # tasks/ingest/sources/http.py RETRY_STATUSES (the bridge cannot import the product package).
-    product = Path(__file__).resolve().parents[2] / "tasks" / "sources" / "http.py"
-    line = next(ln for ln in product.read_text().splitlines() if ln.startswith("RETRY_STATUSES"))
-    assert set(ast.literal_eval(line.split("frozenset(", 1)[1].rsplit(")", 1)[0])) == set(
-        RETRYABLE_STATUS
-    )
+# Parity of statuses and formula with the product's tasks/retry.py: in the main suite,
+# tests/test_retry_bridge_parity.py (it loads this package's retries.py by path).
+
+
+@pytest.mark.parametrize("status", [408, 425, 507, 599])
+def test_transient_statuses_of_the_shared_rule_are_retried(scripted: Scripted, status: int) -> None:
+    scripted.script = [(status, {}), (200, {"id": "f1", "state": None})]
+    assert PrefectHook("prefect_scripted").get_flow_run("f1").id == "f1"
+    assert len(scripted.requests) == 2
 
 
 def _call(hook: PrefectHook, mode: str) -> Any:

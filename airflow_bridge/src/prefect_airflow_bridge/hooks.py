@@ -58,7 +58,6 @@ from prefect_airflow_bridge.exceptions import (
 logger = logging.getLogger(__name__)
 
 CONN_TYPE = "prefect"
-RETRYABLE_STATUS = retries.RETRYABLE_STATUS
 INVALID_REQUEST_STATUS = frozenset({400, 409, 422})
 PREFECT_CLOUD_API = "https://api.prefect.cloud/api"
 
@@ -585,11 +584,13 @@ class PrefectHook(BaseHook):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a failed call may succeed later: unreachable API, or 429/5xx after all retries."""
+    """Whether a failed call may succeed later: unreachable API, or a transient status (429,
+    5xx, ...: :func:`retries.is_transient_status`) after all retries."""
     if isinstance(exc, PrefectConnectionError):
         return True
     return (
         isinstance(exc, PrefectApiError)
         and type(exc) is PrefectApiError
-        and exc.status_code in RETRYABLE_STATUS
+        and exc.status_code is not None
+        and retries.is_transient_status(exc.status_code)
     )

@@ -1,8 +1,19 @@
-"""One HTTP session for every source: retries with backoff + jitter, fail-fast 4xx, SSRF guard.
+"""One HTTP session for every source: one retry layer, fail-fast errors, SSRF guard.
 
-* 429, 5xx, connection errors and timeouts are retried with exponential backoff and full jitter,
-  honouring ``Retry-After`` (seconds or an HTTP date), capped at ``max_backoff_s``.
-* Any other 4xx fails at once with the URL and status (:class:`HttpStatusError`).
+* **Retries** follow the project's one policy (:mod:`tasks.retry`): what is transient (HTTP 408,
+  409, 425, 429, 5xx other than 501/505, connection errors, timeouts), and how long to wait
+  (exponential backoff from ``http.backoff_s`` with full jitter, never shorter than the server's
+  ``Retry-After``, capped at ``http.max_backoff_s``); ``http.max_attempts`` tries per request in
+  all. tenacity runs them inside :meth:`SafeSession.send`, the one method every request and
+  redirect hop of requests goes through, so dlt's REST client, the crawler and the CSV reader
+  share it without knowing.
+* **This is the only retry layer of a source's requests.** When the attempts run out,
+  :class:`HttpRetriesExhausted` is raised marked final (:func:`tasks.retry.give_up`): the Prefect
+  ``ingest-source`` task does not retry the load again, which would multiply the tries (3 task
+  retries x 5 attempts for every page). Its Prefect retries are for what no client retried: a
+  dropped warehouse connection, a crashed worker. A web page that still fails becomes a dead
+  letter and the crawl goes on; a failing seed or REST page fails the load.
+* Any other status from 400 up fails at once with the URL and status (:class:`HttpStatusError`).
 * With ``check_json`` (REST APIs), a response body that is not JSON (an HTML error page served
   with 200, a truncated document) fails with the method, URL, status, content type and the
   first bytes of the body (:class:`MalformedResponseError`), not with the parser's
@@ -21,10 +32,8 @@
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import logging
-import random
 import socket
 import time
 from collections.abc import Callable
@@ -34,15 +43,15 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from requests.hooks import default_hooks, dispatch_hook
+from tenacity import RetryCallState
 
 from tasks.errors import SourceError
 from tasks.ingest.sources import redaction
 from tasks.ingest.sources.config import HttpOptions
 from tasks.ingest.sources.redaction import redact
+from tasks.retry import give_up, is_transient, is_transient_status, retrying
 
 logger = logging.getLogger(__name__)
-
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 507, 520, 521, 522, 523, 524})
 
 #: Addresses clouds serve instance metadata (and credentials) on.
 METADATA_ADDRESSES = frozenset(
@@ -120,7 +129,7 @@ def is_blocked_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -
 
 
 class HttpStatusError(SourceError):
-    """The server answered with a status a retry cannot fix (4xx other than 429)."""
+    """The server answered with a status a retry cannot fix (from 400 up, not transient)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -128,7 +137,11 @@ class HttpStatusError(SourceError):
 
 
 class HttpRetriesExhausted(SourceError):
-    """429/5xx/timeouts went on past the configured number of attempts."""
+    """Transient failures (429, 5xx, timeouts) went on past ``http.max_attempts``.
+
+    The failure is transient by nature (``retryable``), but every one raised by the session is
+    marked final with :func:`~tasks.retry.give_up`: its retry layer already tried (module doc).
+    """
 
     retryable = True
 
@@ -207,26 +220,36 @@ class PinnedAddressAdapter(HTTPAdapter):
         return host_params, pool_kwargs
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+class _TransientStatus(Exception):
+    """A response with a transient status, raised inside an attempt so that tenacity retries it
+    (``status_of``/``retry_after_of`` of :mod:`tasks.retry` read its ``response``)."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
 
 
-def backoff_delay(attempt: int, options: HttpOptions, retry_after: float | None) -> float:
-    """Delay before retry number ``attempt`` (1-based): Retry-After if given, else full jitter."""
-    if retry_after is not None:
-        return min(retry_after, options.max_backoff_s)
-    ceiling = min(options.max_backoff_s, options.backoff_s * (2 ** (attempt - 1)))
-    return random.uniform(ceiling / 2, ceiling)
+def _retried(exc: BaseException) -> bool:
+    """What the session retries: transport failures and transient statuses, as
+    :func:`~tasks.retry.is_transient` judges them; never its own refusals (SSRF guard, a bad
+    URL, a redirect loop), which the fallback of ``is_transient`` would call transient."""
+    transport = isinstance(exc, requests.ConnectionError | requests.Timeout | _TransientStatus)
+    return transport and is_transient(exc)
+
+
+def _log_retry(method: str | None, url: str) -> Callable[[RetryCallState], None]:
+    """tenacity ``before_sleep``: one warning per retry, the URL and error redacted."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        if isinstance(error, _TransientStatus):
+            what = f"HTTP {error.response.status_code}"
+        else:
+            what = redact(str(error))
+        logger.warning("%s %s: %s, retry in %.1fs", method, url, what, wait)
+
+    return before_sleep
 
 
 class SafeSession(requests.Session):
@@ -274,52 +297,56 @@ class SafeSession(requests.Session):
         self, request: requests.PreparedRequest, url: str, **kwargs: Any
     ) -> requests.Response:
         url = redact(url)  # only for messages: the request keeps its real URL
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = super().send(request, **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt >= self.http_options.max_attempts:
-                    raise HttpRetriesExhausted(
-                        redact(
-                            f"{request.method} {url}: {type(exc).__name__} after {attempt} "
-                            f"attempts ({exc}). The server is down or slow: retry later or raise "
-                            "`http.timeout_s`."
-                        )
-                    ) from None
-                delay = backoff_delay(attempt, self.http_options, None)
-                logger.warning(
-                    "%s %s: %s, retry in %.1fs", request.method, url, redact(str(exc)), delay
+        options = self.http_options
+        policy = retrying(
+            f"{request.method} {url}",
+            attempts=options.max_attempts,
+            base_s=options.backoff_s,
+            max_wait_s=options.max_backoff_s,
+            retry_on=_retried,
+            sleep=self._sleep,
+            before_sleep=_log_retry(request.method, url),
+        )
+        try:
+            response: requests.Response = policy(self._attempt, request, **kwargs)
+        except _TransientStatus as exc:
+            attempts = policy.statistics.get("attempt_number", options.max_attempts)
+            raise give_up(
+                HttpRetriesExhausted(
+                    f"{request.method} {url}: HTTP {exc.response.status_code} after {attempts} "
+                    "attempts. The server keeps failing or rate limiting: retry later."
                 )
-                self._sleep(delay)
-                continue
-            status = response.status_code
-            if status in RETRY_STATUSES:
-                if attempt >= self.http_options.max_attempts:
-                    raise HttpRetriesExhausted(
-                        f"{request.method} {url}: HTTP {status} after {attempt} attempts. "
-                        "The server keeps failing or rate limiting: retry later."
-                    )
-                delay = backoff_delay(
-                    attempt,
-                    self.http_options,
-                    retry_after_seconds(response.headers.get("Retry-After")),
-                )
-                logger.warning("%s %s: HTTP %s, retry in %.1fs", request.method, url, status, delay)
-                response.close()
-                self._sleep(delay)
-                continue
-            if 400 <= status < 500 and status != 304:
-                body = response.text[:200] if not kwargs.get("stream") else ""
-                raise HttpStatusError(
+            ) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            attempts = policy.statistics.get("attempt_number", options.max_attempts)
+            raise give_up(
+                HttpRetriesExhausted(
                     redact(
-                        f"{request.method} {url}: HTTP {status} {response.reason}. "
-                        f"{_hint(status)} {body}".strip()
-                    ),
-                    status=status,
+                        f"{request.method} {url}: {type(exc).__name__} after {attempts} "
+                        f"attempts ({exc}). The server is down or slow: retry later or raise "
+                        "`http.timeout_s`."
+                    )
                 )
-            return response
+            ) from None
+        status = response.status_code
+        if status >= 400:  # and not transient (the attempt raised those): final
+            body = response.text[:200] if not kwargs.get("stream") else ""
+            raise HttpStatusError(
+                redact(
+                    f"{request.method} {url}: HTTP {status} {response.reason}. "
+                    f"{_hint(status)} {body}".strip()
+                ),
+                status=status,
+            )
+        return response
+
+    def _attempt(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """One try: the response, or :class:`_TransientStatus` for tenacity to retry."""
+        response = super().send(request, **kwargs)
+        if is_transient_status(response.status_code):
+            response.close()
+            raise _TransientStatus(response)
+        return response
 
 
 #: Statuses whose body is empty by definition; dlt does not parse them.
@@ -356,4 +383,6 @@ def _hint(status: int) -> str:
         return "Check the source's credentials (SOURCES__<NAME>__...) and their permissions."
     if status == 404:
         return "Check the URL/path in the sources file."
+    if status >= 500:
+        return "The server does not support this request: check the source's URL and method."
     return "The request was rejected: check the source's options."
