@@ -13,7 +13,7 @@ What this module adds to the wheel:
 * **SIGTERM stops it too.** :func:`tasks.runtime.stop_cleanly_on_sigterm` (installed by our
   command-line entry points and on first start from the main thread) turns SIGTERM into
   ``SystemExit`` so the wheel's exit handler runs.
-* **A command to look and to stop**: ``python -m tasks.embedded_server status|stop``
+* **A command to look and to stop**: ``semantic-index db status|stop``
   (``make db-status``, ``make db-stop``).
 
 The handle list's file name and format are the wheel's (pinned in requirements.lock); the

@@ -187,7 +187,7 @@ class Settings(BaseSettings):
     )
     index_allow_mass_delete: bool = Field(
         default=False,
-        description="Confirm a mass deletion the guard stopped (or `python -m tasks.index.run "
+        description="Confirm a mass deletion the guard stopped (or `semantic-index index "
         "--allow-mass-delete`).",
     )
     embedding_cache_retention_days: int = Field(
@@ -282,12 +282,12 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = Field(
         default=None,
         description="Slack-compatible incoming webhook for failure alerts, read by "
-        "`python -m flows.setup_alerts` (stored in a Prefect block, never logged).",
+        "`semantic-index setup` (stored in a Prefect block, never logged).",
     )
     embedding_concurrency_limit: str = Field(
         default="embedding-calls",
         description="Name of the Prefect global concurrency limit held while embedding (created "
-        "by `python -m flows.setup_alerts`; without it or without a server, nothing is limited). "
+        "by `semantic-index setup`; without it or without a server, nothing is limited). "
         "Empty: do not use one.",
     )
 

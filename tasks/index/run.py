@@ -19,7 +19,7 @@ One run for one documents model (``EmbeddingSpec``):
 The index fingerprint (embedder fingerprint + chunker settings) picks the physical namespace, so a
 new model or chunk size is built next to the serving one (see :mod:`tasks.index.namespaces`).
 
-``python -m tasks.index.run [--dry-run]`` indexes every declared model with a progress bar.
+``semantic-index index [--dry-run]`` indexes every declared model with a progress bar.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def mass_delete_refusal(
         f"({removed / len(served):.0%}; INDEX_MAX_DELETE_FRACTION={limit:g}): {why}. That "
         "usually means an upstream failure (a failed scrape, an API outage, a wrong dbt filter), "
         "so nothing was deleted and the index still serves what it had. If the deletion is "
-        "real, re-run with INDEX_ALLOW_MASS_DELETE=true (`python -m tasks.index.run "
+        "real, re-run with INDEX_ALLOW_MASS_DELETE=true (`semantic-index index "
         "--allow-mass-delete`)."
     )
 

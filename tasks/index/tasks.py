@@ -102,7 +102,7 @@ def embedding_slot() -> Iterator[None]:
     """Hold one slot of the global concurrency limit ``EMBEDDING_CONCURRENCY_LIMIT`` while
     embedding, so all runs on all workers share the provider's capacity.
 
-    Non-strict: when the limit does not exist (not created by ``python -m flows.setup_alerts``)
+    Non-strict: when the limit does not exist (not created by ``semantic-index setup``)
     Prefect lets the caller through, so ad hoc runs on the temporary local server still work.
     """
     name = get_settings().embedding_concurrency_limit

@@ -149,7 +149,9 @@ def restore(path: Path, warehouse: Warehouse) -> None:
         WarehouseError: pg_restore failed.
     """
     if not path.is_file():
-        raise ConfigError(f"Backup file {path} does not exist (see `python -m flows.backup list`).")
+        raise ConfigError(
+            f"Backup file {path} does not exist (see `semantic-index backup --list`)."
+        )
     args = [
         str(pg_binary("pg_restore")),
         "--no-password",

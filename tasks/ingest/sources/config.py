@@ -77,7 +77,7 @@ def _identifier(value: str, what: str) -> str:
 
 
 class HttpOptions(_Strict):
-    """How HTTP requests are made: timeouts and retries (429/5xx/timeouts only)."""
+    """How HTTP requests are made: timeouts and retries (transient errors only: tasks/retry.py)."""
 
     timeout_s: float = Field(default=30.0, gt=0, description="Connect/read timeout per request.")
     max_attempts: int = Field(default=5, ge=1, le=20, description="Tries per request, first too.")
