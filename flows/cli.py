@@ -5,6 +5,7 @@ Examples::
     semantic-index run                          # the whole pipeline, then an example search
     semantic-index ingest | transform           # one stage, as its Prefect flow
     semantic-index index --dry-run              # plan and cost the indexing; no writes
+    semantic-index doctor [--repair]            # compare the store with the ledger (and fix)
     semantic-index search "cast iron pan" --filter '{"category": "kitchen"}'
     semantic-index serve                        # the HTTP search service
     semantic-index evaluate data/demo/queries.jsonl --min-ndcg 0.8
@@ -164,6 +165,36 @@ def cmd_index(args: argparse.Namespace) -> None:
             bars.close()
             store.close()
         print(result.to_text())
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """The index doctor in this process; exit 1 when drift was found and not repaired."""
+    from tasks.embedders import get_embedder
+    from tasks.index.doctor import check_namespaces
+    from tasks.index.embedding_cache import EmbeddingCache
+    from tasks.index.ledger import Ledger
+    from tasks.stores import get_store
+    from tasks.warehouse import get_warehouse
+
+    logging.basicConfig(level=logging.WARNING)
+    settings = get_settings()
+    ledger = Ledger(get_warehouse(settings), settings.index_state_schema)
+    store = get_store(settings)
+    pieces = (ledger, store, EmbeddingCache(settings.index_state_schema), get_embedder(settings))
+    names = None if args.namespace is None else [args.namespace]
+    try:
+        reports = check_namespaces(*pieces, settings, names, fix=args.repair)
+        for report in reports:
+            print(report.to_text())
+        if args.repair and any(not r.clean for r in reports):
+            reports = check_namespaces(*pieces, settings, names)
+            print("After repair:\n" + "\n".join(r.to_text() for r in reports))
+    finally:
+        ledger.close()
+        store.close()
+    if not reports:
+        print("No namespace is served yet: nothing to check (run `semantic-index index`).")
+    return 0 if all(r.clean for r in reports) else 1
 
 
 def cmd_rebuild(args: argparse.Namespace) -> None:
@@ -377,6 +408,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Confirm a deletion larger than INDEX_MAX_DELETE_FRACTION (INDEX_ALLOW_MASS_DELETE).",
     )
+    p = add(
+        "doctor",
+        cmd_doctor,
+        "Compare the vector store with the indexing ledger, per namespace.",
+        "Reports missing records, orphans, wrong dimensions and stale hashes or metadata; exits "
+        "1 while drift remains.",
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="Re-write missing and stale records from the embedding cache; delete orphans.",
+    )
+    p.add_argument("--namespace", default=None, help="Only this logical namespace.")
     add("rebuild", cmd_rebuild, "Drop every declared namespace and index it again from scratch.")
 
     p = add("search", cmd_search, "Search the semantic index built by the pipeline.")

@@ -211,6 +211,23 @@ class Ledger:
         ).fetchall()
         return {r[0]: LedgerEntry(*r) for r in rows}
 
+    def chunks(self, namespace: str, ids: Sequence[str] | None = None) -> dict[str, Chunk]:
+        """The chunks the ledger holds for a physical namespace (all, or those of ``ids``), with
+        text and metadata: what the index doctor compares with the store and re-writes."""
+        where = sql.SQL("namespace = %s")
+        params: list[Any] = [namespace]
+        if ids is not None:
+            where += sql.SQL(" and chunk_id = any(%s)")
+            params.append(list(ids))
+        rows = self.conn.execute(
+            sql.SQL(
+                "select chunk_id, document_id, position, text, metadata, content_hash, "
+                "metadata_hash, tokens from {} where {}"
+            ).format(self._t("chunks"), where),
+            params,
+        ).fetchall()
+        return {r[0]: Chunk(*r) for r in rows}
+
     def mark_pending(
         self, namespace: str, logical: str, fingerprint: str, chunks: Sequence[Chunk]
     ) -> None:
@@ -329,6 +346,15 @@ class Ledger:
             (logical,),
         ).fetchall()
         return [NamespaceEntry(*r) for r in rows]
+
+    def logical_namespaces(self) -> list[str]:
+        """Every logical namespace a physical one serves, by name."""
+        rows = self.conn.execute(
+            sql.SQL("select distinct logical from {} where state = 'serving' order by 1").format(
+                self._t("namespaces")
+            )
+        ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def serving(self, logical: str) -> str | None:
         """The physical namespace that answers queries for ``logical`` (None before the first

@@ -1,5 +1,6 @@
 """The index stage's Prefect tasks: read the embedding specs, index one namespace, drop
-namespaces (for a rebuild), and the embedding concurrency slot the index flow holds."""
+namespaces (for a rebuild), check (and repair) the namespaces against the ledger, and the
+embedding concurrency slot the index flow holds."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.embedders import get_embedder
+from tasks.index.doctor import DoctorReport, check_namespaces
 from tasks.index.documents import EmbeddingSpec, load_specs
+from tasks.index.embedding_cache import EmbeddingCache
 from tasks.index.ledger import Ledger
 from tasks.index.run import IndexResult, index_documents
 from tasks.progress import OverallProgress, PhaseUpdate
@@ -95,6 +98,33 @@ def drop_namespaces_task(namespaces: list[str]) -> list[str]:
         ledger.close()
         store.close()
     return dropped
+
+
+@task(name="index-doctor", timeout_seconds=3600, **NETWORK_RETRIES)
+def doctor_task(repair: bool = False, namespace: str | None = None) -> list[DoctorReport]:
+    """Compare every serving namespace (or only ``namespace``) of the store with the ledger;
+    with ``repair``, fix the drift under each namespace's lock (see :mod:`tasks.index.doctor`).
+    A retry is safe: a repair re-diagnoses before it writes."""
+    settings = get_settings()
+    logger = get_run_logger()
+    store = get_store(settings)
+    ledger = Ledger(get_warehouse(settings), settings.index_state_schema)
+    try:
+        reports = check_namespaces(
+            ledger,
+            store,
+            EmbeddingCache(settings.index_state_schema),
+            get_embedder(settings),
+            settings,
+            None if namespace is None else [namespace],
+            fix=repair,
+        )
+    finally:
+        ledger.close()
+        store.close()
+    for report in reports:
+        logger.info("%s", report.to_text())
+    return reports
 
 
 @contextmanager

@@ -8,7 +8,7 @@ contract test suite in ``tests/stores/contract.py`` runs against every implement
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,18 @@ class SearchHit:
     score: float
     text: str
     metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """What a store holds for one record, as the index doctor compares it with the ledger."""
+
+    id: str
+    content_hash: str
+    #: The record's metadata as written (without a store's own keys, e.g. Pinecone's text).
+    metadata: dict[str, Any]
+    #: Length of the stored vector.
+    dimension: int
 
 
 class VectorStore(ABC):
@@ -79,6 +91,11 @@ class VectorStore(ABC):
     @abstractmethod
     def content_hashes(self, namespace: str) -> dict[str, str]:
         """``{record id: content hash}`` of everything in ``namespace``."""
+
+    @abstractmethod
+    def scan(self, namespace: str, page_size: int = 500) -> Iterator[list[StoredRecord]]:
+        """Every record of ``namespace`` (none when it does not exist), ``page_size`` at a time,
+        without its vector values: what the index doctor compares with the ledger."""
 
     @abstractmethod
     def update_metadata(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,13 @@ from psycopg import sql
 
 from tasks.errors import VectorStoreError
 from tasks.settings import check_identifier
-from tasks.stores.base import SearchHit, VectorRecord, VectorStore, check_namespace
+from tasks.stores.base import (
+    SearchHit,
+    StoredRecord,
+    VectorRecord,
+    VectorStore,
+    check_namespace,
+)
 from tasks.stores.filters import Condition, parse_filter
 from tasks.warehouse import LazyConnection, Warehouse
 
@@ -242,6 +248,23 @@ class PgVectorStore(VectorStore):
             sql.SQL("select id, content_hash from {}").format(self._table(namespace))
         ).fetchall()
         return {r[0]: r[1] for r in rows}
+
+    def scan(self, namespace: str, page_size: int = 500) -> Iterator[list[StoredRecord]]:
+        """Every row's id, content hash, metadata and ``vector_dims``, in id order (keyset pages:
+        no offset scans, and rows written meanwhile never shift a page)."""
+        if self._dimension_of(namespace) is None:
+            return
+        statement = sql.SQL(
+            "select id, content_hash, metadata, vector_dims(embedding) from {} "
+            "where id > %s order by id limit %s"
+        ).format(self._table(namespace))
+        after = ""
+        while True:
+            rows = self.conn.execute(statement, (after, page_size)).fetchall()
+            if not rows:
+                return
+            yield [StoredRecord(r[0], r[1], r[2], int(r[3])) for r in rows]
+            after = rows[-1][0]
 
 
 def _prepare(conn: psycopg.Connection) -> None:

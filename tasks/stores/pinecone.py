@@ -43,7 +43,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -65,6 +65,7 @@ from tasks.retry import (
 from tasks.stores.base import (
     MetadataValue,
     SearchHit,
+    StoredRecord,
     VectorRecord,
     VectorStore,
     check_namespace,
@@ -603,6 +604,22 @@ class PineconeStore(VectorStore):
             for vid, (_, metadata) in future.result().items():
                 hashes[vid] = str(metadata.get(HASH_KEY, ""))
         return hashes
+
+    def scan(self, namespace: str, page_size: int = LIST_PAGE) -> Iterator[list[StoredRecord]]:
+        """Every record: ids listed page by page (``/vectors/list``, at most ``LIST_PAGE`` per
+        page whatever ``page_size`` says), each page fetched (``/vectors/fetch``, ``FETCH_CHUNK``
+        ids per request); the dimension is the length of the fetched values."""
+        check_namespace(namespace)
+        if self._dimension is None and self._index_shape() is None:
+            return
+        for page in self._list_pages(namespace):
+            found = self._fetch(namespace, page)
+            yield [
+                StoredRecord(
+                    vid, str(metadata.get(HASH_KEY, "")), user_metadata(metadata), len(values)
+                )
+                for vid, (values, metadata) in found.items()
+            ]
 
     def _list_pages(self, namespace: str) -> Iterable[list[str]]:
         from pinecone.errors import NotFoundError
