@@ -271,10 +271,9 @@ def test_nothing_served_yet_is_nothing_to_check(pieces: Pieces) -> None:
     assert "not indexed yet" in report.to_text()
 
 
-@pytest.mark.integration
-def test_cli_doctor_reports_then_repairs(
-    env: pytest.MonkeyPatch, openai_server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
-) -> None:
+def indexed_with_drift(env: pytest.MonkeyPatch, openai_server: FakeOpenAIServer) -> None:
+    """Index ``DOCS`` with the embedder the settings build (as the command and the flow do),
+    then inject one drift of each kind into pgvector."""
     env.setenv("OPENAI_API_KEY", "test-key")
     env.setenv("OPENAI_BASE_URL", openai_server.base_url)
     env.setenv("EMBEDDING_DIMENSIONS", str(DIMS))
@@ -290,6 +289,13 @@ def test_cli_doctor_reports_then_repairs(
     inject_every_kind(PgDrift(warehouse.conninfo))
     openai_server.reset()
 
+
+@pytest.mark.integration
+def test_cli_doctor_reports_then_repairs(
+    env: pytest.MonkeyPatch, openai_server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    indexed_with_drift(env, openai_server)
+
     assert main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert f"{NS} ({NS}): {len(DOCS)} in the ledger" in out and "5 drifting" in out
@@ -300,3 +306,29 @@ def test_cli_doctor_reports_then_repairs(
     assert "After repair:" in out and "no drift" in out
     assert openai_server.requests == []
     assert main(["doctor"]) == 0
+
+
+@pytest.mark.integration
+def test_doctor_flow_emits_drift_and_repairs(
+    env: pytest.MonkeyPatch, openai_server: FakeOpenAIServer, prefect_harness: None
+) -> None:
+    from flows.doctor import doctor
+
+    indexed_with_drift(env, openai_server)
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    env.setattr("flows.doctor.emit_stage_event", lambda s, o, p: events.append((s, o, p)))
+
+    [found] = doctor()
+    assert found.counts[ORPHAN] == 1 and not found.clean
+    [(stage, outcome, payload)] = events
+    assert (stage, outcome, payload["repaired"]) == ("index", "drift", False)
+    [namespace] = payload["namespaces"]
+    assert namespace["counts"] == found.counts and namespace["examples"][MISSING] == ["item:0#0"]
+
+    [fixed] = doctor(repair=True)
+    assert fixed.repaired == {"upserted": 4, "deleted": 1, "embedded": 0}
+    assert events[-1][2]["repaired"] is True
+    events.clear()
+    [after] = doctor()
+    assert after.clean and events == []
+    assert openai_server.requests == []
