@@ -133,7 +133,8 @@ def diagnose(
 ) -> DoctorReport:
     """Compare the ledger with the store for the physical namespace serving ``logical``.
 
-    Reads only. ``dimension`` is what the embedder produces.
+    Reads only. ``dimension`` is what the embedder produces. Hold ``ledger.lock(logical)``
+    meanwhile (:func:`check_namespaces` does), or an index run's writes show as drift.
     """
     physical = ledger.serving(logical)
     report = DoctorReport(logical, physical)
@@ -211,13 +212,23 @@ def check_namespaces(
     fix: bool = False,
 ) -> list[DoctorReport]:
     """:func:`diagnose` (or, with ``fix``, :func:`repair`) each logical namespace (default:
-    every one the ledger has serving)."""
+    every one the ledger has serving), each under its namespace lock: a run writing meanwhile
+    would show as drift that is not there.
+
+    Raises:
+        IndexBusy: an index run kept a namespace for all of ``INDEX_LOCK_WAIT_S``.
+    """
     ledger.setup()
     cache.setup(ledger.conn)
     namespaces = ledger.logical_namespaces() if namespaces is None else list(namespaces)
-    if fix:
-        return [repair(ledger, store, cache, embedder, settings, n) for n in namespaces]
-    return [diagnose(ledger, store, n, embedder.dimension) for n in namespaces]
+    reports = []
+    for logical in namespaces:
+        if fix:
+            reports.append(repair(ledger, store, cache, embedder, settings, logical))
+        else:
+            with ledger.lock(logical, settings.index_lock_wait_s):
+                reports.append(diagnose(ledger, store, logical, embedder.dimension))
+    return reports
 
 
 def _checked_fingerprint(

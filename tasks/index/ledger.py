@@ -214,7 +214,7 @@ class Ledger:
     def chunks(self, namespace: str, ids: Sequence[str] | None = None) -> dict[str, Chunk]:
         """The chunks the ledger holds for a physical namespace (all, or those of ``ids``), with
         text and metadata: what the index doctor compares with the store and re-writes."""
-        where = sql.SQL("namespace = %s")
+        where: sql.Composable = sql.SQL("namespace = %s")
         params: list[Any] = [namespace]
         if ids is not None:
             where += sql.SQL(" and chunk_id = any(%s)")

@@ -23,6 +23,7 @@ EXPECTED_DEPLOYMENTS = {
     ("transform", "transform-only"),
     ("index", "index-only"),
     ("rebuild-index", "rebuild-index"),
+    ("index-doctor", "index-doctor"),
     ("backup", "backup"),
 }
 

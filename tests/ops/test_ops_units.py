@@ -204,7 +204,7 @@ PREFECT_FILES = [
 def test_every_deployment_points_at_a_flow_with_limits_and_tag(path: Path) -> None:
     spec = _load(path)
     assert "definitions" in spec
-    assert len(spec["deployments"]) == 6
+    assert len(spec["deployments"]) == 7
     for d in spec["deployments"]:
         module, func = d["entrypoint"].split(":")
         flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), func)
