@@ -9,7 +9,8 @@ so alerts fire for every worker and even when a run crashes before its own code 
   shape; Mattermost, Rocket.Chat, Teams workflows and Discord's ``/slack`` endpoint accept it).
   The webhook URL is stored in the block's secret fields, never in plain config or logs.
 * Automations on runs of deployments tagged :data:`PIPELINE_TAG`: one for Failed, Crashed and
-  TimedOut, one for a run still Running after ``max_run_minutes``.
+  TimedOut, one for a run still Running after ``max_run_minutes``; and one for the index
+  doctor's ``pipeline.index.drift`` event (the store no longer matches the ledger).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ PIPELINE_TAG = "semantic-pipeline"
 ALERT_BLOCK_NAME = "pipeline-alerts"
 FAILURE_AUTOMATION = "semantic-pipeline: run failed"
 OVERLONG_AUTOMATION = "semantic-pipeline: run too long"
+DRIFT_AUTOMATION = "semantic-pipeline: index drift"
+#: The event the index doctor emits when a store differs from the ledger (flows/doctor.py).
+DRIFT_EVENT = "pipeline.index.drift"
 
 FAILED_EVENTS = ["prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"]
 FINAL_EVENTS = [
@@ -52,6 +56,14 @@ Flow: {{ flow.name }}
 Deployment: {{ deployment.name }}
 Run: {{ flow_run.name }} has been running for more than {limit}
 Run link: {{ flow_run|ui_url }}"""
+
+DRIFT_SUBJECT = "Pipeline alert: the vector index drifted from its ledger"
+#: Jinja over the event's payload (tasks/index/doctor.py DoctorReport.payload per namespace).
+DRIFT_BODY = """\
+{% for n in event.payload.namespaces %}Namespace {{ n.namespace }} ({{ n.physical_namespace }}): \
+{% for kind, count in n.counts.items() if count %}{{ count }} {{ kind }} {% endfor %}
+{% endfor %}Repaired: {{ event.payload.repaired }}. \
+To repair from the embedding cache: semantic-index doctor --repair"""
 
 
 @dataclass
@@ -151,6 +163,25 @@ def overlong_automation(
     )
 
 
+def drift_automation(block_id: UUID) -> Any:
+    """Notify when the index doctor finds a store that differs from the ledger."""
+    from prefect.automations import AutomationCore, EventTrigger, Posture, SendNotification
+
+    return AutomationCore(
+        name=DRIFT_AUTOMATION,
+        description="Post the drifting namespaces and what differs to the alert webhook.",
+        trigger=EventTrigger(
+            expect={DRIFT_EVENT},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[
+            SendNotification(block_document_id=block_id, subject=DRIFT_SUBJECT, body=DRIFT_BODY)
+        ],
+    )
+
+
 def setup_operations(
     *,
     work_pool: str,
@@ -180,7 +211,7 @@ def setup_operations(
             result.concurrency_limits[name] = limit
             logger.info("Global concurrency limit %s = %d", name, limit)
 
-        for name in (FAILURE_AUTOMATION, OVERLONG_AUTOMATION):
+        for name in (FAILURE_AUTOMATION, OVERLONG_AUTOMATION, DRIFT_AUTOMATION):
             for existing in client.read_automations_by_name(name):
                 client.delete_automation(existing.id)
         if webhook_url is None:
@@ -191,6 +222,7 @@ def setup_operations(
         for automation in (
             failure_automation(result.block_id),
             overlong_automation(result.block_id, timedelta(minutes=max_run_minutes)),
+            drift_automation(result.block_id),
         ):
             client.create_automation(automation)
             result.automations.append(automation.name)

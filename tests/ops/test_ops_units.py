@@ -438,3 +438,30 @@ def test_automations_match_tagged_runs_and_say_where_it_failed() -> None:
     assert "90 minutes" in overlong.actions[0].body
     assert "1 minute\n" in overlong_automation(uuid4(), timedelta(minutes=1)).actions[0].body
     assert "15 seconds" in overlong_automation(uuid4(), timedelta(seconds=15)).actions[0].body
+
+
+def test_drift_automation_renders_the_doctor_payload() -> None:
+    """The drift alert fires on the doctor's event and its body renders the event's payload."""
+    from uuid import uuid4
+
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from tasks.ops.alerts import DRIFT_EVENT, drift_automation
+
+    automation = drift_automation(uuid4())
+    assert automation.trigger.expect == {DRIFT_EVENT} == {"pipeline.index.drift"}
+    payload = {
+        "repaired": False,
+        "namespaces": [
+            {
+                "namespace": "products",
+                "physical_namespace": "products__ab12",
+                "counts": {"missing": 2, "orphan": 0, "metadata": 1},
+            }
+        ],
+    }
+    body = SandboxedEnvironment().from_string(automation.actions[0].body)
+    text = body.render(event={"payload": payload})
+    assert "Namespace products (products__ab12): 2 missing 1 metadata" in text
+    assert "orphan" not in text
+    assert "semantic-index doctor --repair" in text
