@@ -166,6 +166,30 @@ def cmd_index(args: argparse.Namespace) -> None:
         print(result.to_text())
 
 
+def cmd_replay(args: argparse.Namespace) -> None:
+    """Index again the namespaces whose dead letters (rejected chunks) may now go through."""
+    from tasks.embedders import get_embedder
+    from tasks.index.documents import load_specs
+    from tasks.index.run import replay_dead_letters
+    from tasks.stores import get_store
+    from tasks.warehouse import get_warehouse
+
+    logging.basicConfig(level=logging.WARNING)
+    settings = get_settings()
+    specs = [s for s in load_specs(settings) if args.namespace in (None, s.namespace)]
+    replays = replay_dead_letters(
+        specs,
+        get_warehouse(settings),
+        get_embedder(settings),
+        lambda: get_store(settings),
+        settings=settings,
+    )
+    for replay in replays:
+        print(replay.to_text())
+    if not replays:
+        print("No dead letters: nothing to replay.")
+
+
 def cmd_rebuild(args: argparse.Namespace) -> None:
     """The rebuild-index flow: drop every declared namespace, then index from scratch."""
     from flows.rebuild import rebuild
@@ -377,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Confirm a deletion larger than INDEX_MAX_DELETE_FRACTION (INDEX_ALLOW_MASS_DELETE).",
     )
+    p = add(
+        "replay",
+        cmd_replay,
+        "Retry the chunks the embedding provider rejected (dead letters), after a fix.",
+        "Runs an incremental index of each namespace with dead letters and reports how many "
+        "were recovered.",
+    )
+    p.add_argument("--namespace", default=None, help="Only this logical namespace.")
     add("rebuild", cmd_rebuild, "Drop every declared namespace and index it again from scratch.")
 
     p = add("search", cmd_search, "Search the semantic index built by the pipeline.")

@@ -438,3 +438,21 @@ def test_automations_match_tagged_runs_and_say_where_it_failed() -> None:
     assert "90 minutes" in overlong.actions[0].body
     assert "1 minute\n" in overlong_automation(uuid4(), timedelta(minutes=1)).actions[0].body
     assert "15 seconds" in overlong_automation(uuid4(), timedelta(seconds=15)).actions[0].body
+
+
+def test_dead_letters_are_counted_but_do_not_fail_validation() -> None:
+    from tasks.ops.tasks import index_checks
+
+    summary = _summary()
+    summary.index[0].dead_letters = 1
+    assert report_tables(summary)["index"][0]["dead letters"] == 1
+    assert "1 rejected" in report_markdown(summary)
+    r = IndexResult(namespace="products", model="documents", documents=3, chunks=3, dead_letters=1)
+    checks = {name: (ok, detail) for name, ok, detail in index_checks(r, in_store=2)}
+    assert checks["vectors in products"][0]  # 3 chunks - 1 dead letter == 2 vectors
+    assert checks["dead letters in products"] == (
+        True,
+        "1 chunks rejected by the embedding provider (not indexed; fix, then "
+        "`semantic-index replay`)",
+    )
+    assert not index_checks(r, in_store=3)[0][1]  # a dead letter must not be in the store
