@@ -24,6 +24,7 @@ COMMANDS = {
     "transform": [],
     "index": ["--dry-run", "--allow-mass-delete", "--namespace", "products"],
     "rebuild": [],
+    "replay": ["--namespace", "products"],
     "search": ["tent", "-k", "3", "--mode", "hybrid", "--json"],
     "serve": ["--port", "8001"],
     "evaluate": ["queries.jsonl", "--min-ndcg", "0.5"],
