@@ -503,6 +503,8 @@ class IndexRun:
             dead = [c for c in waiting if c.content_hash in rejections]
             waiting = [c for c in waiting if c.content_hash not in rejections]
             ids = [c.id for c in dead]
+            if not ids:
+                return
             # An earlier text of a rejected chunk may be in the store: it is not what the
             # document says any more, and the namespace must hold desired minus dead letters.
             store.delete(target, ids)
