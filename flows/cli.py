@@ -6,6 +6,7 @@ Examples::
     semantic-index ingest | transform           # one stage, as its Prefect flow
     semantic-index index --dry-run              # plan and cost the indexing; no writes
     semantic-index doctor [--repair]            # compare the store with the ledger (and fix)
+    semantic-index replay                       # retry the chunks the provider rejected
     semantic-index search "cast iron pan" --filter '{"category": "kitchen"}'
     semantic-index serve                        # the HTTP search service
     semantic-index evaluate data/demo/queries.jsonl --min-ndcg 0.8
@@ -195,6 +196,30 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if not reports:
         print("No namespace is served yet: nothing to check (run `semantic-index index`).")
     return 0 if all(r.clean for r in reports) else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    """Index again the namespaces whose dead letters (rejected chunks) may now go through."""
+    from tasks.embedders import get_embedder
+    from tasks.index.documents import load_specs
+    from tasks.index.run import replay_dead_letters
+    from tasks.stores import get_store
+    from tasks.warehouse import get_warehouse
+
+    logging.basicConfig(level=logging.WARNING)
+    settings = get_settings()
+    specs = [s for s in load_specs(settings) if args.namespace in (None, s.namespace)]
+    replays = replay_dead_letters(
+        specs,
+        get_warehouse(settings),
+        get_embedder(settings),
+        lambda: get_store(settings),
+        settings=settings,
+    )
+    for replay in replays:
+        print(replay.to_text())
+    if not replays:
+        print("No dead letters: nothing to replay.")
 
 
 def cmd_rebuild(args: argparse.Namespace) -> None:
@@ -419,6 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--repair",
         action="store_true",
         help="Re-write missing and stale records from the embedding cache; delete orphans.",
+    )
+    p.add_argument("--namespace", default=None, help="Only this logical namespace.")
+    p = add(
+        "replay",
+        cmd_replay,
+        "Retry the chunks the embedding provider rejected (dead letters), after a fix.",
+        "Runs an incremental index of each namespace with dead letters and reports how many "
+        "were recovered.",
     )
     p.add_argument("--namespace", default=None, help="Only this logical namespace.")
     add("rebuild", cmd_rebuild, "Drop every declared namespace and index it again from scratch.")

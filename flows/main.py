@@ -80,7 +80,8 @@ class PipelineSummary:
             lines.append(
                 f"  index      {r.namespace}: {r.documents} documents, {r.embedded} chunks "
                 f"embedded, {r.unchanged} unchanged, {r.deleted} deleted, {r.vectors_in_store} "
-                f"vectors stored, {r.input_tokens} tokens (~${r.estimated_cost_usd:.4f})  "
+                f"vectors stored, {r.dead_letters} rejected, {r.input_tokens} tokens "
+                f"(~${r.estimated_cost_usd:.4f})  "
                 f"({self.seconds.get('index', 0):.1f}s)"
             )
         if self.validation:

@@ -25,6 +25,7 @@ COMMANDS = {
     "index": ["--dry-run", "--allow-mass-delete", "--namespace", "products"],
     "rebuild": [],
     "doctor": ["--repair", "--namespace", "products"],
+    "replay": ["--namespace", "products"],
     "search": ["tent", "-k", "3", "--mode", "hybrid", "--json"],
     "serve": ["--port", "8001"],
     "evaluate": ["queries.jsonl", "--min-ndcg", "0.5"],

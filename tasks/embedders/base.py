@@ -18,7 +18,7 @@ import logging
 import math
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -42,6 +42,36 @@ class MalformedResponse(EmbeddingError):
     """The provider answered 2xx with a body we cannot use: retried like a 5xx (transient)."""
 
     retryable = True
+
+
+class InputRejected(EmbeddingError):
+    """The provider rejected a request for its content (OpenAI's 400 for an input it cannot
+    embed): a retry of the same inputs cannot fix it, but the request's other inputs may be fine.
+
+    Whole-request problems (a bad API key, no quota, an unknown model) are other errors: they
+    fail the run. :meth:`Embedder.embed_partial` bisects a rejected request down to its poison
+    inputs; :meth:`Embedder.embed` raises this as it is.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        #: The HTTP status the provider answered, when there is one.
+        self.status = status
+
+    @property
+    def error_class(self) -> str:
+        """A short name of the rejection for the dead-letter table, e.g. ``http_400``."""
+        return f"http_{self.status}" if self.status is not None else type(self).__name__
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why the provider would not embed one input (see :meth:`Embedder.embed_partial`)."""
+
+    error_class: str
+    message: str
 
 
 class EmbeddingBudgetExceeded(PipelineError):
@@ -217,18 +247,83 @@ class Embedder(ABC):
             s, e = requests[k]
             results[k] = self._request(pieces[s:e], sum(piece_tokens[s:e]))
 
-        workers = min(self.max_concurrency, len(requests))
-        if workers <= 1:
-            for k in range(len(requests)):
-                run(k)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for future in [pool.submit(run, k) for k in range(len(requests))]:
-                    future.result()
+        self._run_requests(run, len(requests))
         flat = [v for chunk in results for v in chunk]
         if owners is None:
             return flat
         return combine_pieces(flat, piece_tokens, owners, len(texts))
+
+    def embed_partial(
+        self, texts: Sequence[str], *, token_counts: Sequence[int] | None = None
+    ) -> tuple[dict[int, list[float]], dict[int, Rejection]]:
+        """Like :meth:`embed`, but an input the provider rejects (:class:`InputRejected`) does
+        not fail the others: ``({position: vector}, {position: rejection})``.
+
+        A rejected request is split in halves and each half re-sent, down to the single poison
+        input (about ``2 * log2(n)`` extra requests per poison input). An input sent in pieces
+        (``oversize_policy="split"``) is rejected when any of its pieces is. Every other error
+        (auth, quota, unknown model, transient errors after the retries) still raises.
+        """
+        if not texts:
+            return {}, {}
+        if token_counts is None:
+            token_counts = self.count_tokens(texts)
+        elif len(token_counts) != len(texts):
+            raise ValueError(f"{len(token_counts)} token counts for {len(texts)} texts")
+        pieces, piece_tokens, owners = self._cut_oversize(texts, token_counts)
+        requests = self.pack(piece_tokens)
+        outcomes: list[tuple[dict[int, list[float]], dict[int, Rejection]]] = [
+            ({}, {}) for _ in requests
+        ]
+
+        def run(k: int) -> None:
+            outcomes[k] = self._request_bisecting(pieces, piece_tokens, *requests[k])
+
+        self._run_requests(run, len(requests))
+        vectors = {i: v for got, _ in outcomes for i, v in got.items()}
+        rejected = {i: r for _, bad in outcomes for i, r in bad.items()}
+        if owners is None:
+            return vectors, rejected
+        # Pieces back to inputs: an input with a rejected piece is rejected as a whole.
+        bad_inputs = {owners[i]: r for i, r in rejected.items()}
+        keep = [i for i in range(len(pieces)) if owners[i] not in bad_inputs]
+        kept_owners = sorted({owners[i] for i in keep})
+        renumber = {owner: n for n, owner in enumerate(kept_owners)}
+        combined = combine_pieces(
+            [vectors[i] for i in keep],
+            [piece_tokens[i] for i in keep],
+            [renumber[owners[i]] for i in keep],
+            len(kept_owners),
+        )
+        return dict(zip(kept_owners, combined, strict=True)), bad_inputs
+
+    def _request_bisecting(
+        self, pieces: Sequence[str], tokens: Sequence[int], start: int, end: int
+    ) -> tuple[dict[int, list[float]], dict[int, Rejection]]:
+        """One request for ``pieces[start:end]``; when it is rejected for its content, the two
+        halves again (recursively), so only the poison inputs end up rejected."""
+        try:
+            got = self._request(pieces[start:end], sum(tokens[start:end]))
+        except InputRejected as exc:
+            if end - start == 1:
+                logger.warning("Input rejected by %s: %s", self.provider, exc)
+                return {}, {start: Rejection(exc.error_class, str(exc))}
+            mid = (start + end) // 2
+            left, left_bad = self._request_bisecting(pieces, tokens, start, mid)
+            right, right_bad = self._request_bisecting(pieces, tokens, mid, end)
+            return {**left, **right}, {**left_bad, **right_bad}
+        return dict(enumerate(got, start)), {}
+
+    def _run_requests(self, run: Callable[[int], None], count: int) -> None:
+        """``run(k)`` for each of ``count`` requests, up to :attr:`max_concurrency` at once."""
+        workers = min(self.max_concurrency, count)
+        if workers <= 1:
+            for k in range(count):
+                run(k)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for future in [pool.submit(run, k) for k in range(count)]:
+                    future.result()
 
     def embed_query(self, text: str, *, token_count: int | None = None) -> list[float]:
         """Embed one search query (``token_count``: its :meth:`count_tokens`, if known)."""

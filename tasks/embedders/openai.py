@@ -14,7 +14,9 @@ packs, cuts and counts:
   with exponential backoff and full jitter, waiting at least what
   ``Retry-After``/``retry-after-ms`` asks. ``insufficient_quota`` (also a 429) and other 4xx fail
   at once; the error raised after the last attempt is marked final (:func:`~tasks.retry.give_up`)
-  so Prefect's task retries do not multiply ours.
+  so Prefect's task retries do not multiply ours. A 400/413/422 is raised as
+  :class:`~tasks.embedders.base.InputRejected`, which the indexer bisects to the poison inputs
+  (dead letters, docs/indexing.md).
 - Requests of one window run concurrently, at most ``max_concurrency`` at a time.
 """
 
@@ -33,6 +35,7 @@ from tasks.embedders.base import (
     Embedded,
     Embedder,
     EmbeddingQuotaExceeded,
+    InputRejected,
     MalformedResponse,
     OversizePolicy,
     approx_tokens,
@@ -55,6 +58,10 @@ MAX_INPUTS_PER_REQUEST = 2048
 MAX_TOKENS_PER_REQUEST = 300_000
 #: ... or any input longer than this.
 MAX_TOKENS_PER_INPUT = 8192
+#: Statuses that reject a request for its inputs (400 bad input, 413 too large, 422
+#: unprocessable), which bisecting the request can isolate. 401/403 (key), 404 (model) and
+#: ``insufficient_quota`` are about the whole request and fail the run.
+INPUT_REJECTION_STATUSES = frozenset({400, 413, 422})
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,12 @@ class OpenAIEmbedder(Embedder):
                     f"The embeddings API at {self._client.base_url} reports insufficient_quota: "
                     "the account has no credit left. Add credit or raise the project's limit, "
                     "then re-run (already embedded chunks are kept and not paid for again)."
+                ) from None
+            if exc.status_code in INPUT_REJECTION_STATUSES:
+                raise InputRejected(
+                    f"Embedding request to {self._client.base_url} failed with HTTP "
+                    f"{exc.status_code}: {exc.message}",
+                    status=exc.status_code,
                 ) from None
             raise give_up(
                 EmbeddingError(

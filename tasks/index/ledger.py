@@ -9,6 +9,11 @@ Tables in ``<INDEX_STATE_SCHEMA>`` (default ``index_state``); see docs/indexing.
 - ``namespaces``: the registry of physical namespaces per logical one: ``physical, logical,
   fingerprint, state ('building' | 'serving' | 'retired'), created_at, switched_at``.
 - ``runs``: one row per indexing run, with counts, tokens and estimated cost.
+- ``dead_letters``: chunks the embedding provider rejected (a retry cannot fix them; see
+  docs/indexing.md "Dead letters"): ``namespace, chunk_id, logical_namespace, document_id,
+  content_hash, error_class, message, run_id, first_seen, last_seen``. A row lives as long as its
+  chunk is desired and rejected: every run retries it, and a run that embeds it (or no longer
+  wants it) removes the row.
 
 The embedding cache keeps its own tables in the same schema (:mod:`tasks.index.embedding_cache`
 creates them through :func:`setup_schema`).
@@ -26,6 +31,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -68,6 +74,22 @@ class NamespaceEntry:
     logical: str
     fingerprint: str
     state: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A chunk the embedding provider rejected, as the ``dead_letters`` table keeps it."""
+
+    namespace: str
+    chunk_id: str
+    logical_namespace: str
+    document_id: str
+    content_hash: str
+    error_class: str
+    message: str
+    run_id: int | None
+    first_seen: datetime
+    last_seen: datetime
 
 
 def _ddl(schema: str) -> list[sql.Composed]:
@@ -136,6 +158,24 @@ def _ddl(schema: str) -> list[sql.Composed]:
                 estimated_cost_usd numeric(20, 12),
                 switched boolean,
                 error text
+            )
+            """
+        ).format(s),
+        sql.SQL("alter table {}.runs add column if not exists dead_letters int").format(s),
+        sql.SQL(
+            """
+            create table if not exists {}.dead_letters (
+                namespace text not null,
+                chunk_id text not null,
+                logical_namespace text not null,
+                document_id text not null,
+                content_hash text not null,
+                error_class text not null,
+                message text not null,
+                run_id bigint,
+                first_seen timestamptz not null default now(),
+                last_seen timestamptz not null default now(),
+                primary key (namespace, chunk_id)
             )
             """
         ).format(s),
@@ -405,6 +445,10 @@ class Ledger:
                 sql.SQL("delete from {} where physical = %s").format(self._t("namespaces")),
                 (physical,),
             )
+            self.conn.execute(
+                sql.SQL("delete from {} where namespace = %s").format(self._t("dead_letters")),
+                (physical,),
+            )
 
     # --- runs ---
 
@@ -441,6 +485,7 @@ class Ledger:
             "estimated_cost_usd",
             "switched",
             "error",
+            "dead_letters",
         }
         values = {k: v for k, v in values.items() if k in allowed}
         sets: list[sql.Composable] = [sql.SQL("status = %s"), sql.SQL("finished_at = now()")]
@@ -451,6 +496,78 @@ class Ledger:
             ),
             (status, *values.values(), run_id),
         )
+
+    # --- dead letters ---
+
+    def record_dead_letters(
+        self,
+        namespace: str,
+        logical: str,
+        run_id: int | None,
+        rejected: Sequence[tuple[Chunk, str, str]],
+    ) -> None:
+        """Record chunks the provider rejected, as ``(chunk, error class, message)``.
+
+        ``first_seen`` is kept while the chunk's text stays the same; a new text starts over.
+        """
+        if not rejected:
+            return
+        statement = sql.SQL(
+            """
+            insert into {} (namespace, chunk_id, logical_namespace, document_id, content_hash,
+                            error_class, message, run_id)
+            values (%s, %s, %s, %s, %s, %s, %s, %s)
+            on conflict (namespace, chunk_id) do update set
+                logical_namespace = excluded.logical_namespace,
+                document_id = excluded.document_id,
+                first_seen = case when {}.content_hash = excluded.content_hash
+                                  then {}.first_seen else now() end,
+                content_hash = excluded.content_hash,
+                error_class = excluded.error_class,
+                message = excluded.message,
+                run_id = excluded.run_id,
+                last_seen = now()
+            """
+        ).format(self._t("dead_letters"), *[sql.Identifier("dead_letters")] * 2)
+        rows = [
+            (namespace, c.id, logical, c.document_id, c.content_hash, kind, message[:2000], run_id)
+            for c, kind, message in rejected
+        ]
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(statement, rows)
+
+    def clear_dead_letters(self, namespace: str, keep: Sequence[str] = ()) -> int:
+        """Forget the dead letters of a physical namespace except the chunk ids in ``keep``
+        (what the run that just ended still saw rejected); returns how many were forgotten."""
+        cur = self.conn.execute(
+            sql.SQL("delete from {} where namespace = %s and not (chunk_id = any(%s))").format(
+                self._t("dead_letters")
+            ),
+            (namespace, list(keep)),
+        )
+        return cur.rowcount
+
+    def dead_letters(self, namespace: str) -> list[DeadLetter]:
+        """The dead letters of a physical namespace, by chunk id."""
+        rows = self.conn.execute(
+            sql.SQL(
+                "select namespace, chunk_id, logical_namespace, document_id, content_hash, "
+                "error_class, message, run_id, first_seen, last_seen from {} "
+                "where namespace = %s order by chunk_id"
+            ).format(self._t("dead_letters")),
+            (namespace,),
+        ).fetchall()
+        return [DeadLetter(*r) for r in rows]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters per logical namespace (only namespaces that have some)."""
+        rows = self.conn.execute(
+            sql.SQL(
+                "select logical_namespace, count(*) from {} group by logical_namespace "
+                "order by logical_namespace"
+            ).format(self._t("dead_letters"))
+        ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
 
 
 def serving_physical(warehouse: Warehouse, logical: str, schema: str = "index_state") -> str | None:

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded
+from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded, Rejection
 from tasks.errors import MassDeleteRefused, ValidationFailed
 from tasks.index.chunking import (
     Chunk,
@@ -86,6 +86,9 @@ class IndexResult:
     switched: bool = False
     dry_run: bool = False
     run_id: int | None = None
+    #: Chunks the embedding provider rejected (not written; kept in the ledger's dead letters
+    #: and retried by every run: docs/indexing.md "Dead letters").
+    dead_letters: int = 0
 
     def to_text(self) -> str:
         """One line for logs and the CLI."""
@@ -103,6 +106,11 @@ class IndexResult:
             text += "; rebuilt" + (" and switched over" if self.switched else "")
         if self.cache_pruned:
             text += f"; {self.cache_pruned} unused embedding cache entries pruned"
+        if self.dead_letters:
+            text += (
+                f"; {self.dead_letters} chunks rejected by the embedding provider (dead "
+                "letters: fix them, then `semantic-index replay`)"
+            )
         return text
 
 
@@ -450,6 +458,10 @@ class IndexRun:
         Each window's vectors go to the embedding cache as soon as they exist; each batch's
         ledger rows go ``pending`` before it is sent and ``written`` once the store acknowledged
         it, so a run killed anywhere is resumed by the next one.
+
+        Chunks whose text the provider rejects (:meth:`Embedder.embed_partial`) are neither
+        written nor acknowledged: they go to the ledger's dead letters (with any vector of an
+        earlier text of theirs removed), and the next run tries them again.
         """
         changes, target, size = plan.changes, self.target, self.settings.index_batch_size
         ledger, store, embedder = self.ledger, self.store, self.embedder
@@ -486,19 +498,60 @@ class IndexRun:
                 ledger.mark_written(target, self.logical, self.fingerprint, batch)
                 writing.advance(len(batch))
 
+        def reject(rejections: dict[str, Rejection]) -> None:
+            nonlocal waiting
+            dead = [c for c in waiting if c.content_hash in rejections]
+            waiting = [c for c in waiting if c.content_hash not in rejections]
+            ids = [c.id for c in dead]
+            if not ids:
+                return
+            # An earlier text of a rejected chunk may be in the store: it is not what the
+            # document says any more, and the namespace must hold desired minus dead letters.
+            store.delete(target, ids)
+            ledger.remove(target, ids)
+            ledger.record_dead_letters(
+                target,
+                self.logical,
+                self.result.run_id,
+                [(c, rejections[c.content_hash].error_class, rejections[c.content_hash].message)
+                 for c in dead],
+            )  # fmt: skip
+            rejected_ids.extend(ids)
+            writing.advance(len(dead))
+
+        rejected_ids: list[str] = []
+        rejected_hashes = 0
         flush()  # cache hits cost nothing: write them first
         for start, end in embedder.windows(plan.token_counts):
             # The plan counted these tokens already: embed does not count them again.
-            window = embedder.embed(
+            window, rejections = embedder.embed_partial(
                 plan.texts[start:end], token_counts=plan.token_counts[start:end]
             )
-            fresh = dict(zip(plan.to_embed[start:end], window, strict=True))
+            hashes = plan.to_embed[start:end]
+            fresh = {hashes[i]: vector for i, vector in window.items()}
             with ledger.conn.transaction():
                 self.cache.put(ledger.conn, embedder.fingerprint, fresh)
             vectors.update(fresh)
+            if rejections:
+                reject({hashes[i]: r for i, r in rejections.items()})
+                rejected_hashes += len(rejections)
             embedding.advance(end - start)
             flush()
         embedding.finish()
+        recovered = ledger.clear_dead_letters(target, keep=rejected_ids)
+        if recovered:
+            logger.info("%d dead letters of %s are gone (embedded or removed)", recovered, target)
+        self.result.dead_letters = len(rejected_ids)
+        self.result.embedded -= rejected_hashes
+        self.result.upserted -= len(rejected_ids)
+        if rejected_ids:
+            logger.warning(
+                "%d chunks of %s were rejected by the embedding provider and not indexed; "
+                "see %s.dead_letters",
+                len(rejected_ids),
+                self.logical,
+                ledger.schema,
+            )
         if waiting:
             raise RuntimeError(f"{len(waiting)} chunks got no vector")  # a bug, not a data problem
         writing.finish()
@@ -517,16 +570,19 @@ class IndexRun:
         counts = ledger.counts(target)
         in_store = store.count(target)
         self.result.vectors_in_store = in_store
+        # Dead letters are visible (result, report, validation) but do not fail the run.
+        dead = {d.chunk_id for d in ledger.dead_letters(target)}
+        want = len(desired) - len(dead & desired.keys())
         problems = []
         if counts.get(PENDING, 0):
             problems.append(f"{counts[PENDING]} ledger rows still pending")
-        if counts.get(WRITTEN, 0) != len(desired):
+        if counts.get(WRITTEN, 0) != want:
             written = counts.get(WRITTEN, 0)
-            problems.append(f"ledger has {written} written chunks, want {len(desired)}")
-        if in_store != len(desired):
-            problems.append(f"store has {in_store} vectors, want {len(desired)}")
-        if desired and not problems:
-            probe = next(iter(desired.values()))
+            problems.append(f"ledger has {written} written chunks, want {want}")
+        if in_store != want:
+            problems.append(f"store has {in_store} vectors, want {want}")
+        if want and not problems:
+            probe = next(c for c in desired.values() if c.id not in dead)
             vector = self.cache.get(ledger.conn, self.embedder.fingerprint, [probe.content_hash])
             # Without a cached vector (cache purged) the probe is skipped rather than paid for.
             if vector and not store.query(target, vector[probe.content_hash], 1):
@@ -632,6 +688,64 @@ def index_documents(
         ledger.close()
     logger.info("Indexed %s", run.result.to_text())
     return run.result
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What re-indexing a namespace with dead letters did (:func:`replay_dead_letters`)."""
+
+    #: Dead letters of the namespace before the run.
+    before: int
+    result: IndexResult
+
+    @property
+    def recovered(self) -> int:
+        """Dead letters the run embedded and indexed (or found no longer wanted)."""
+        return max(0, self.before - self.result.dead_letters)
+
+    def to_text(self) -> str:
+        """One line for the CLI."""
+        return (
+            f"{self.result.namespace}: {self.recovered} of {self.before} dead letters recovered, "
+            f"{self.result.dead_letters} still rejected; {self.result.to_text()}"
+        )
+
+
+def replay_dead_letters(
+    specs: Sequence[EmbeddingSpec],
+    warehouse: Warehouse,
+    embedder: Embedder,
+    store: Callable[[], VectorStore],
+    *,
+    settings: Settings | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> list[Replay]:
+    """Index again the namespaces of ``specs`` that have dead letters (after a fix).
+
+    Nothing special happens to the rejected chunks: they were never acknowledged, so the normal
+    incremental run plans them again (and only them, plus whatever else changed). ``store``
+    makes one store per namespace (closed here).
+    """
+    settings = settings or get_settings()
+    ledger = Ledger(warehouse, settings.index_state_schema)
+    try:
+        ledger.setup()
+        counts = ledger.dead_letter_counts()
+    finally:
+        ledger.close()
+    replays = []
+    for spec in specs:
+        if not counts.get(spec.namespace):
+            continue
+        vectors = store()
+        try:
+            result = index_documents(
+                spec, warehouse, embedder, vectors, on_progress, settings=settings, dry_run=False
+            )
+        finally:
+            vectors.close()
+        replays.append(Replay(counts[spec.namespace], result))
+    return replays
 
 
 def _adopt_unknown(store: VectorStore, namespace: str, fingerprint: str) -> dict[str, LedgerEntry]:

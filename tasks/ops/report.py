@@ -7,7 +7,8 @@ events (other deployments and automations react to them) and turns an error into
 :func:`publish_run_report` writes the Prefect artifacts of a run: one markdown summary and tables
 (rows per source and table, ``<table>__rejected`` ones included, dbt nodes, index counts with
 tokens and estimated cost, validation checks, seconds per stage); the summary counts the rejected
-rows (quarantined records, dead-letter pages).
+rows (quarantined records, dead-letter pages) and the chunks the embedding provider rejected
+(the index's dead letters).
 Everything here reads counts and names only: no setting, URL or secret ends up in a report.
 """
 
@@ -119,6 +120,8 @@ def index_row(r: Any) -> dict[str, Any]:
         "unchanged": r.unchanged,
         "deleted": r.deleted,
         "vectors in store": r.vectors_in_store,
+        # Chunks the embedding provider rejected: not indexed, retried by the next run.
+        "dead letters": getattr(r, "dead_letters", 0),
         # Filled by the indexer when it knows them (tokens sent, provider price estimate).
         "cache hits": getattr(r, "cache_hits", 0),
         "input tokens": getattr(r, "input_tokens", 0),
@@ -178,6 +181,7 @@ def report_markdown(summary: RunSummary) -> str:
             "; ".join(
                 f"{r.namespace}: {r.embedded} embedded, {r.unchanged} unchanged, "
                 f"{r.deleted} deleted, {r.vectors_in_store} in store, "
+                f"{getattr(r, 'dead_letters', 0)} rejected, "
                 f"{getattr(r, 'input_tokens', 0)} tokens "
                 f"(~${float(getattr(r, 'estimated_cost_usd', 0.0)):.4f})"
                 for r in summary.index

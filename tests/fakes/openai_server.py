@@ -8,7 +8,9 @@ a test instead of passing silently. Faults are scripted per request, in arrival 
     server.script(Fault(status=429, retry_after="2"), Fault(status=500), Fault(delay=1.0),
                   Fault(malformed=True), Fault(quota=True))
 
-Every request is recorded (``server.requests``) with its inputs and outcome.
+Every request is recorded (``server.requests``) with its inputs and outcome. Poison inputs are
+scripted by content: ``server.reject_containing = {"POISON"}`` answers 400 to every request with
+an input containing a marker (as OpenAI rejects a whole batch for one input it cannot embed).
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class FakeOpenAIServer:
         self.max_in_flight = 0
         #: Seconds every request takes (spreads a run over time for crash tests).
         self.latency = 0.0
+        #: Markers: a request with an input containing one is rejected with HTTP 400.
+        self.reject_containing: set[str] = set()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -125,6 +129,7 @@ class FakeOpenAIServer:
             self._faults.clear()
             self.max_in_flight = 0
             self.latency = 0.0
+            self.reject_containing = set()
 
     @property
     def answered(self) -> list[Request]:
@@ -219,6 +224,15 @@ class FakeOpenAIServer:
         if fault and fault.malformed:
             record.outcome = "malformed"
             return self._send_raw(handler, 200, b'{"object": "list", "data": [{"embedd')
+        poison = [i for i, t in enumerate(inputs) if any(m in t for m in self.reject_containing)]
+        if poison:
+            record.outcome = "400"
+            message = f"'$.input[{poison[0]}]' is invalid. Please check the API reference."
+            return self._send(
+                handler,
+                400,
+                {"error": {"message": message, "type": "invalid_request_error", "code": None}},
+            )
         if self.enforce_limits:
             problem = self._limit_problem(inputs)
             if problem:

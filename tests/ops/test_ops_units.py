@@ -465,3 +465,21 @@ def test_drift_automation_renders_the_doctor_payload() -> None:
     assert "Namespace products (products__ab12): 2 missing 1 metadata" in text
     assert "orphan" not in text
     assert "semantic-index doctor --repair" in text
+
+
+def test_dead_letters_are_counted_but_do_not_fail_validation() -> None:
+    from tasks.ops.tasks import index_checks
+
+    summary = _summary()
+    summary.index[0].dead_letters = 1
+    assert report_tables(summary)["index"][0]["dead letters"] == 1
+    assert "1 rejected" in report_markdown(summary)
+    r = IndexResult(namespace="products", model="documents", documents=3, chunks=3, dead_letters=1)
+    checks = {name: (ok, detail) for name, ok, detail in index_checks(r, in_store=2)}
+    assert checks["vectors in products"][0]  # 3 chunks - 1 dead letter == 2 vectors
+    assert checks["dead letters in products"] == (
+        True,
+        "1 chunks rejected by the embedding provider (not indexed; fix, then "
+        "`semantic-index replay`)",
+    )
+    assert not index_checks(r, in_store=3)[0][1]  # a dead letter must not be in the store
