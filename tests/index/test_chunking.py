@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from tasks.embedders.openai import _encoding
+from tasks.embedders.openai import tiktoken_encoding
 from tasks.index.chunking import (
     ChunkerConfig,
     chunk_document,
@@ -30,7 +30,7 @@ def chars10(texts: Sequence[str]) -> list[int]:
 
 
 def cl100k(texts: Sequence[str]) -> list[int]:
-    encoding = _encoding()
+    encoding = tiktoken_encoding()
     assert encoding is not None
     return [len(encoding.encode_ordinary(t)) for t in texts]
 
