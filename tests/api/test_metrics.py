@@ -4,6 +4,7 @@ pool saturation (``psycopg_pool``) and index freshness after the session's real 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -119,9 +120,7 @@ def test_saturated_pool_answers_503_and_shows_in_the_metrics(demo_index: dict[st
     """One connection, held by the test: the request waits half its deadline, then 503."""
     settings = demo_settings(demo_index, search_api_pool_size=1, search_timeout_s=2.0)
     app = create_app(settings)
-    gen = serve(settings, app)
-    url = next(gen)
-    try:
+    with contextmanager(serve)(settings, app) as url:
         with app.state.service.searcher():
             held = scrape(url)
             busy = httpx.post(f"{url}/search", json={"query": "tent"}, headers=KEY, timeout=60)
@@ -136,5 +135,46 @@ def test_saturated_pool_answers_503_and_shows_in_the_metrics(demo_index: dict[st
         assert value(after, "search_api_errors_total", status="503") == 1
         again = httpx.post(f"{url}/search", json={"query": "tent"}, headers=KEY, timeout=60)
         assert again.status_code == 200, again.text  # the connection came back to the pool
+
+
+def test_ledger_freshness_reports_pending_changes_and_failed_runs(pg_server: str) -> None:
+    """Through the ledger's own writers: a failed run left one changed chunk pending."""
+    from tasks.index.chunking import Chunk, metadata_hash, text_hash
+    from tasks.index.ledger import Ledger, freshness
+    from tasks.warehouse import Warehouse
+    from tests.conftest import create_database
+
+    warehouse = Warehouse(conninfo=create_database(pg_server), embedded=False)
+    with warehouse.connect(autocommit=True) as conn:
+        assert freshness(conn) == []  # no indexing run created the ledger yet
+
+    def chunk(n: int, updated_at: str) -> Chunk:
+        meta = {"updated_at": updated_at}
+        text = f"text {n}"
+        return Chunk(f"doc:{n}#0", f"doc:{n}", 0, text, meta, text_hash(text), metadata_hash(meta))
+
+    ledger = Ledger(warehouse)
+    try:
+        ledger.setup()
+        ledger.register("products", "products__v1", "fp")
+        ledger.mark_written(
+            "products__v1", "products", "fp", [chunk(1, "2026-03-01T10:00:00+00:00")]
+        )
+        ledger.mark_pending(
+            "products__v1", "products", "fp", [chunk(2, "2026-03-02T10:00:00+00:00")]
+        )
+        ledger.mark_pending(
+            "products__v1", "products", "fp", [chunk(3, "2026-03-03T10:00:00+00:00")]
+        )
+        run = ledger.start_run("products", "products__v1", "local", "m", "fp", dry_run=False)
+        ledger.finish_run(run, "failed", {"error": "boom"})
+        with warehouse.connect(autocommit=True) as conn:
+            (row,) = freshness(conn)
     finally:
-        gen.close()
+        ledger.close()
+    assert (row.logical, row.physical) == ("products", "products__v1")  # building, not serving
+    assert (row.pending_chunks, row.written_chunks) == (2, 1)
+    assert row.oldest_pending_updated_at == 1772445600.0  # 2026-03-02T10:00Z
+    assert row.newest_written_updated_at == 1772359200.0  # 2026-03-01T10:00Z
+    assert row.last_success_at is None and row.last_run_at is not None
+    assert row.last_run_failed
