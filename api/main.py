@@ -16,8 +16,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, CatchAllMiddleware
-from api.routers import documents, health, search
+from api.metrics import ServiceMetrics
+from api.middleware import (
+    AccessLogMiddleware,
+    BodySizeLimitMiddleware,
+    CatchAllMiddleware,
+    MetricsMiddleware,
+)
+from api.routers import documents, health, metrics, search
 from api.security import configured_keys
 from api.service import SearchService, ServiceBusy
 from api.timeouts import DeadlineExceeded
@@ -44,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     keys = configured_keys(settings)
     service = SearchService(settings)
+    app_metrics = ServiceMetrics(settings, service.pool_stats)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,15 +69,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.api_keys = keys
     app.state.service = service
+    app.state.metrics = app_metrics
     if settings.search_api_auth_disabled:
         logger.warning("API-key authentication is DISABLED (SEARCH_API_AUTH_DISABLED=true).")
 
     app.include_router(search.router)
     app.include_router(documents.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     _add_error_handlers(app)
 
-    # Added last = outermost. Order of a request: access log -> size limit -> CORS -> errors.
+    # Added last = outermost. Order of a request: access log -> metrics -> size limit -> CORS
+    # -> errors (so metrics count the 413s and 500s those answer).
     app.add_middleware(CatchAllMiddleware)
     origins = [o.strip() for o in settings.search_api_cors_origins.split(",") if o.strip()]
     if origins:
@@ -83,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.search_api_max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     app.add_middleware(AccessLogMiddleware)
     return app
 

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids, structured access logs, request body size limit."""
+"""Pure ASGI middleware: request ids, structured access logs, request body size limit, metrics."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("api.access")
@@ -226,3 +228,37 @@ class CatchAllMiddleware:
             )
             if not tracker.started:
                 await send_json(send, 500, {"detail": "Internal error.", "request_id": request_id})
+
+
+class MetricsMiddleware:
+    """Count every request and time it, labelled by route template (``/documents/{document_id}``,
+    never the raw path: ids would make one time series per document). Paths no route matched
+    count as ``unmatched``."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            route = scope.get("route")
+            self.metrics.observe_request(
+                scope.get("method", ""),
+                getattr(route, "path", "unmatched"),
+                status,
+                time.perf_counter() - started,
+            )

@@ -1,14 +1,17 @@
-"""What the service holds for its lifetime: the query embedder (loaded once) and a pool of
-searchers, each with its own database connections."""
+"""What the service holds for its lifetime: the query embedder (loaded once) and a
+``psycopg_pool`` connection pool; each pooled connection carries the :class:`Searcher` that runs
+on it (vector store and full-text search share the one connection)."""
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from tasks.embedders import get_embedder
 from tasks.embedders.base import Embedder
@@ -18,7 +21,10 @@ from tasks.search.fulltext import chunk_text_table
 from tasks.search.query_batching import QueryBatcher
 from tasks.search.searcher import Searcher, check_query_tokens, namespace_specs
 from tasks.settings import Settings
-from tasks.warehouse import get_warehouse
+from tasks.stores import get_store
+from tasks.stores.base import VectorStore
+from tasks.stores.pgvector import PgVectorStore
+from tasks.warehouse import Warehouse, get_warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -26,26 +32,55 @@ T = TypeVar("T")
 
 
 class ServiceBusy(PipelineError):
-    """Every database connection stayed busy past the deadline."""
+    """No pooled database connection became free before the deadline."""
 
     retryable = True
 
 
+@dataclass(frozen=True)
+class BoundWarehouse(Warehouse):
+    """A warehouse whose ``connect`` hands out one pooled connection, so the store and the
+    full-text search of a pooled :class:`Searcher` run on that connection and never open their
+    own. They must not close it: the pool does."""
+
+    bound: psycopg.Connection[Any] | None = None
+
+    def connect(self, **kwargs: object) -> psycopg.Connection[Any]:
+        """The bound connection."""
+        assert self.bound is not None
+        return self.bound
+
+
+class SearchConnection(psycopg.Connection[tuple[Any, ...]]):
+    """A pooled connection with the searcher built on it (in the pool's ``configure``)."""
+
+    searcher: Searcher | None = None
+    #: A store the searcher does not get from this connection (Pinecone): closed with it.
+    own_store: VectorStore | None = None
+
+    def close(self) -> None:
+        """Close the connection and the store that lived with it."""
+        store, self.own_store = self.own_store, None
+        self.searcher = None
+        if store is not None:
+            store.close()
+        super().close()
+
+
 class SearchService:
-    """A bounded pool of :class:`Searcher` sharing one embedder."""
+    """The query embedder and a pool of ``SEARCH_API_POOL_SIZE`` connections."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.embedder: Embedder | None = None
         self.batcher: QueryBatcher | None = None
-        self._idle: queue.LifoQueue[Searcher] = queue.LifoQueue()
-        self._created = 0
-        self._lock = threading.Lock()
         self._timeout_ms = int(settings.search_timeout_s * 1000)
+        self.pool: ConnectionPool[SearchConnection] | None = None
 
     def start(self) -> None:
-        """Load the query embedder now so the first request does not pay for it, and start the
-        thread that embeds concurrent queries together (:mod:`tasks.search.query_batching`)."""
+        """Load the query embedder now so the first request does not pay for it, start the
+        thread that embeds concurrent queries together (:mod:`tasks.search.query_batching`) and
+        open the connection pool (connections are made in the background)."""
         embedder = get_embedder(self.settings)
         _ = embedder.dimension  # loads a local model / probes a remote one once
         self.embedder = embedder
@@ -58,67 +93,77 @@ class SearchService:
             validate=lambda query: check_query_tokens(embedder, query, limit),
         )
         logger.info("Query embedder ready: %s/%s", embedder.provider, embedder.model)
+        warehouse = get_warehouse(self.settings)
+        self.pool = ConnectionPool(
+            warehouse.conninfo,
+            connection_class=SearchConnection,
+            kwargs={"autocommit": True, "connect_timeout": 10},
+            min_size=1,
+            max_size=self.settings.search_api_pool_size,
+            configure=self._configure,
+            # Half the request's deadline: a request that waited that long for a connection is
+            # answered 503 (busy, retry) rather than left to run into its 504.
+            timeout=self.settings.search_timeout_s / 2,
+            name="search-api",
+            open=False,
+        )
+        self.pool.open(wait=False)
+
+    def _configure(self, conn: SearchConnection) -> None:
+        """Build the searcher of a new pooled connection (statement timeout, pgvector types)."""
+        bound = BoundWarehouse(conninfo="", embedded=False, bound=conn)
+        if self.settings.vector_store == "pgvector":
+            store: VectorStore = PgVectorStore(bound, schema=self.settings.vector_schema)
+        else:
+            store = conn.own_store = get_store(self.settings)
+        conn.searcher = Searcher(
+            self.settings,
+            store=store,
+            embedder=self.embedder,
+            statement_timeout_ms=self._timeout_ms,
+            query_batcher=self.batcher,
+            warehouse=bound,
+        )
+        if self._timeout_ms:
+            # Pinecone: the store has no connection, so set the full-text side's timeout here.
+            conn.execute(
+                "select set_config('statement_timeout', %s, false)", (str(self._timeout_ms),)
+            )
 
     def close(self) -> None:
-        """Stop the query batcher and close every idle searcher's connections."""
+        """Stop the query batcher and close the pool's connections."""
         if self.batcher is not None:
             self.batcher.close()
             self.batcher = None
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def pool_stats(self) -> dict[str, int]:
+        """``psycopg_pool``'s counters and gauges (``{}`` before :meth:`start`)."""
+        return self.pool.get_stats() if self.pool is not None else {}
 
     @contextmanager
     def searcher(self) -> Iterator[Searcher]:
         """A searcher for the duration of one request (waits up to the search timeout).
 
-        Raises:
-            ServiceBusy: none became free in time.
-        """
-        searcher = self._acquire()
-        healthy = False
-        try:
-            yield searcher
-            healthy = True
-        finally:
-            if healthy:
-                self._idle.put(searcher)
-            else:
-                # Its connection may be mid-transaction or broken: replace it.
-                searcher.close()
-                with self._lock:
-                    self._created -= 1
+        On an error the pool rolls back or replaces the connection, as its state requires.
 
-    def _acquire(self) -> Searcher:
+        Raises:
+            ServiceBusy: no connection became free in time.
+        """
+        if self.pool is None:
+            raise ServiceBusy("The search service is not started; retry shortly.")
         try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            if self._created < self.settings.search_api_pool_size:
-                self._created += 1
-                create = True
-            else:
-                create = False
-        if create:
-            try:
-                return Searcher(
-                    self.settings,
-                    embedder=self.embedder,
-                    statement_timeout_ms=self._timeout_ms,
-                    query_batcher=self.batcher,
-                )
-            except BaseException:
-                with self._lock:
-                    self._created -= 1
-                raise
-        try:
-            return self._idle.get(timeout=self.settings.search_timeout_s)
-        except queue.Empty:
+            with self.pool.connection() as conn:
+                assert conn.searcher is not None
+                yield conn.searcher
+        except PoolTimeout:  # only getconn raises it: nothing ran yet
+            wait = self.settings.search_timeout_s / 2
             raise ServiceBusy(
-                "All database connections are busy; retry shortly or raise SEARCH_API_POOL_SIZE."
+                f"No database connection became free within {wait:g} s: "
+                "all are busy (raise SEARCH_API_POOL_SIZE) or the database is unreachable; "
+                "retry shortly."
             ) from None
 
     def run(self, fn: Callable[[Searcher], T]) -> T:

@@ -1,1 +1,1 @@
-"""One router per resource: search, documents, health."""
+"""One router per resource: search, documents, health, metrics."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from api.deps import Authenticated, ServiceDep, SettingsDep
 from api.schemas import ErrorOut, SearchRequest, SearchResponseOut, SearchResultOut
@@ -25,7 +25,11 @@ router = APIRouter(tags=["search"], dependencies=[Authenticated])
     summary="Search the index",
 )
 async def search(
-    body: SearchRequest, service: ServiceDep, settings: SettingsDep, response: Response
+    body: SearchRequest,
+    service: ServiceDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> SearchResponseOut:
     """Embed the query, retrieve (vector or hybrid) and return ranked chunks with snippets.
 
@@ -38,6 +42,7 @@ async def search(
         )
 
     result = await with_deadline(settings.search_timeout_s, service.run, run)
+    request.app.state.metrics.observe_search(result.mode, result.embed_ms, result.retrieve_ms)
     response.headers["Server-Timing"] = (
         f"embed;dur={result.embed_ms:.2f}, retrieve;dur={result.retrieve_ms:.2f}"
     )

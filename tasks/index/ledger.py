@@ -637,3 +637,86 @@ def chunk_texts(
         except psycopg.errors.UndefinedTable:
             return {}
     return {r[0]: (r[1], r[2]) for r in rows}
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How far a logical namespace's index lags, as the ledger knows it (for monitoring).
+
+    ``oldest_pending_updated_at`` and ``newest_written_updated_at`` are the source rows'
+    ``updated_at`` (epoch seconds) carried in chunk metadata; ``None`` when the model declares
+    no ``updated_at_column`` or no chunk is in that state.
+    """
+
+    logical: str
+    physical: str
+    pending_chunks: int
+    written_chunks: int
+    oldest_pending_updated_at: float | None
+    newest_written_updated_at: float | None
+    last_success_at: float | None
+    last_run_at: float | None
+    last_run_failed: bool
+
+
+def freshness(conn: psycopg.Connection, schema: str = "index_state") -> list[Freshness]:
+    """One :class:`Freshness` per logical namespace (its serving physical namespace, else the
+    newest one being built), in two aggregate queries; ``[]`` before any indexing run."""
+    s = sql.Identifier(check_identifier(schema, "schema name"))
+    try:
+        with conn.transaction():
+            rows = conn.execute(
+                sql.SQL(
+                    """
+                    with current as (
+                        select distinct on (logical) logical, physical from {s}.namespaces
+                        where state <> 'retired'
+                        order by logical, state = 'serving' desc, created_at desc
+                    )
+                    select c.logical, c.physical,
+                        count(*) filter (where k.state = 'pending'),
+                        count(*) filter (where k.state = 'written'),
+                        extract(epoch from min((k.metadata->>'updated_at')::timestamptz)
+                            filter (where k.state = 'pending')),
+                        extract(epoch from max((k.metadata->>'updated_at')::timestamptz)
+                            filter (where k.state = 'written'))
+                    from current c left join {s}.chunks k on k.namespace = c.physical
+                    group by c.logical, c.physical
+                    """
+                ).format(s=s)
+            ).fetchall()
+            runs = conn.execute(
+                sql.SQL(
+                    """
+                    select logical_namespace,
+                        extract(epoch from max(finished_at) filter (where status = 'completed')),
+                        extract(epoch from max(started_at)),
+                        (array_agg(status order by started_at desc))[1] = 'failed'
+                    from {s}.runs where not dry_run group by logical_namespace
+                    """
+                ).format(s=s)
+            ).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return []
+    by_run = {r[0]: r[1:] for r in runs}
+    out = []
+    for logical, physical, pending, written, oldest, newest in rows:
+        success, last, failed = by_run.get(logical, (None, None, False))
+        out.append(
+            Freshness(
+                logical=logical,
+                physical=physical,
+                pending_chunks=int(pending),
+                written_chunks=int(written),
+                oldest_pending_updated_at=_seconds(oldest),
+                newest_written_updated_at=_seconds(newest),
+                last_success_at=_seconds(success),
+                last_run_at=_seconds(last),
+                last_run_failed=bool(failed),
+            )
+        )
+    return out
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -32,7 +32,7 @@ from tasks.stores import get_store
 from tasks.stores.base import SearchHit, VectorStore, check_namespace
 from tasks.stores.filters import Condition, parse_filter
 from tasks.transform.manifest import manifest_path, read_manifest
-from tasks.warehouse import get_warehouse
+from tasks.warehouse import Warehouse, get_warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -318,11 +318,14 @@ class Searcher:
         statement_timeout_ms: int = 0,
         physical_namespaces: dict[str, str] | None = None,
         query_batcher: QueryBatcher | None = None,
+        warehouse: Warehouse | None = None,
     ) -> None:
         """``physical_namespaces`` pins logical namespaces to physical ones, e.g. to evaluate a
         rebuilt namespace before it is switched in (``{"products": "products__3f2a..."}``).
         ``query_batcher`` (the search service's) embeds queries together with other requests'
-        and caches them; without it each query is embedded on its own."""
+        and caches them; without it each query is embedded on its own. ``warehouse`` is where
+        the full-text side connects (default: the settings'); the service passes one bound to a
+        pooled connection."""
         self.settings = settings or get_settings()
         self.query_batcher = query_batcher
         self._pinned = dict(physical_namespaces or {})
@@ -336,7 +339,7 @@ class Searcher:
                 "select set_config('statement_timeout', %s, false)", (str(statement_timeout_ms),)
             )
         self.fulltext = FullTextSearch(
-            get_warehouse(self.settings),
+            warehouse or get_warehouse(self.settings),
             text_config=self.settings.search_fulltext_config,
             statement_timeout_ms=statement_timeout_ms,
         )

@@ -130,7 +130,9 @@ def test_access_log_is_json_without_the_query(
 
 def test_openapi_schema_and_docs(anonymous: httpx.Client) -> None:
     schema = anonymous.get("/openapi.json").json()
-    assert {"/search", "/documents/{document_id}", "/healthz", "/readyz"} <= set(schema["paths"])
+    assert {"/search", "/documents/{document_id}", "/healthz", "/readyz", "/metrics"} <= set(
+        schema["paths"]
+    )
     schemes = schema["components"]["securitySchemes"]
     assert {"APIKeyHeader", "HTTPBearer"} <= set(schemes)
     assert anonymous.get("/docs").status_code == 200
