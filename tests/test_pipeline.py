@@ -18,6 +18,7 @@ from tasks.errors import SourceError, TransformError
 from tasks.ops.report import StageFailed
 from tasks.search.searcher import search
 from tasks.settings import get_settings
+from tasks.transform.dbt import DbtResult
 from tasks.warehouse import get_warehouse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def _demo_counts() -> tuple[int, int]:
     return items, reviews
 
 
-def _dbt_task_states(flow_name: str) -> dict[str, str]:
+def _dbt_task_states(flow_name: str) -> dict[str, str | None]:
     """Task-run name -> state name of the latest run of flow ``flow_name`` (last attempt wins)."""
     import asyncio
 
@@ -45,7 +46,7 @@ def _dbt_task_states(flow_name: str) -> dict[str, str]:
     )
     from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 
-    async def read() -> dict[str, str]:
+    async def read() -> dict[str, str | None]:
         async with get_client() as client:
             [latest] = await client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
@@ -144,7 +145,9 @@ def test_failing_dbt_test_fails_the_flow_and_indexes_nothing(
     assert not any(t.startswith("semantic_index.") for t in tables)
 
     # In Prefect, the failing test is a failed task run and no node dbt skipped shows as run.
-    outcome = err.value.__cause__.result  # type: ignore[union-attr]
+    cause = err.value.__cause__
+    assert isinstance(cause, TransformError) and isinstance(cause.result, DbtResult)
+    outcome = cause.result
     skipped = {f"{n['type']} {n['name']}" for n in outcome.nodes if n["status"] == "skipped"}
     failed = {f"{n['type']} {n['name']}" for n in outcome.nodes if n["status"] == "fail"}
     assert skipped and failed
@@ -194,12 +197,13 @@ def test_transform_mirrors_each_dbt_node_once(demo_env: dict[str, object]) -> No
     result = state.result()
     assert (get_settings().dbt_target_dir / "catalog.json").is_file()  # docs were generated
 
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+
     async def task_run_names() -> list[str]:
         async with get_client() as client:
             runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(
-                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
-                )
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
             )
         return [r.name for r in runs]
 

@@ -18,7 +18,8 @@ def test_database_url_is_used_as_is(env: pytest.MonkeyPatch, database_url: str) 
     w = get_warehouse()
     assert not w.embedded
     with w.connect() as conn:
-        assert conn.execute("select current_database()").fetchone()[0] in database_url
+        row = conn.execute("select current_database()").fetchone()
+        assert row is not None and row[0] in database_url
     assert get_warehouse() is w  # cached per process
 
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -423,14 +424,12 @@ def airflow_stack(served_flows: str, session_dir: Path) -> Iterator[AirflowStack
         for name in ("scheduler", "triggerer", "dag_processor"):
             wait_until(
                 f"a healthy {name}",
-                lambda name=name: stack.component_healthy(name),
+                partial(stack.component_healthy, name),
                 240,
                 lambda: f"{stack.health()}\n{stack.logs()}",
             )
         for dag_id in (*LIVE_DAGS, "prefect_mixed_pipeline"):
-            wait_until(
-                f"DAG {dag_id} parsed", lambda d=dag_id: stack.dag_loaded(d), 240, stack.logs
-            )
+            wait_until(f"DAG {dag_id} parsed", partial(stack.dag_loaded, dag_id), 240, stack.logs)
         for dag_id in LIVE_DAGS:
             stack.unpause(dag_id)
         stack.exports = exports

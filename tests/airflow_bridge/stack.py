@@ -191,7 +191,8 @@ class AirflowStack:
     def component_healthy(self, name: str) -> bool:
         """Whether the health endpoint reports ``name`` (e.g. "triggerer") healthy."""
         try:
-            return self.health().get(name, {}).get("status") == "healthy"
+            status: object = self.health().get(name, {}).get("status")
+            return status == "healthy"
         except (httpx.TransportError, ValueError):
             return False
 

@@ -4,6 +4,7 @@ request packing, over-long inputs, the single retry layer and its scripted fault
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ def make(
     server: FakeOpenAIServer,
     sleeps: list[float] | None = None,
     timeout_s: float = 30.0,
-    **options: object,
+    **options: Any,
 ) -> OpenAIEmbedder:
     """An embedder on the fake server; waits are recorded in ``sleeps`` instead of slept."""
     config = OpenAIEmbedderConfig(

@@ -40,7 +40,8 @@ def fake_vector(text: str, dimensions: int) -> list[float]:
     """The server's embedding of ``text``: a unit vector seeded by the text's hash."""
     seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
     v = np.random.default_rng(seed).standard_normal(dimensions)
-    return (v / np.linalg.norm(v)).astype(np.float32).tolist()
+    vector: list[float] = (v / np.linalg.norm(v)).astype(np.float32).tolist()
+    return vector
 
 
 def count_tokens(text: str) -> int:

@@ -50,7 +50,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -160,6 +160,7 @@ class FakeIndex:
     def host(self) -> str:
         assert self.server is not None
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server: (host, port), never bytes
         return f"http://{host}:{port}"
 
     def describe(self) -> dict[str, Any]:
@@ -227,6 +228,7 @@ class FakePinecone:
         """Control-plane URL (``http://127.0.0.1:PORT``)."""
         assert self._control is not None, "server not started"
         host, port = self._control.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server: (host, port), never bytes
         return f"http://{host}:{port}"
 
     def start(self) -> FakePinecone:
@@ -508,10 +510,11 @@ class FakePinecone:
     def list_ids(self, index: FakeIndex, params: dict[str, list[str]]) -> dict[str, Any]:
         namespace = (params.get("namespace") or [""])[0]
         prefix = (params.get("prefix") or [""])[0]
-        limit = int((params.get("limit") or [DEFAULT_LIST_LIMIT])[0])
+        limit = int((params.get("limit") or [str(DEFAULT_LIST_LIMIT)])[0])
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise ApiFailure(400, f"limit must be between 1 and {MAX_LIST_LIMIT}")
-        token = (params.get("paginationToken") or [None])[0]
+        tokens = params.get("paginationToken")
+        token = tokens[0] if tokens else None
         with index.lock:
             ns = index.namespaces.get(namespace)
             if ns is None:
@@ -633,32 +636,36 @@ def _check_id(vid: Any) -> str:
 
 
 def _scores(metric: str, matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    scores: np.ndarray  # numpy's operators on untyped arrays return Any
     if metric == "dotproduct":
-        return matrix @ vector
-    if metric == "euclidean":
+        scores = matrix @ vector
+    elif metric == "euclidean":
         # Uncertain: Pinecone reports the squared euclidean distance; lower ranks first.
-        return ((matrix - vector) ** 2).sum(axis=1)
-    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(vector) or 1.0)
-    return (matrix @ vector) / np.where(norms == 0, 1.0, norms)
+        scores = ((matrix - vector) ** 2).sum(axis=1)
+    else:
+        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(vector) or 1.0)
+        scores = (matrix @ vector) / np.where(norms == 0, 1.0, norms)
+    return scores
 
 
 # ------------------------------------------------------------------------- filters
-def _compile_filter(flt: Any) -> Any:
+Predicate = Callable[[dict[str, Any]], bool]
+"""A compiled filter: does this record's metadata match?"""
+
+
+def _compile_filter(flt: Any) -> Predicate:
     """A predicate over metadata for Pinecone's filter language; 400 on malformed filters."""
     if flt is None or flt == {}:
         return lambda metadata: True
     if not isinstance(flt, dict):
         raise ApiFailure(400, "filter must be an object")
-    terms = []
+    terms: list[Predicate] = []
     for key, spec in flt.items():
         if key in ("$and", "$or"):
             if not isinstance(spec, list) or not spec:
                 raise ApiFailure(400, f"{key} needs a non-empty list of filters")
             subs = [_compile_filter(s) for s in spec]
-            if key == "$and":
-                terms.append(lambda m, subs=subs: all(s(m) for s in subs))
-            else:
-                terms.append(lambda m, subs=subs: any(s(m) for s in subs))
+            terms.append(_combine(all if key == "$and" else any, subs))
             continue
         if key.startswith("$"):
             raise ApiFailure(400, f"Unknown top-level operator {key}")
@@ -668,7 +675,12 @@ def _compile_filter(flt: Any) -> Any:
     return lambda m: all(t(m) for t in terms)
 
 
-def _compile_op(key: str, op: str, value: Any) -> Any:
+def _combine(quantifier: Callable[[Iterator[bool]], bool], subs: list[Predicate]) -> Predicate:
+    """``$and`` (``all``) or ``$or`` (``any``) over the compiled sub-filters."""
+    return lambda m: quantifier(s(m) for s in subs)
+
+
+def _compile_op(key: str, op: str, value: Any) -> Predicate:
     scalar = (str, int, float, bool)
     if op in ("$eq", "$ne"):
         if not isinstance(value, scalar):
@@ -704,12 +716,14 @@ def _compile_op(key: str, op: str, value: Any) -> Any:
             got = m.get(key)
             if isinstance(got, bool) or not isinstance(got, int | float):
                 return False
-            return {
-                "$gt": got > value,
-                "$gte": got >= value,
-                "$lt": got < value,
-                "$lte": got <= value,
-            }[op]
+            return bool(
+                {
+                    "$gt": got > value,
+                    "$gte": got >= value,
+                    "$lt": got < value,
+                    "$lte": got <= value,
+                }[op]
+            )
 
         return compare
     if op == "$exists":

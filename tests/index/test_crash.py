@@ -120,6 +120,7 @@ def test_sigkill_at_random_points_then_rerun(
 
         child = _start_child(url, openai_server.base_url)
         time.sleep(rng.uniform(0.0, run_seconds * 1.1))
+        assert child.pid is not None  # started by _start_child
         os.kill(child.pid, signal.SIGKILL)
         child.join(timeout=30)
         if child.exitcode == -signal.SIGKILL:

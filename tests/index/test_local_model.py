@@ -14,8 +14,17 @@ from tasks.settings import LocalEmbedderConfig, get_settings
 from tasks.stores.pgvector import PgVectorStore
 from tasks.warehouse import get_warehouse
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.index.helpers import SPEC, Doc, fake_openai, ledger_rows, store_rows, tables, write_docs
-from tests.index.test_incremental import LONG, expected
+from tests.index.helpers import (
+    SPEC,
+    Doc,
+    expected,
+    fake_openai,
+    ledger_rows,
+    store_rows,
+    tables,
+    write_docs,
+)
+from tests.index.test_incremental import LONG
 
 
 class SpyEmbedder(LocalEmbedder):

@@ -108,13 +108,13 @@ def test_overlapping_triggers_do_not_run_concurrently(
 
 def test_rebuild_deployment_drops_and_reindexes(ops: Ops, daily_runs: list[dict[str, Any]]) -> None:
     with psycopg.connect(ops.database_url) as conn:
-        before = conn.execute("select min(written_at) from semantic_index.products").fetchone()[0]
+        [(before,)] = conn.execute("select min(written_at) from semantic_index.products").fetchall()
     run = ops.wait(ops.trigger("rebuild-index", "rebuild-index"))
     assert run["state_type"] == "COMPLETED", run["state"]
     with psycopg.connect(ops.database_url) as conn:
-        count, oldest = conn.execute(
+        [(count, oldest)] = conn.execute(
             "select count(*), min(written_at) from semantic_index.products"
-        ).fetchone()
+        ).fetchall()
     assert count == N_ITEMS
     assert oldest > before  # every vector was written again
 
@@ -202,10 +202,11 @@ def _table_counts(url: str) -> dict[str, int]:
                  and table_schema not in ('pg_catalog', 'information_schema')
                order by 1, 2"""
         ).fetchall()
-        return {
-            f"{s}.{t}": conn.execute(f'select count(*) from "{s}"."{t}"').fetchone()[0]
-            for s, t in tables
-        }
+        counts: dict[str, int] = {}
+        for s, t in tables:
+            [(n,)] = conn.execute(f'select count(*) from "{s}"."{t}"').fetchall()
+            counts[f"{s}.{t}"] = n
+        return counts
 
 
 def _vectors(url: str) -> list[tuple[str, str, str]]:

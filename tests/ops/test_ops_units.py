@@ -189,7 +189,8 @@ def test_prune_keeps_the_newest_and_ignores_other_files(tmp_path: Path) -> None:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+    loaded: dict[str, Any] = yaml.safe_load(path.read_text())
+    return loaded
 
 
 PREFECT_FILES = [

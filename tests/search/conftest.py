@@ -59,7 +59,7 @@ def write_manifest(data_dir: Path, namespace: str, metadata_columns: list[str]) 
 def code_documents() -> list[dict[str, object]]:
     """36 support notes that differ almost only by their part code (e.g. ``ZX-2688-QR``)."""
     rng = random.Random(7)
-    docs = []
+    docs: list[dict[str, object]] = []
     for i in range(36):
         product = PRODUCTS[i % len(PRODUCTS)]
         code = f"ZX-{rng.randint(1000, 9999)}-{rng.choice(['QT', 'QR', 'TQ', 'RT'])}"
@@ -88,7 +88,7 @@ def code_index(
     data_dir = tmp_path_factory.mktemp("codes-data")
     write_manifest(data_dir, "codes", ["category", "code"])
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=create_database(pg_server),
         data_dir=data_dir,
         search_mode="vector",

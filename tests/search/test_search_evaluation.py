@@ -24,7 +24,7 @@ def search_main(argv: list[str]) -> int:
 
 
 def test_evaluation_scores_both_modes_on_the_demo_set(
-    demo_env: dict, capsys: pytest.CaptureFixture[str]
+    demo_env: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert evaluate_main([str(QUERIES), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -41,7 +41,7 @@ def test_evaluation_scores_both_modes_on_the_demo_set(
 
 
 def test_min_ndcg_gate_fails_the_command(
-    demo_env: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    demo_env: dict[str, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     one = tmp_path / "one.jsonl"
     one.write_text(QUERIES.read_text().splitlines()[0] + "\n")
@@ -51,7 +51,7 @@ def test_min_ndcg_gate_fails_the_command(
     assert evaluate_main([str(tmp_path / "missing.jsonl")]) == 2
 
 
-def test_evaluation_runs_as_a_prefect_flow(demo_env: dict, tmp_path: Path) -> None:
+def test_evaluation_runs_as_a_prefect_flow(demo_env: dict[str, object], tmp_path: Path) -> None:
     two = tmp_path / "two.jsonl"
     two.write_text("\n".join(QUERIES.read_text().splitlines()[:2]) + "\n")
     report = evaluate_retrieval(str(two), ["hybrid"])
@@ -60,7 +60,7 @@ def test_evaluation_runs_as_a_prefect_flow(demo_env: dict, tmp_path: Path) -> No
 
 
 def test_search_cli_modes_and_highlights(
-    demo_env: dict, capsys: pytest.CaptureFixture[str]
+    demo_env: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert search_main(["Clearcall", "--mode", "hybrid", "-k", "1"]) == 0
     out = capsys.readouterr().out

@@ -3,6 +3,9 @@ highlighted snippets, request validation."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import psycopg
 import pytest
 
@@ -14,10 +17,10 @@ Docs = list[dict[str, object]]
 
 
 @pytest.fixture
-def searcher(code_index: tuple[Settings, Docs]) -> Searcher:
+def searcher(code_index: tuple[Settings, Docs]) -> Iterator[Searcher]:
     settings, _ = code_index
     with Searcher(settings) as s:
-        yield s  # type: ignore[misc]
+        yield s
 
 
 def test_hybrid_finds_exact_codes_that_vector_search_misses(
@@ -95,7 +98,9 @@ def test_full_text_index_is_created_once_and_idempotently(
         {"code'; drop table codes; --": "x"},
     ],
 )
-def test_undeclared_keys_and_bad_operators_are_refused(searcher: Searcher, bad: dict) -> None:
+def test_undeclared_keys_and_bad_operators_are_refused(
+    searcher: Searcher, bad: dict[str, Any]
+) -> None:
     with pytest.raises(InvalidFilter):
         searcher.search("ZX", top_k=1, filter=bad)
 
@@ -129,7 +134,8 @@ def test_query_text_is_never_sql(searcher: Searcher) -> None:
         for r in response.results:
             assert "<b>" not in r.snippet  # text is HTML-escaped around our <mark>s
     with psycopg.connect(searcher.fulltext.conn.info.dsn) as conn:
-        assert conn.execute("select to_regclass('semantic_index.codes')").fetchone()[0]
+        row = conn.execute("select to_regclass('semantic_index.codes')").fetchone()
+        assert row is not None and row[0]
 
 
 def test_a_rebuilt_namespace_can_be_searched_before_it_is_switched_in(

@@ -217,7 +217,7 @@ def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
 
     params = conninfo_to_dict(database_url)
     with psycopg.connect(**params) as conn:  # type: ignore[arg-type]
-        return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql).fetchall()
 
 
 def completed_count(database_url: str, table: str, key: str) -> tuple[int, int]:

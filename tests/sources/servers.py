@@ -104,7 +104,7 @@ class LocalServer:
                     self.send_header("Content-Type", reply.content_type)
                     headers = dict(reply.headers)
                     self.send_header(
-                        "Content-Length", headers.pop("Content-Length", None) or str(len(payload))
+                        "Content-Length", headers.pop("Content-Length", "") or str(len(payload))
                     )
                     for key, value in headers.items():
                         self.send_header(key, value)

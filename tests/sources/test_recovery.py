@@ -64,7 +64,7 @@ def kill_when_blocked(database_url: str, blocking_sql: str, what: str) -> None:
     it once it waits on that lock inside Postgres, then roll the blocker back."""
     params = conninfo_to_dict(database_url)
     with psycopg.connect(**params) as blocker:  # type: ignore[arg-type]
-        blocker.execute(blocking_sql)  # type: ignore[arg-type]
+        blocker.execute(blocking_sql)
         child = start_child("files")
         with psycopg.connect(**params, autocommit=True) as monitor:  # type: ignore[arg-type]
             wait_for(

@@ -221,9 +221,13 @@ def test_canary_not_in_prefect_database(
     assert state.is_failed()
     assert [r.query.get("api_key") for r in api.server.hits("/page_number")] == [canary]
 
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+
     async def stored() -> list[str]:
         async with get_client() as client:
-            run = await client.read_flow_run(state.state_details.flow_run_id)
+            run = await client.read_flow_run(flow_run_id)
+            assert run.state is not None
             logs = await client.read_logs(
                 log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))
             )

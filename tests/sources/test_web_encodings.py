@@ -9,6 +9,7 @@ the embedded Postgres; the table tests pin the decoding rule itself.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from tasks.errors import SourceError
 from tasks.ingest.sources.web.helpers import PageFailed, decode_html, parse_page
 from tests.sources.conftest import ingest, query, write_sources
-from tests.sources.servers import LocalServer, Reply
+from tests.sources.servers import LocalServer, Reply, Route
 
 #: Text with an em dash, an en dash, accents, a curly quote and CJK: what mojibake breaks.
 SAMPLE = "Café naïve résumé — “quoted” – Tōkyō 東京タワー"
@@ -145,18 +146,20 @@ def test_a_page_that_does_not_parse_names_its_url() -> None:
 
 
 @pytest.fixture
-def encoded_site() -> LocalServer:
+def encoded_site() -> Iterator[LocalServer]:
     """Every page of :data:`PAGES` served with its own Content-Type, linked from an index."""
     server = LocalServer()
     links = "".join(f'<li><a href="/{name}.html">{name}</a></li>' for name in sorted(PAGES))
     index = HTML5.format(meta="", title="Index", text=f"<ul>{links}</ul>")
     server.routes["/index.html"] = lambda request: Reply(200, index, content_type="text/html")
+
+    def page(body: bytes, content_type: str) -> Route:
+        return lambda request: Reply(200, body, content_type=content_type)
+
     for name, (content_type, body, _, _) in PAGES.items():
-        server.routes[f"/{name}.html"] = lambda r, b=body, t=content_type: Reply(
-            200, b, content_type=t
-        )
+        server.routes[f"/{name}.html"] = page(body, content_type)
     server.start()
-    yield server  # type: ignore[misc]
+    yield server
     server.stop()
 
 

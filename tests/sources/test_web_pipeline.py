@@ -166,8 +166,8 @@ sources:
     warehouse = get_warehouse(settings)
     table = chunk_text_table(settings, index.physical_namespace or index.namespace)
     with psycopg.connect(warehouse.conninfo) as conn:
-        raw = dict(conn.execute("select url, text from raw_data.pages").fetchall())
-        documents = dict(
+        raw: dict[str, str] = dict(conn.execute("select url, text from raw_data.pages").fetchall())
+        documents: dict[str, str] = dict(
             conn.execute("select document_id, body from analytics.handbook_documents").fetchall()
         )
         chunks = conn.execute(

@@ -26,7 +26,7 @@ def build_source(config: AnySourceConfig, base_dir: Path) -> DltSource:
     if isinstance(config, CsvSourceConfig):
         from tasks.ingest.sources.csv_files import csv_files
 
-        return csv_files.with_args(name=config.name)(config, base_dir)  # type: ignore[no-any-return]
+        return csv_files.with_args(name=config.name)(config, base_dir)
     if isinstance(config, RestApiSourceConfig):
         from tasks.ingest.sources.rest_api import rest_api
 
@@ -34,7 +34,7 @@ def build_source(config: AnySourceConfig, base_dir: Path) -> DltSource:
     if isinstance(config, WebSourceConfig):
         from tasks.ingest.sources.web import web_pages
 
-        return web_pages.with_args(name=config.name)(config)  # type: ignore[no-any-return]
+        return web_pages.with_args(name=config.name)(config)
     raise TypeError(f"unknown source kind {config!r}")  # pragma: no cover
 
 

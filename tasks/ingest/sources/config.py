@@ -360,7 +360,7 @@ class ClientConfig(_DltTyped):
     @field_validator("headers")
     @classmethod
     def _no_secret_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        return EndpointConfig._no_secret_headers(value)  # type: ignore[no-any-return]
+        return EndpointConfig._no_secret_headers(value)
 
 
 class RestApiSourceConfig(_SourceBase):

@@ -17,7 +17,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from prefect import flow, serve
+from prefect import Flow, flow, serve
+from prefect.deployments.runner import RunnerDeployment
 from prefect.runtime import flow_run
 
 # The checkout's own `tasks` package (this worktree, not whatever the venv's editable install
@@ -132,12 +133,20 @@ def flaky_pipeline(token: str) -> str:
     return "second time lucky"
 
 
+def daily(pipeline: Flow[..., Any]) -> RunnerDeployment:
+    """The ``daily`` deployment of ``pipeline``, built synchronously (no event loop runs here)."""
+    deployment = pipeline.to_deployment(name="daily")
+    # to_deployment's type also covers the coroutine it returns inside an event loop.
+    assert isinstance(deployment, RunnerDeployment)
+    return deployment
+
+
 if __name__ == "__main__":
     serve(
-        data_pipeline.to_deployment(name="daily"),
-        failing_pipeline.to_deployment(name="daily"),
-        slow_pipeline.to_deployment(name="daily"),
-        flaky_pipeline.to_deployment(name="daily"),
-        gated_pipeline.to_deployment(name="daily"),
+        daily(data_pipeline),
+        daily(failing_pipeline),
+        daily(slow_pipeline),
+        daily(flaky_pipeline),
+        daily(gated_pipeline),
         limit=8,
     )

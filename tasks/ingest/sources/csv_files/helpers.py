@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 import dlt
 import numpy as np
@@ -47,10 +47,17 @@ def resolve_paths(pattern: str, base_dir: Path) -> list[Path]:
     return paths
 
 
+class ByteStream(Protocol):
+    """What the reader needs of a binary input: a file, a download (urllib3's response) or the
+    wrappers below (``io.RawIOBase.read`` may return ``None``, for non-blocking streams only)."""
+
+    def read(self, size: int = ..., /) -> bytes | None: ...
+
+
 class _Prefixed(io.RawIOBase):
     """A binary stream: ``prefix`` bytes, then the rest of ``stream``."""
 
-    def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
+    def __init__(self, prefix: bytes, stream: ByteStream) -> None:
         self._prefix = prefix
         self._stream = stream
 
@@ -64,7 +71,7 @@ class _Prefixed(io.RawIOBase):
             view[:n] = self._prefix[:n]
             self._prefix = self._prefix[n:]
             return n
-        data = self._stream.read(len(view))
+        data = self._stream.read(len(view)) or b""
         view[: len(data)] = data
         return len(data)
 
@@ -73,7 +80,7 @@ class _Recording(io.RawIOBase):
     """A binary stream that keeps a copy of what was read (in memory up to 8 MB, then in a
     temporary file), so a failed parse of a download can be replayed to locate the bad row."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
         self._copy = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 (closed by close())
 
@@ -81,7 +88,7 @@ class _Recording(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._stream.read(len(memoryview(buffer)))
+        data = self._stream.read(len(memoryview(buffer))) or b""
         memoryview(buffer)[: len(data)] = data
         self._copy.write(data)
         return len(data)
@@ -89,7 +96,7 @@ class _Recording(io.RawIOBase):
     def replay(self) -> IO[bytes]:
         """The bytes read so far, from the start."""
         self._copy.seek(0)
-        return self._copy  # type: ignore[return-value]
+        return self._copy
 
     def close(self) -> None:
         self._copy.close()
@@ -152,7 +159,7 @@ def locate_bad_row(stream: IO[bytes], spec: CsvResource, width: int) -> BadRow |
             return BadRow(data_row, line, offset, f"expected {width} cells, got {len(record)}")
 
 
-def read_header(stream: IO[bytes], spec: CsvResource, origin: str) -> tuple[list[str], IO[bytes]]:
+def read_header(stream: ByteStream, spec: CsvResource, origin: str) -> tuple[list[str], ByteStream]:
     """The header's column names and a stream positioned at the start again.
 
     Raises:
@@ -202,7 +209,7 @@ def _cast_column(array: pa.ChunkedArray, data_type: str) -> pa.ChunkedArray | No
     target = ARROW_TYPES.get(data_type)
     if target is None:
         return array
-    casts = [lambda: pc.cast(array, target)]
+    casts: list[Callable[[], pa.ChunkedArray]] = [lambda: pc.cast(array, target)]
     if data_type == "timestamp":
         # Text without a zone offset (the common case) is UTC, as dlt assumes: parse it naive and
         # label it UTC. Try that first: a failed cast costs ~10 ms per batch (building the error).
@@ -295,8 +302,13 @@ def _not_null(batch: pa.Table, required: tuple[str, ...]) -> pa.Table:
     return batch.cast(pa.schema(fields))
 
 
+def _reopener(path: Path) -> Callable[[], IO[bytes]]:
+    """Opens ``path`` again (binary), to replay it after a parse error."""
+    return lambda: path.open("rb")
+
+
 def read_batches(
-    stream: IO[bytes],
+    stream: ByteStream,
     spec: CsvResource,
     origin: str,
     mode: Contract,
@@ -397,9 +409,7 @@ def local_batches(
         if incremental(spec) and files.get(str(path)) == fingerprint:
             continue
         with path.open("rb") as handle:
-            batches = read_batches(
-                handle, spec, str(path), config.contract, replay=lambda p=path: p.open("rb")
-            )
+            batches = read_batches(handle, spec, str(path), config.contract, replay=_reopener(path))
             yield from emit(batches, spec)
         files[str(path)] = fingerprint
 
