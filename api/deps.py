@@ -13,12 +13,14 @@ from tasks.settings import Settings
 
 def get_app_settings(request: Request) -> Settings:
     """The settings the app was built with."""
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_service(request: Request) -> SearchService:
     """The process-wide search service (embedder + connection pool)."""
-    return request.app.state.service
+    service: SearchService = request.app.state.service
+    return service
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -99,7 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _request_id(request: Request) -> str | None:
-    return request.scope.get("state", {}).get("request_id")
+    request_id: str | None = request.scope.get("state", {}).get("request_id")
+    return request_id
 
 
 def _error(request: Request, code: int, detail: object, **headers: str) -> JSONResponse:

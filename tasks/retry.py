@@ -42,8 +42,7 @@ import tenacity
 from tasks.errors import PipelineError
 
 if TYPE_CHECKING:  # the library stays importable without importing Prefect
-    from prefect.client.schemas.objects import TaskRun
-    from prefect.states import State
+    from prefect.client.schemas.objects import State, TaskRun
     from prefect.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -191,8 +190,8 @@ class wait_backoff_or_retry_after(tenacity.wait.wait_base):  # noqa: N801 (tenac
 
     def backoff(self, attempt: int, error: BaseException | None) -> float:
         """The wait after failed attempt number ``attempt`` (1-based) that raised ``error``."""
-        ceiling = min(self.max_wait_s, self.base_s * 2 ** (attempt - 1))
-        wait = ceiling * self.rng()
+        ceiling = min(self.max_wait_s, self.base_s * 2.0 ** (attempt - 1))
+        wait: float = ceiling * self.rng()
         asked = retry_after_of(error)
         if asked is not None:
             wait = max(wait, min(asked, self.max_wait_s))

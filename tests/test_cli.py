@@ -53,8 +53,9 @@ def semantic_index(
 
 def test_every_subcommand_parses() -> None:
     parser = build_parser()
-    subcommands = next(a for a in parser._actions if a.dest == "command").choices  # type: ignore[union-attr]
-    assert set(subcommands) == set(COMMANDS)  # type: ignore[arg-type]
+    subcommands = next(a for a in parser._actions if a.dest == "command").choices
+    assert subcommands is not None
+    assert set(subcommands) == set(COMMANDS)
     for name, extra in COMMANDS.items():
         args = parser.parse_args([name, *extra])
         assert args.command == name and callable(args.handler)

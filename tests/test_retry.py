@@ -6,6 +6,7 @@ import email.utils
 from typing import Any
 
 import httpx
+import httpx2
 import openai
 import psycopg
 import pytest
@@ -57,8 +58,9 @@ def _requests_error(status: int) -> requests.HTTPError:
 
 
 def _openai_error(status: int, body: Any = None) -> openai.APIStatusError:
-    request = httpx.Request("POST", "http://127.0.0.1/v1/embeddings")
-    response = httpx.Response(status, request=request, headers={"retry-after": "3"})
+    # openai's own HTTP client (httpx2), as its errors carry it.
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/embeddings")
+    response = httpx2.Response(status, request=request, headers={"retry-after": "3"})
     return openai.APIStatusError("failed", response=response, body=body)
 
 

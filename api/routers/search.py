@@ -50,6 +50,6 @@ async def search(
         results=[SearchResultOut(**r.to_dict()) for r in result.results],
         took_ms=round(result.total_ms, 2),
         model=result.model,
-        mode=result.mode,  # type: ignore[arg-type]
+        mode=result.mode,
         namespace=result.namespace,
     )

@@ -721,7 +721,8 @@ class PineconeStore(VectorStore):
             log=logger,
         )
         try:
-            return policy(self._counted, op, lambda _: fn(), None)
+            result: T = policy(self._counted, op, lambda _: fn(), None)
+            return result
         except Exception as exc:
             if not retry_on(exc):
                 raise

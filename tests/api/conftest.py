@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import httpx
@@ -27,7 +27,7 @@ API_KEYS = ("key-one-0123456789", "key-two-9876543210")
 CORS_ORIGIN = "https://app.example"
 
 
-def serve(settings: Settings, app: Any = None) -> Iterator[str]:
+def serve(settings: Settings, app: Any = None) -> Generator[str, None, None]:
     """Run ``app`` (default: the app for ``settings``) until the generator is closed; yields
     its base URL."""
     app = app or create_app(settings)
@@ -64,7 +64,7 @@ def demo_settings(demo_index: dict[str, Any], **overrides: Any) -> Settings:
         "search_timeout_s": 60.0,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture(scope="session")

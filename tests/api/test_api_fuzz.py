@@ -25,7 +25,8 @@ WITH_INPUTS = {"/search", "/documents/{document_id}"}
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_server_errors(api_url: str, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(f"{api_url}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # An Err (a schema schemathesis cannot read) has no .ok(): the test fails on it, as it should.
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) == 5  # search, documents, healthz, readyz, metrics
     if mode == GenerationMode.NEGATIVE:
         operations = [o for o in operations if o.path in WITH_INPUTS]

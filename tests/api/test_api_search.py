@@ -23,7 +23,8 @@ def items() -> list[dict[str, str]]:
 def search(client: httpx.Client, **body: Any) -> dict[str, Any]:
     response = client.post("/search", json=body)
     assert response.status_code == 200, response.text
-    return response.json()
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -61,7 +62,9 @@ def _every(body: dict[str, Any], predicate: Any) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_equality_and_in_filters(client: httpx.Client, items: list[dict], mode: str) -> None:
+def test_equality_and_in_filters(
+    client: httpx.Client, items: list[dict[str, Any]], mode: str
+) -> None:
     body = search(client, query="gift", top_k=20, mode=mode, filter={"category": "kitchen"})
     _every(body, lambda m: m["category"] == "kitchen")
     body = search(client, query="gift", top_k=20, mode=mode, filter={"category": {"$eq": "toys"}})
@@ -73,12 +76,12 @@ def test_equality_and_in_filters(client: httpx.Client, items: list[dict], mode: 
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_numeric_range_bounds(client: httpx.Client, items: list[dict], mode: str) -> None:
+def test_numeric_range_bounds(client: httpx.Client, items: list[dict[str, Any]], mode: str) -> None:
     item = next(i for i in items if i["price"] and "Tent" in i["name"])
     price = float(item["price"])
     doc_id = f"item:{item['item_id']}"
 
-    def ids(filter_: dict) -> set[str]:
+    def ids(filter_: dict[str, Any]) -> set[str]:
         body = search(client, query=item["name"], top_k=100, mode=mode, filter=filter_)
         return {r["document_id"] for r in body["results"]}
 
@@ -174,7 +177,7 @@ def test_undeclared_key_message_names_the_allowed_keys(client: httpx.Client) -> 
         {"query": "word " * 150},
     ],
 )
-def test_invalid_requests_are_422(client: httpx.Client, body: dict) -> None:
+def test_invalid_requests_are_422(client: httpx.Client, body: dict[str, Any]) -> None:
     response = client.post("/search", json=body)
     assert response.status_code == 422, response.text
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tasks.errors import VectorStoreError
-from tasks.stores.base import VectorRecord, VectorStore
+from tasks.stores.base import MetadataValue, VectorRecord, VectorStore
 
 DIM = 8
 NS = "contract_docs"
@@ -225,7 +225,11 @@ class VectorStoreContract:
         records = make_records()
         self._load(store, records)
         target = records[3]
-        new_metadata = {"document_id": target.document_id, "category": "bathroom", "price": 7}
+        new_metadata: dict[str, MetadataValue] = {
+            "document_id": target.document_id,
+            "category": "bathroom",
+            "price": 7,
+        }
         assert store.update_metadata(NS, [(target.id, new_metadata), ("no-such#0", {})]) == 2
         hit = store.query(NS, target.values, top_k=1)[0]
         assert hit.id == target.id

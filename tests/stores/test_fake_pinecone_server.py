@@ -26,6 +26,7 @@ def _create(pc: Pinecone, dimension: int, metric: str) -> Any:
         },
         deployment={"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"},
     )
+    assert model.host is not None
     return name, pc.index(host=model.host)
 
 

@@ -114,6 +114,7 @@ def test_sigkill_at_random_points_then_rerun_with_pinecone(
 
         child = _start_child(url, openai_server.base_url, store)
         time.sleep(rng.uniform(0.0, run_seconds * 1.1))
+        assert child.pid is not None
         os.kill(child.pid, signal.SIGKILL)
         child.join(timeout=30)
         killed_mid_run += child.exitcode == -signal.SIGKILL

@@ -205,10 +205,11 @@ class PinnedAddressAdapter(HTTPAdapter):
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+    ) -> tuple[Any, Any]:  # requests' stubs type these as TypedDicts without the TLS keys
+        host_params, typed_kwargs = super().build_connection_pool_key_attributes(
             request, verify, cert
         )
+        pool_kwargs: dict[str, Any] = dict(typed_kwargs)
         name = host_params["host"]
         address = check_public_url(str(request.url))
         # Set on every hop: a redirect's request is a copy that still carries the last Host.
@@ -291,7 +292,10 @@ class SafeSession(requests.Session):
             request.hooks = hooks
         if self.check_json and not kwargs.get("stream"):
             check_json_body(request, response)
-        return dispatch_hook("response", hooks, response, **kwargs)  # type: ignore[no-any-return]
+        hooked: requests.Response = dispatch_hook(  # type: ignore[no-untyped-call]
+            "response", hooks, response, **kwargs
+        )
+        return hooked
 
     def _send_with_retries(
         self, request: requests.PreparedRequest, url: str, **kwargs: Any
