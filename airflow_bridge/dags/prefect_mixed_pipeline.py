@@ -83,9 +83,11 @@ with DAG(
         timeout=timedelta(hours=6),
         deferrable=True,
     )
+    # TaskFlow: Airflow resolves these XComArgs to their values before the task runs; its type
+    # hints cannot say so.
     report = report_pipeline_run(
-        flow_run_id=run_pipeline.output,
-        flow_run_url=XComArg(run_pipeline, key="flow_run_url"),
-        artifacts=XComArg(run_pipeline, key="flow_run_artifacts"),
+        flow_run_id=run_pipeline.output,  # type: ignore[arg-type]
+        flow_run_url=XComArg(run_pipeline, key="flow_run_url"),  # type: ignore[arg-type]
+        artifacts=XComArg(run_pipeline, key="flow_run_artifacts"),  # type: ignore[arg-type]
     )
     wait_for_export >> run_pipeline >> report

@@ -33,7 +33,7 @@ def test_example_dag_shape() -> None:
 
     dag = DagBag(dag_folder=str(EXAMPLE_DAGS)).dags["prefect_data_pipeline"]
     assert dag.task_ids == ["run_data_pipeline"]
-    assert dag.schedule == "@daily"
+    assert str(dag.schedule) == "@daily"
     assert getattr(dag.timetable, "expression", None) == "0 0 * * *"
     assert dag.catchup is False
     task = dag.get_task("run_data_pipeline")

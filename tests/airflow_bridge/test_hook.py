@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -299,7 +300,9 @@ def test_wait_honours_retry_after_else_backs_off(
     attempt: int, error: BaseException, low: float, high: float
 ) -> None:
     for draw in (0.0, 0.5, 1.0):
-        wait = wait_backoff_or_retry_after(backoff=1.0, max_wait=10.0, rng=lambda d=draw: d)
+        wait = wait_backoff_or_retry_after(
+            backoff=1.0, max_wait=10.0, rng=itertools.repeat(draw).__next__
+        )
         assert low <= wait(_state(attempt, error)) <= high
     # Full jitter: the top of the range is the capped exponential.
     top = wait_backoff_or_retry_after(backoff=1.0, max_wait=10.0, rng=lambda: 1.0)

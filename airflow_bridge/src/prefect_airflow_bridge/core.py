@@ -172,7 +172,8 @@ def to_json_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
             f"parameters must be a mapping of flow parameter names to values, "
             f"got {type(parameters).__name__}."
         )
-    return json.loads(json.dumps(dict(parameters), default=str))
+    normalised: dict[str, Any] = json.loads(json.dumps(dict(parameters), default=str))
+    return normalised
 
 
 def describe_outcome(flow_run: FlowRun, deployment_name: str, url: str) -> str:

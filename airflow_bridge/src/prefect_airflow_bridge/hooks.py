@@ -66,7 +66,10 @@ def _not_found_errors() -> tuple[type[Exception], ...]:
     from airflow.sdk.exceptions import AirflowNotFoundException as SdkNotFound
 
     try:
-        from airflow.exceptions import AirflowNotFoundException as CoreNotFound
+        # Re-exported there at run time for Airflow 2 code; not declared as an export.
+        from airflow.exceptions import (  # type: ignore[attr-defined]
+            AirflowNotFoundException as CoreNotFound,
+        )
     except ImportError:  # a Task-SDK-only environment
         return (SdkNotFound,)
     return (SdkNotFound, CoreNotFound)

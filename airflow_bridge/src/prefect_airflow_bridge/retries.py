@@ -98,8 +98,8 @@ class wait_backoff_or_retry_after(tenacity.wait.wait_base):  # noqa: N801 (tenac
 
     def backoff(self, attempt: int, error: BaseException | None) -> float:
         """The wait after failed attempt number ``attempt`` (1-based) that raised ``error``."""
-        ceiling = min(self.max_wait, self.base * 2 ** (attempt - 1))
-        wait = ceiling * self.rng()
+        ceiling = min(self.max_wait, self.base * 2.0 ** (attempt - 1))
+        wait: float = ceiling * self.rng()
         if isinstance(error, RetryableResponse):
             asked = retry_after_seconds(error.response.headers)
             if asked is not None:

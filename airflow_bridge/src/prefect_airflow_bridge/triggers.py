@@ -46,7 +46,7 @@ class PrefectFlowRunTrigger(BaseTrigger):
         cancel_on_timeout: bool = True,
         unreachable_timeout: float | None = 600.0,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger has no hints
         self.flow_run_id = flow_run_id
         self.prefect_conn_id = prefect_conn_id
         self.poll_interval = poll_interval
@@ -84,7 +84,7 @@ class PrefectFlowRunTrigger(BaseTrigger):
                 "error_type": type(exc).__name__,
                 "retryable": not isinstance(exc, PrefectConfigurationError),
             }
-        yield TriggerEvent(event)
+        yield TriggerEvent(event)  # type: ignore[no-untyped-call]  # no hints in Airflow
 
     async def _wait(self) -> dict[str, Any]:
         hook = self._hook()
