@@ -469,7 +469,7 @@ def test_drift_automation_renders_the_doctor_payload() -> None:
 
 
 def test_dead_letters_are_counted_but_do_not_fail_validation() -> None:
-    from tasks.ops.tasks import index_checks
+    from tasks.ops.validation import index_checks
 
     summary = _summary()
     summary.index[0].dead_letters = 1
