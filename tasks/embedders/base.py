@@ -235,12 +235,7 @@ class Embedder(ABC):
         """
         if not texts:
             return []
-        if token_counts is None:
-            token_counts = self.count_tokens(texts)
-        elif len(token_counts) != len(texts):
-            raise ValueError(f"{len(token_counts)} token counts for {len(texts)} texts")
-        pieces, piece_tokens, owners = self._cut_oversize(texts, token_counts)
-        requests = self.pack(piece_tokens)
+        pieces, piece_tokens, owners, requests = self._plan_requests(texts, token_counts)
         results: list[list[list[float]]] = [[] for _ in requests]
 
         def run(k: int) -> None:
@@ -266,12 +261,7 @@ class Embedder(ABC):
         """
         if not texts:
             return {}, {}
-        if token_counts is None:
-            token_counts = self.count_tokens(texts)
-        elif len(token_counts) != len(texts):
-            raise ValueError(f"{len(token_counts)} token counts for {len(texts)} texts")
-        pieces, piece_tokens, owners = self._cut_oversize(texts, token_counts)
-        requests = self.pack(piece_tokens)
+        pieces, piece_tokens, owners, requests = self._plan_requests(texts, token_counts)
         outcomes: list[tuple[dict[int, list[float]], dict[int, Rejection]]] = [
             ({}, {}) for _ in requests
         ]
@@ -296,6 +286,18 @@ class Embedder(ABC):
             len(kept_owners),
         )
         return dict(zip(kept_owners, combined, strict=True)), bad_inputs
+
+    def _plan_requests(
+        self, texts: Sequence[str], token_counts: Sequence[int] | None
+    ) -> tuple[Sequence[str], Sequence[int], list[int] | None, list[tuple[int, int]]]:
+        """The pieces to send (over-long inputs cut), their token counts, the input each piece
+        belongs to (``None`` when nothing was cut) and the requests packing them."""
+        if token_counts is None:
+            token_counts = self.count_tokens(texts)
+        elif len(token_counts) != len(texts):
+            raise ValueError(f"{len(token_counts)} token counts for {len(texts)} texts")
+        pieces, piece_tokens, owners = self._cut_oversize(texts, token_counts)
+        return pieces, piece_tokens, owners, self.pack(piece_tokens)
 
     def _request_bisecting(
         self, pieces: Sequence[str], tokens: Sequence[int], start: int, end: int

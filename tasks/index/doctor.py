@@ -29,9 +29,9 @@ from tasks.errors import PipelineError
 from tasks.index.chunking import Chunk
 from tasks.index.embedding_cache import EmbeddingCache
 from tasks.index.ledger import Ledger
-from tasks.index.run import chunker_config, index_fingerprint
+from tasks.index.run import chunk_record, chunker_config, index_fingerprint, slices
 from tasks.settings import Settings
-from tasks.stores.base import VectorRecord, VectorStore
+from tasks.stores.base import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -191,11 +191,11 @@ def repair(
         if chunks:
             store.ensure_namespace(physical, embedder.dimension)
         size = settings.index_batch_size
-        for batch in _slices(chunks, size):
-            store.upsert(physical, [_record(c, vectors[c.content_hash]) for c in batch])
+        for batch in slices(chunks, size):
+            store.upsert(physical, [chunk_record(c, vectors[c.content_hash]) for c in batch])
             ledger.mark_written(physical, logical, fingerprint, batch)
         orphans = report.ids[ORPHAN]
-        for batch in _slices(orphans, size):
+        for batch in slices(orphans, size):
             store.delete(physical, batch)
         report.repaired = {"upserted": len(chunks), "deleted": len(orphans), "embedded": embedded}
     logger.info("Repaired %s", report.to_text())
@@ -261,19 +261,3 @@ def _vectors(
             cache.put(ledger.conn, embedder.fingerprint, fresh)
         vectors.update(fresh)
     return vectors, len(texts)
-
-
-def _record(chunk: Chunk, values: list[float]) -> VectorRecord:
-    return VectorRecord(
-        id=chunk.id,
-        document_id=chunk.document_id,
-        values=values,
-        text=chunk.text,
-        content_hash=chunk.content_hash,
-        metadata=chunk.metadata,
-    )
-
-
-def _slices(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])

@@ -380,7 +380,7 @@ class IndexRun:
         texts = [by_hash[h].text for h in to_embed]
         planning.advance(len(desired) - len(texts))  # classified; nothing left to count
         token_counts: list[int] = []
-        for part in _slices(texts, COUNT_SLICE):
+        for part in slices(texts, COUNT_SLICE):
             token_counts += self.embedder.count_tokens(part)
             planning.advance(len(part))
         to_embed, texts, token_counts = by_length(to_embed, texts, token_counts)
@@ -474,11 +474,11 @@ class IndexRun:
         )
         embedding = self.progress.phase("embedding", len(plan.to_embed))
 
-        for ids in _slices(changes.delete, size):
+        for ids in slices(changes.delete, size):
             store.delete(target, ids)
             ledger.remove(target, ids)
             writing.advance(len(ids))
-        for chunks in _slices(changes.update_metadata, size):
+        for chunks in slices(changes.update_metadata, size):
             store.update_metadata(target, [(c.id, c.metadata) for c in chunks])
             ledger.update_metadata(target, chunks)
             writing.advance(len(chunks))
@@ -490,11 +490,11 @@ class IndexRun:
             nonlocal waiting
             ready = [c for c in waiting if c.content_hash in vectors]
             waiting = [c for c in waiting if c.content_hash not in vectors]
-            for batch in _slices(ready, size):
+            for batch in slices(ready, size):
                 # pending first: if we die after the store wrote but before "written", the next
                 # run still knows these ids may exist (and re-upserts or deletes them).
                 ledger.mark_pending(target, self.logical, self.fingerprint, batch)
-                store.upsert(target, [_record(c, vectors[c.content_hash]) for c in batch])
+                store.upsert(target, [chunk_record(c, vectors[c.content_hash]) for c in batch])
                 ledger.mark_written(target, self.logical, self.fingerprint, batch)
                 writing.advance(len(batch))
 
@@ -764,7 +764,7 @@ def _adopt_unknown(store: VectorStore, namespace: str, fingerprint: str) -> dict
     return {i: LedgerEntry(i, "", h, "", fingerprint, PENDING) for i, h in found.items()}
 
 
-def _record(chunk: Chunk, values: list[float]) -> VectorRecord:
+def chunk_record(chunk: Chunk, values: list[float]) -> VectorRecord:
     """The store record of ``chunk`` with its vector."""
     return VectorRecord(
         id=chunk.id,
@@ -776,6 +776,7 @@ def _record(chunk: Chunk, values: list[float]) -> VectorRecord:
     )
 
 
-def _slices(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
+def slices(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
+    """``items`` in consecutive lists of at most ``size``."""
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
