@@ -54,6 +54,9 @@ def test_a_stray_environment_and_dotenv_do_not_reach_a_test_session(tmp_path: Pa
 
 
 def test_a_stray_dotenv_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Session fixtures (the demo index) export DATABASE_URL and DATA_DIR on purpose: clear them,
+    # so the .env below is the only place a setting could come from.
+    clear_settings_env(monkeypatch)
     monkeypatch.chdir(tmp_path)
     stray_dotenv(tmp_path)
     get_settings.cache_clear()
