@@ -170,29 +170,17 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """The index doctor in this process; exit 1 when drift was found and not repaired."""
-    from tasks.embedders import get_embedder
-    from tasks.index.doctor import check_namespaces
-    from tasks.index.embedding_cache import EmbeddingCache
-    from tasks.index.ledger import Ledger
-    from tasks.stores import get_store
-    from tasks.warehouse import get_warehouse
+    from tasks.index.doctor import run_doctor
 
     logging.basicConfig(level=logging.WARNING)
     settings = get_settings()
-    ledger = Ledger(get_warehouse(settings), settings.index_state_schema)
-    store = get_store(settings)
-    pieces = (ledger, store, EmbeddingCache(settings.index_state_schema), get_embedder(settings))
     names = None if args.namespace is None else [args.namespace]
-    try:
-        reports = check_namespaces(*pieces, settings, names, fix=args.repair)
-        for report in reports:
-            print(report.to_text())
-        if args.repair and any(not r.clean for r in reports):
-            reports = check_namespaces(*pieces, settings, names)
-            print("After repair:\n" + "\n".join(r.to_text() for r in reports))
-    finally:
-        ledger.close()
-        store.close()
+    reports = run_doctor(settings, names, fix=args.repair)
+    for report in reports:
+        print(report.to_text())
+    if args.repair and any(not r.clean for r in reports):
+        reports = run_doctor(settings, names)
+        print("After repair:\n" + "\n".join(r.to_text() for r in reports))
     if not reports:
         print("No namespace is served yet: nothing to check (run `semantic-index index`).")
     return 0 if all(r.clean for r in reports) else 1

@@ -231,6 +231,27 @@ def check_namespaces(
     return reports
 
 
+def run_doctor(
+    settings: Settings, namespaces: Iterable[str] | None = None, fix: bool = False
+) -> list[DoctorReport]:
+    """:func:`check_namespaces` with the configured ledger, store, cache and embedder, closed
+    afterwards: what the ``index-doctor`` task and ``semantic-index doctor`` run."""
+    from tasks.embedders import get_embedder
+    from tasks.stores import get_store
+    from tasks.warehouse import get_warehouse
+
+    ledger = Ledger(get_warehouse(settings), settings.index_state_schema)
+    store = get_store(settings)
+    cache = EmbeddingCache(settings.index_state_schema)
+    try:
+        return check_namespaces(
+            ledger, store, cache, get_embedder(settings), settings, namespaces, fix=fix
+        )
+    finally:
+        ledger.close()
+        store.close()
+
+
 def _checked_fingerprint(
     ledger: Ledger, embedder: Embedder, settings: Settings, logical: str, physical: str
 ) -> str:

@@ -13,9 +13,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.embedders import get_embedder
-from tasks.index.doctor import DoctorReport, check_namespaces
+from tasks.index.doctor import DoctorReport, run_doctor
 from tasks.index.documents import EmbeddingSpec, load_specs
-from tasks.index.embedding_cache import EmbeddingCache
 from tasks.index.ledger import Ledger
 from tasks.index.run import IndexResult, index_documents
 from tasks.progress import OverallProgress, PhaseUpdate
@@ -105,25 +104,9 @@ def doctor_task(repair: bool = False, namespace: str | None = None) -> list[Doct
     """Compare every serving namespace (or only ``namespace``) of the store with the ledger;
     with ``repair``, fix the drift under each namespace's lock (see :mod:`tasks.index.doctor`).
     A retry is safe: a repair re-diagnoses before it writes."""
-    settings = get_settings()
-    logger = get_run_logger()
-    store = get_store(settings)
-    ledger = Ledger(get_warehouse(settings), settings.index_state_schema)
-    try:
-        reports = check_namespaces(
-            ledger,
-            store,
-            EmbeddingCache(settings.index_state_schema),
-            get_embedder(settings),
-            settings,
-            None if namespace is None else [namespace],
-            fix=repair,
-        )
-    finally:
-        ledger.close()
-        store.close()
+    reports = run_doctor(get_settings(), None if namespace is None else [namespace], fix=repair)
     for report in reports:
-        logger.info("%s", report.to_text())
+        get_run_logger().info("%s", report.to_text())
     return reports
 
 
