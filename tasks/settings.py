@@ -7,6 +7,7 @@ environment first. Every field is documented in the README's settings table.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -71,10 +72,21 @@ EmbedderConfig = Annotated[
 ]
 
 
+#: Names the dotenv file ``Settings`` reads: ``.env`` in the working directory when unset, none
+#: when set empty. Read when this module is imported, so a process passes it on to the processes
+#: it starts (the test suite sets it empty: nothing it starts reads a developer's ``.env``).
+ENV_FILE_VARIABLE = "SEMANTIC_INDEX_ENV_FILE"
+
+
+def dotenv_file() -> str | None:
+    """The dotenv file to read, from ``SEMANTIC_INDEX_ENV_FILE`` (default ``.env``; empty: none)."""
+    return os.environ.get(ENV_FILE_VARIABLE, ".env") or None
+
+
 class Settings(BaseSettings):
     """All settings, with their environment variable names (case-insensitive)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(env_file=dotenv_file(), extra="ignore", case_sensitive=False)
 
     # --- warehouse ---
     database_url: SecretStr | None = Field(

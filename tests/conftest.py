@@ -19,7 +19,7 @@ import pytest
 from pydantic import AliasChoices, AliasPath
 
 from tasks.runtime import apply_offline_defaults
-from tasks.settings import Settings
+from tasks.settings import ENV_FILE_VARIABLE, Settings
 
 apply_offline_defaults()
 
@@ -81,6 +81,7 @@ def isolated_settings() -> Iterator[None]:
     """
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(Settings.model_config, "env_file", None)
+        mp.setenv(ENV_FILE_VARIABLE, "")  # and none for the processes tests start
         clear_settings_env(mp)
         reset_caches()
         yield

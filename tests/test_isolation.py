@@ -64,6 +64,43 @@ def test_a_stray_dotenv_is_not_read(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     get_settings.cache_clear()
 
 
+def test_a_process_a_test_starts_does_not_read_a_stray_dotenv(tmp_path: Path) -> None:
+    """The CLI, uvicorn or a bench that a test starts inherits the session's "no ``.env``"."""
+    stray_dotenv(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k.lower() not in settings_env_names()}
+    probe = (
+        "from tasks.settings import Settings; "
+        "assert Settings().model_dump() == Settings.model_construct().model_dump(); print('clean')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "clean"
+
+
+def test_outside_tests_the_dotenv_in_the_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("RAW_SCHEMA=from_dotenv\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k.lower() not in settings_env_names()}
+    env.pop("SEMANTIC_INDEX_ENV_FILE", None)
+    probe = "from tasks.settings import Settings; print(Settings().raw_schema)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "from_dotenv"
+
+
 def test_clear_settings_env_removes_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in SETTINGS_ENV:
         monkeypatch.setenv(name, STRAY)
