@@ -101,6 +101,9 @@ class SearchService:
             min_size=1,
             max_size=self.settings.search_api_pool_size,
             configure=self._configure,
+            # One `SELECT 1`-like round trip per checkout: a connection the server dropped while
+            # idle (restart, failover, a proxy's idle timeout) is replaced, not handed to a request.
+            check=ConnectionPool.check_connection,
             # Half the request's deadline: a request that waited that long for a connection is
             # answered 503 (busy, retry) rather than left to run into its 504.
             timeout=self.settings.search_timeout_s / 2,
