@@ -246,6 +246,41 @@ class Settings(BaseSettings):
         description="After a rebuild switched over, drop the old physical namespace.",
     )
 
+    # --- OpenAI Batch API backfills (tasks/embedders/openai_batch.py, docs/indexing.md) ---
+    openai_batch_min_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        description="A run that would embed at least this many tokens with OpenAI goes through "
+        "the Batch API (half price, results within 24 h); unset: never.",
+    )
+    openai_batch_poll_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="First wait between polls of a submitted batch; doubles up to the maximum.",
+    )
+    openai_batch_poll_max_interval_s: float = Field(
+        default=600.0, ge=0, description="Longest wait between polls of a submitted batch."
+    )
+    openai_batch_failed_lines: Literal["sync-retry", "dead-letter"] = Field(
+        default="sync-retry",
+        description="Batch lines the API rejected for their input: `sync-retry` re-sends them "
+        "synchronously (bisected to the poison inputs), `dead-letter` records all their inputs "
+        "as dead letters.",
+    )
+    openai_batch_max_inputs: int = Field(
+        default=50_000,
+        ge=1,
+        le=50_000,
+        description="Embedding inputs per batch (the API allows 50,000); smaller batches "
+        "finish sooner and leave less to redo when one expires.",
+    )
+    openai_batch_price_factor: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Batch API price as a fraction of the synchronous price (OpenAI: 0.5).",
+    )
+
     # --- pinecone (VECTOR_STORE=pinecone) ---
     pinecone_api_key: SecretStr | None = Field(
         default=None, description="Pinecone API key (required with VECTOR_STORE=pinecone)."

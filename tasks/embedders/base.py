@@ -87,10 +87,13 @@ class Usage:
     requests: int = 0
     inputs: int = 0
     input_tokens: int = 0
+    #: Of ``input_tokens``, those billed through a batch API at its discount
+    #: (:mod:`tasks.embedders.openai_batch`).
+    batch_input_tokens: int = 0
 
     def snapshot(self) -> Usage:
         """A copy (to diff before/after a run)."""
-        return Usage(self.requests, self.inputs, self.input_tokens)
+        return Usage(self.requests, self.inputs, self.input_tokens, self.batch_input_tokens)
 
     def minus(self, other: Usage) -> Usage:
         """Usage since ``other`` was taken."""
@@ -98,7 +101,13 @@ class Usage:
             self.requests - other.requests,
             self.inputs - other.inputs,
             self.input_tokens - other.input_tokens,
+            self.batch_input_tokens - other.batch_input_tokens,
         )
+
+    def cost_usd(self, price_per_million: float, batch_price_factor: float = 1.0) -> float:
+        """What these tokens cost: batch tokens at ``batch_price_factor`` of the price."""
+        full = self.input_tokens - self.batch_input_tokens
+        return (full + self.batch_input_tokens * batch_price_factor) * price_per_million / 1e6
 
 
 @dataclass(frozen=True)
@@ -194,12 +203,14 @@ class Embedder(ABC):
             self._usage_lock = threading.Lock()
         return self._usage
 
-    def _count_usage(self, inputs: int, tokens: int) -> None:
+    def _count_usage(self, inputs: int, tokens: int, *, batch: bool = False) -> None:
         usage = self.usage
         with self._usage_lock:
             usage.requests += 1
             usage.inputs += inputs
             usage.input_tokens += tokens
+            if batch:
+                usage.batch_input_tokens += tokens
 
     # --- packing ---
 

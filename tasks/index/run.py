@@ -34,6 +34,7 @@ from typing import Any
 
 from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded, Rejection
 from tasks.errors import MassDeleteRefused, ValidationFailed
+from tasks.index.batch_backfill import backfill_through_batch_api
 from tasks.index.chunking import (
     Chunk,
     ChunkerConfig,
@@ -522,7 +523,24 @@ class IndexRun:
         rejected_ids: list[str] = []
         rejected_hashes = 0
         flush()  # cache hits cost nothing: write them first
-        for start, end in embedder.windows(plan.token_counts):
+
+        # --- Batch API hook (tasks/index/batch_backfill.py): a qualifying run embeds every text
+        # of the plan through OpenAI's Batch API; each finished batch lands here, then the
+        # window loop below has nothing left to do. ---
+        def batch_result(fresh: dict[str, list[float]], bad: dict[str, Rejection]) -> None:
+            nonlocal rejected_hashes
+            vectors.update(fresh)
+            if bad:
+                reject(bad)
+                rejected_hashes += len(bad)
+            embedding.advance(len(fresh) + len(bad))
+            flush()
+
+        batched = backfill_through_batch_api(
+            embedder, ledger.conn, self.cache, self.settings,
+            plan.to_embed, plan.texts, plan.token_counts, batch_result,
+        )  # fmt: skip
+        for start, end in [] if batched else embedder.windows(plan.token_counts):
             # The plan counted these tokens already: embed does not count them again.
             window, rejections = embedder.embed_partial(
                 plan.texts[start:end], token_counts=plan.token_counts[start:end]
@@ -558,7 +576,9 @@ class IndexRun:
         used = embedder.usage.minus(before)
         self.result.requests = used.requests
         self.result.input_tokens = used.input_tokens
-        self.result.estimated_cost_usd = used.input_tokens * self.price / 1e6
+        self.result.estimated_cost_usd = used.cost_usd(
+            self.price, self.settings.openai_batch_price_factor
+        )
 
     def validate_and_switch(self, plan: RunPlan) -> None:
         """Check ledger == store == desired; switch a rebuilt namespace over; drop old ones.

@@ -11,6 +11,19 @@ a test instead of passing silently. Faults are scripted per request, in arrival 
 Every request is recorded (``server.requests``) with its inputs and outcome. Poison inputs are
 scripted by content: ``server.reject_containing = {"POISON"}`` answers 400 to every request with
 an input containing a marker (as OpenAI rejects a whole batch for one input it cannot embed).
+
+It also speaks the Batch API with the shapes of the API reference, so the SDK parses them
+unmodified: ``POST /v1/files`` (multipart upload, ``purpose=batch``), ``GET /v1/files/{id}`` and
+``/v1/files/{id}/content``, ``POST /v1/batches``, ``GET /v1/batches/{id}``, ``POST
+/v1/batches/{id}/cancel``. A batch moves one status per retrieve along ``server.batch_script``
+(``validating → in_progress → finalizing → completed`` by default; end it with ``expired``,
+``failed`` or ``cancelled`` to script those), stays ``in_progress`` while ``server.batch_hold``
+is set, and when it ends runs each request line like ``POST /v1/embeddings`` would (poison
+markers and limits included: such a line lands in the error file with its 400). An expired or
+cancelled batch completes only its first ``server.batch_complete_before_end`` lines; the others
+are error lines with ``batch_expired``/``batch_cancelled``. Calls are recorded in
+``server.batch_calls`` (``(method, path)``) and inputs embedded by batches in
+``server.batch_embedded``; ``requests`` keeps only ``/v1/embeddings`` calls.
 """
 
 from __future__ import annotations
@@ -19,8 +32,11 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -75,6 +91,93 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+#: The Batch API's limits on one input file / one embeddings batch.
+BATCH_MAX_REQUESTS = 50_000
+BATCH_MAX_BYTES = 200_000_000
+BATCH_MAX_INPUTS = 50_000
+DEFAULT_BATCH_SCRIPT = ("validating", "in_progress", "finalizing", "completed")
+BATCH_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+
+
+@dataclass
+class FakeFile:
+    """An uploaded or generated file."""
+
+    id: str
+    filename: str
+    purpose: str
+    content: bytes
+    created_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The File object of the API reference."""
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": len(self.content),
+            "created_at": self.created_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
+
+
+@dataclass
+class FakeBatch:
+    """A batch and where it is in its scripted progression."""
+
+    id: str
+    input_file_id: str
+    metadata: dict[str, str] | None
+    created_at: int
+    steps: deque[str]
+    status: str = "validating"
+    times: dict[str, int] = field(default_factory=dict)
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"total": 0, "completed": 0, "failed": 0}
+    )
+    errors: list[dict[str, Any]] | None = None
+    usage_tokens: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The Batch object of the API reference."""
+        t = self.times
+        return {
+            "id": self.id,
+            "object": "batch",
+            "endpoint": "/v1/embeddings",
+            "model": None,
+            "errors": {"object": "list", "data": self.errors} if self.errors else None,
+            "input_file_id": self.input_file_id,
+            "completion_window": "24h",
+            "status": self.status,
+            "output_file_id": self.output_file_id,
+            "error_file_id": self.error_file_id,
+            "created_at": self.created_at,
+            "in_progress_at": t.get("in_progress"),
+            "expires_at": self.created_at + 86_400,
+            "finalizing_at": t.get("finalizing"),
+            "completed_at": t.get("completed"),
+            "failed_at": t.get("failed"),
+            "expired_at": t.get("expired"),
+            "cancelling_at": t.get("cancelling"),
+            "cancelled_at": t.get("cancelled"),
+            "request_counts": dict(self.counts),
+            "usage": {
+                "input_tokens": self.usage_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": 0,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": self.usage_tokens,
+            },
+            "metadata": self.metadata,
+        }
+
+
 class FakeOpenAIServer:
     """Threaded HTTP server; ``base_url`` is what ``openai.OpenAI(base_url=...)`` takes."""
 
@@ -90,6 +193,7 @@ class FakeOpenAIServer:
         self.latency = 0.0
         #: Markers: a request with an input containing one is rejected with HTTP 400.
         self.reject_containing: set[str] = set()
+        self._reset_batches()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -97,7 +201,13 @@ class FakeOpenAIServer:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                server._handle(self)
+                if self.path.startswith(("/v1/files", "/v1/batches")):
+                    server._handle_batch_api(self, "POST")
+                else:
+                    server._handle(self)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                server._handle_batch_api(self, "GET")
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -131,6 +241,32 @@ class FakeOpenAIServer:
             self.max_in_flight = 0
             self.latency = 0.0
             self.reject_containing = set()
+            self._reset_batches()
+
+    def _reset_batches(self) -> None:
+        self.files: dict[str, FakeFile] = {}
+        self.batches: dict[str, FakeBatch] = {}
+        #: ``(method, path)`` of every files/batches call, in arrival order.
+        self.batch_calls: list[tuple[str, str]] = []
+        #: Every input a batch embedded.
+        self.batch_embedded: list[str] = []
+        #: Statuses a new batch goes through, one per retrieve.
+        self.batch_script: list[str] = list(DEFAULT_BATCH_SCRIPT)
+        #: While set, a batch in progress stays in progress.
+        self.batch_hold = False
+        #: Lines an expired or cancelled batch completed before it ended.
+        self.batch_complete_before_end = 0
+        #: The error of a batch scripted to end ``failed``.
+        self.batch_fail_error = {
+            "code": "token_limit_exceeded",
+            "message": "Enqueued token limit reached for text-embedding-3-small.",
+            "param": None,
+            "line": None,
+        }
+
+    def batch_call_count(self, method: str, path: str) -> int:
+        """How many ``method path`` calls arrived (e.g. ``POST /v1/batches``: submissions)."""
+        return sum(1 for c in self.batch_calls if c == (method, path))
 
     @property
     def answered(self) -> list[Request]:
@@ -267,6 +403,236 @@ class FakeOpenAIServer:
             },
         )
 
+    # --- files and batches ---
+
+    def _handle_batch_api(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        path = handler.path.split("?", 1)[0].rstrip("/")
+        length = int(handler.headers.get("content-length", 0))
+        raw = handler.rfile.read(length) if length else b""
+        parts = path.split("/")  # "", "v1", "files"|"batches", id?, action?
+        if len(parts) < 3:
+            return self._send(handler, 404, {"error": {"message": "not found"}})
+        with self._lock:
+            generic = "/".join(parts[:3]) + ("/{id}" if len(parts) > 3 else "")
+            self.batch_calls.append((method, generic + ("/" + parts[4] if len(parts) > 4 else "")))
+        try:
+            if parts[2] == "files" and method == "POST" and len(parts) == 3:
+                return self._send(handler, 200, self._upload(handler, raw))
+            if parts[2] == "files" and method == "GET" and len(parts) == 4:
+                return self._send(handler, 200, self._file(parts[3]).to_json())
+            if parts[2] == "files" and method == "GET" and parts[4:] == ["content"]:
+                return self._send_raw(
+                    handler, 200, self._file(parts[3]).content, content_type="application/jsonl"
+                )
+            if parts[2] == "batches" and method == "POST" and len(parts) == 3:
+                return self._send(handler, 200, self._create_batch(json.loads(raw or b"{}")))
+            if parts[2] == "batches" and method == "GET" and len(parts) == 4:
+                return self._send(handler, 200, self._retrieve_batch(parts[3]))
+            if parts[2] == "batches" and method == "POST" and parts[4:] == ["cancel"]:
+                return self._send(handler, 200, self._cancel_batch(parts[3]))
+        except LookupError as exc:
+            return self._send(
+                handler,
+                404,
+                {"error": {"message": str(exc), "type": "invalid_request_error", "code": None}},
+            )
+        except ValueError as exc:
+            return self._send(
+                handler,
+                400,
+                {"error": {"message": str(exc), "type": "invalid_request_error", "code": None}},
+            )
+        self._send(handler, 404, {"error": {"message": "not found"}})
+
+    def _upload(self, handler: BaseHTTPRequestHandler, raw: bytes) -> dict[str, Any]:
+        ctype = handler.headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data"):
+            raise ValueError("files.create needs a multipart/form-data body")
+        message = BytesParser(policy=HTTP).parsebytes(
+            b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw
+        )
+        fields: dict[str, bytes] = {}
+        filename = "upload"
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            fields[str(name)] = payload if isinstance(payload, bytes) else b""
+            if part.get_filename():
+                filename = str(part.get_filename())
+        if "file" not in fields or "purpose" not in fields:
+            raise ValueError("'file' and 'purpose' are required")
+        purpose = fields["purpose"].decode()
+        if purpose == "batch" and len(fields["file"]) > BATCH_MAX_BYTES:
+            raise ValueError(f"batch files are limited to {BATCH_MAX_BYTES} bytes")
+        upload = FakeFile(
+            f"file-{uuid.uuid4().hex[:24]}", filename, purpose, fields["file"], int(time.time())
+        )
+        with self._lock:
+            self.files[upload.id] = upload
+        return upload.to_json()
+
+    def _file(self, file_id: str) -> FakeFile:
+        with self._lock:
+            found = self.files.get(file_id)
+        if found is None:
+            raise LookupError(f"No such File object: {file_id}")
+        return found
+
+    def _create_batch(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("endpoint") != "/v1/embeddings":
+            raise ValueError("this server runs /v1/embeddings batches only")
+        if body.get("completion_window") != "24h":
+            raise ValueError("completion_window must be '24h'")
+        upload = self._file(str(body.get("input_file_id")))
+        if upload.purpose != "batch":
+            raise ValueError("the input file must be uploaded with purpose 'batch'")
+        script = list(self.batch_script)
+        batch = FakeBatch(
+            f"batch_{uuid.uuid4().hex[:24]}",
+            upload.id,
+            body.get("metadata"),
+            int(time.time()),
+            deque(script[1:]),
+            status=script[0],
+        )
+        with self._lock:
+            self.batches[batch.id] = batch
+            return batch.to_json()
+
+    def _retrieve_batch(self, batch_id: str) -> dict[str, Any]:
+        with self._lock:
+            batch = self.batches.get(batch_id)
+            if batch is None:
+                raise LookupError(f"No such Batch object: {batch_id}")
+            held = self.batch_hold and batch.status == "in_progress"
+            if batch.status not in BATCH_TERMINAL and not held and batch.steps:
+                self._advance(batch, batch.steps.popleft())
+            return batch.to_json()
+
+    def _cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        with self._lock:
+            batch = self.batches.get(batch_id)
+            if batch is None:
+                raise LookupError(f"No such Batch object: {batch_id}")
+            if batch.status in BATCH_TERMINAL:
+                raise ValueError(f"Batch {batch_id} is {batch.status} and cannot be cancelled")
+            batch.steps = deque(["cancelled"])
+            self._advance(batch, "cancelling")
+            return batch.to_json()
+
+    def _advance(self, batch: FakeBatch, status: str) -> None:
+        """Move ``batch`` to ``status``; on a terminal one, run its lines (lock held)."""
+        batch.status = status
+        batch.times[status] = int(time.time())
+        problem = self._validate_batch(batch) if status != "validating" else None
+        if problem:
+            batch.status = "failed"
+            batch.times["failed"] = int(time.time())
+            batch.errors = [{"code": "invalid_request", "message": problem, "param": None,
+                             "line": None}]  # fmt: skip
+            batch.steps.clear()
+            return
+        if status == "failed":
+            batch.errors = [dict(self.batch_fail_error)]
+            return
+        if status not in ("completed", "expired", "cancelled"):
+            return
+        lines = [json.loads(x) for x in self.files[batch.input_file_id].content.splitlines()]
+        done = len(lines) if status == "completed" else self.batch_complete_before_end
+        output: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for number, line in enumerate(lines):
+            result: dict[str, Any] = {
+                "id": f"batch_req_{uuid.uuid4().hex[:24]}",
+                "custom_id": line["custom_id"],
+            }
+            if number >= done:
+                code = "batch_expired" if status == "expired" else "batch_cancelled"
+                message = (
+                    "This request could not be executed before the completion window expired."
+                    if status == "expired"
+                    else "This request was cancelled before it was executed."
+                )
+                errors.append(
+                    {**result, "response": None, "error": {"code": code, "message": message}}
+                )
+                continue
+            code_, body = self._batch_line(line["body"], batch)
+            result["response"] = {
+                "status_code": code_,
+                "request_id": f"req_{uuid.uuid4().hex[:24]}",
+                "body": body,
+            }
+            result["error"] = None
+            (output if code_ == 200 else errors).append(result)
+        batch.counts = {"total": len(lines), "completed": len(output), "failed": len(errors)}
+        for kind, rows in (("output", output), ("error", errors)):
+            if not rows:
+                continue
+            content = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+            made = FakeFile(
+                f"file-{uuid.uuid4().hex[:24]}",
+                f"{batch.id}_{kind}.jsonl",
+                "batch_output",
+                content,
+                int(time.time()),
+            )
+            self.files[made.id] = made
+            if kind == "output":
+                batch.output_file_id = made.id
+            else:
+                batch.error_file_id = made.id
+
+    def _validate_batch(self, batch: FakeBatch) -> str | None:
+        """Why the input file would not validate, or ``None`` (the documented limits)."""
+        content = self.files[batch.input_file_id].content
+        lines = [json.loads(x) for x in content.splitlines() if x.strip()]
+        if len(lines) > BATCH_MAX_REQUESTS:
+            return f"{len(lines)} requests: at most {BATCH_MAX_REQUESTS} per batch"
+        ids = [line.get("custom_id") for line in lines]
+        if len(set(ids)) != len(ids):
+            return "custom_id values must be unique within a batch"
+        if any(
+            line.get("method") != "POST" or line.get("url") != "/v1/embeddings" for line in lines
+        ):
+            return "every line must be a POST to /v1/embeddings"
+        inputs = sum(len(line["body"]["input"]) for line in lines)
+        if inputs > BATCH_MAX_INPUTS:
+            return f"{inputs} embedding inputs: at most {BATCH_MAX_INPUTS} per batch"
+        return None
+
+    def _batch_line(self, body: dict[str, Any], batch: FakeBatch) -> tuple[int, dict[str, Any]]:
+        """What ``POST /v1/embeddings`` would answer to one line's body (lock held)."""
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) else [str(x) for x in raw or []]
+        poison = [i for i, t in enumerate(inputs) if any(m in t for m in self.reject_containing)]
+        problem = (
+            f"'$.input[{poison[0]}]' is invalid. Please check the API reference."
+            if poison
+            else self._limit_problem(inputs)
+            if self.enforce_limits
+            else None
+        )
+        if problem:
+            return 400, {
+                "error": {"message": problem, "type": "invalid_request_error", "code": None}
+            }
+        model = str(body.get("model", ""))
+        dims = int(body.get("dimensions") or DEFAULT_DIMENSIONS.get(model, 8))
+        tokens = sum(count_tokens(t) for t in inputs)
+        batch.usage_tokens += tokens
+        self.batch_embedded.extend(inputs)
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_vector(t, dims)}
+            for i, t in enumerate(inputs)
+        ]
+        return 200, {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
     def _limit_problem(self, inputs: list[str]) -> str | None:
         if not inputs:
             return "'input' must not be empty"
@@ -294,11 +660,12 @@ class FakeOpenAIServer:
         status: int,
         body: bytes,
         headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
     ) -> None:
         self._done(handler)
         try:
             handler.send_response(status)
-            handler.send_header("content-type", "application/json")
+            handler.send_header("content-type", content_type)
             handler.send_header("content-length", str(len(body)))
             for key, value in (headers or {}).items():
                 handler.send_header(key, value)
