@@ -42,7 +42,7 @@ import openai
 import tenacity
 from openai.types import Batch
 
-from tasks.embedders.openai import OpenAIEmbedder
+from tasks.embedders.openai import KNOWN_DIMENSIONS, OpenAIEmbedder
 from tasks.errors import EmbeddingError
 from tasks.retry import give_up, retrying
 
@@ -244,16 +244,30 @@ class OpenAIBatchClient:
         return self._call("Batch result download", lambda: self._client.files.content(file_id).text)
 
     def results(self, batch: Batch) -> dict[str, LineResult]:
-        """Every line of a finished batch's output and error files, by ``custom_id``; the
-        successful lines' tokens are counted in the embedder's usage as batch tokens."""
+        """Every line of a finished batch's output and error files, by ``custom_id``.
+
+        Raises:
+            EmbeddingError: a line's vectors are not of the embedder's dimension.
+        """
         out: dict[str, LineResult] = {}
         for file_id in (batch.error_file_id, batch.output_file_id):  # output wins on a clash
             if file_id:
                 out.update(parse_results(self.download(file_id)))
+        expected = self.embedder.config.dimensions or KNOWN_DIMENSIONS.get(self.embedder.model)
         for line in out.values():
-            if line.vectors is not None:
-                self.embedder._count_usage(len(line.vectors), line.tokens, batch=True)
+            if line.vectors and expected and any(len(v) != expected for v in line.vectors):
+                raise EmbeddingError(
+                    f"Batch {batch.id} line {line.custom_id} holds vectors of the wrong length "
+                    f"(expected {expected}): check EMBEDDING_MODEL and EMBEDDING_DIMENSIONS."
+                )
         return out
+
+    def bill(self, line: LineResult) -> None:
+        """Count a successful line taken into use in the embedder's usage, as batch tokens
+        (a line taken again after a resume is not counted twice: the caller bills what it
+        takes)."""
+        if line.vectors is not None:
+            self.embedder._count_usage(len(line.vectors), line.tokens, batch=True)
 
     def wait(self, batch_ids: Sequence[str], on_finished: Callable[[Batch], None]) -> None:
         """Poll ``batch_ids`` until each is terminal, calling ``on_finished`` for each as soon as

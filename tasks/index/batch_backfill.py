@@ -173,6 +173,7 @@ class BatchBackfill:
         for custom_id, members in positions.items():
             line = results.get(custom_id)
             if line is not None and line.vectors is not None:
+                self.client.bill(line)
                 for position, h in members.items():
                     if position < len(line.vectors):
                         vectors[h] = line.vectors[position]

@@ -123,7 +123,7 @@ def test_backfill_end_to_end_then_rerun(url: str, openai_server: FakeOpenAIServe
 
 
 def test_below_the_threshold_the_sync_path_is_used(
-    url: str, openai_server: FakeOpenAIServer
+    url: str, pg_server: str, openai_server: FakeOpenAIServer
 ) -> None:
     docs = crash_docs(count=6)
     write_docs(url, docs)
@@ -136,7 +136,7 @@ def test_below_the_threshold_the_sync_path_is_used(
     # The synchronous price, twice what the same tokens cost through a batch.
     assert result.estimated_cost_usd == pytest.approx(result.input_tokens * PRICE / 1e6)
 
-    url2 = create_database(psycopg.conninfo.conninfo_to_dict(url)["host"])
+    url2 = create_database(pg_server)
     write_docs(url2, docs)
     batched = run(url2, openai_server.base_url, batch_settings(url2))
     assert batched.input_tokens == result.input_tokens
