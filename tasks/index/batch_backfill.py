@@ -4,8 +4,9 @@
 before its window loop. It takes over every text of the plan when the run qualifies:
 
 - the embedder is OpenAI's and the run would embed at least ``OPENAI_BATCH_MIN_TOKENS`` tokens,
-  or some of its texts are already in flight in batches a killed run submitted (those are
-  always resumed, whatever the threshold);
+  or some of its texts are already in flight in batches a killed run submitted, or a killed
+  run of the same namespace left batches with texts in flight (those are always resumed,
+  whatever the threshold, and their vectors cached even for texts this run no longer wants);
 - texts in flight are not submitted again: their batches are polled (:mod:`tasks.index.
   batch_journal`); only texts never submitted go into new batches
   (:class:`~tasks.embedders.openai_batch.OpenAIBatchClient`), journaled as soon as each batch
@@ -58,11 +59,15 @@ def backfill_through_batch_api(
     token_counts: Sequence[int],
     on_result: OnResult,
     *,
+    namespace: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
     """Embed ``texts`` (content ``hashes``, ``token_counts``) through the Batch API when the run
     qualifies (see the module doc), handing results to ``on_result`` as each batch finishes;
     ``False`` (nothing done) when it does not qualify and the caller embeds synchronously.
+
+    ``namespace`` (the logical one) owns the batches this run submits; a later run of it
+    resumes every one of them that still has texts in flight.
 
     Returns only when every text has a vector or a rejection delivered to ``on_result``.
     """
@@ -72,8 +77,10 @@ def backfill_through_batch_api(
     journal.setup(conn)
     fingerprint = embedder.fingerprint
     in_flight = journal.in_flight(conn, fingerprint, hashes)
+    resumed = [f.batch_id for f in in_flight.values()]
+    resumed += journal.unfinished(conn, fingerprint, namespace)
     threshold = settings.openai_batch_min_tokens
-    if not in_flight and (threshold is None or sum(token_counts) < threshold):
+    if not resumed and (threshold is None or sum(token_counts) < threshold):
         return False
     client = OpenAIBatchClient(
         embedder,
@@ -82,9 +89,19 @@ def backfill_through_batch_api(
         sleep=sleep,
     )
     backfill = BatchBackfill(
-        embedder, client, conn, cache, journal, settings, hashes, texts, token_counts, on_result
+        embedder,
+        client,
+        conn,
+        cache,
+        journal,
+        settings,
+        namespace,
+        hashes,
+        texts,
+        token_counts,
+        on_result,
     )
-    backfill.run(set(in_flight), [f.batch_id for f in in_flight.values()])
+    backfill.run(set(in_flight), resumed)
     return True
 
 
@@ -99,6 +116,7 @@ class BatchBackfill:
         cache: EmbeddingCache,
         journal: BatchJournal,
         settings: Settings,
+        namespace: str,
         hashes: Sequence[str],
         texts: Sequence[str],
         token_counts: Sequence[int],
@@ -110,6 +128,7 @@ class BatchBackfill:
         self.cache = cache
         self.journal = journal
         self.settings = settings
+        self.namespace = namespace
         self.fingerprint = embedder.fingerprint
         self.hashes = list(hashes)
         self.texts = list(texts)
@@ -126,7 +145,7 @@ class BatchBackfill:
         batch_ids = list(dict.fromkeys(resumed))
         if batch_ids:
             logger.info(
-                "Resuming %d batch(es) with %d texts in flight (not submitted again)",
+                "Resuming %d batch(es) (%d of this run's texts in flight: not submitted again)",
                 len(batch_ids),
                 len(in_flight),
             )
@@ -146,13 +165,15 @@ class BatchBackfill:
         batch_ids = []
         for a, b in groups:
             batch = self.client.submit(
-                b"".join(encoded[a:b]), metadata={"fingerprint": self.fingerprint}
+                b"".join(encoded[a:b]),
+                metadata={"fingerprint": self.fingerprint, "namespace": self.namespace},
             )
             # Journaled at once: a run killed from here on resumes this batch instead of paying
             # for it again (a kill between create and this commit is the one unjournaled gap).
             self.journal.record(
                 self.conn,
                 self.fingerprint,
+                self.namespace,
                 batch.id,
                 batch.input_file_id,
                 batch.status,

@@ -13,8 +13,9 @@ text's vector is in the embedding cache (or its failure was handled). So:
   loses a paid-for vector or keeps a hash in flight that is already done.
 
 Tables in ``<INDEX_STATE_SCHEMA>`` (created idempotently, like the ledger's):
-``batch_jobs (batch_id, fingerprint, input_file_id, requests, inputs, status, submitted_at,
-finished_at)``, one row per batch (kept as history), and ``batch_inputs (fingerprint,
+``batch_jobs (batch_id, fingerprint, namespace, input_file_id, requests, inputs, status,
+submitted_at, finished_at)``, one row per batch (kept as history; ``namespace`` is the logical
+namespace whose run submitted it), and ``batch_inputs (fingerprint,
 content_hash, batch_id, custom_id, position)``, one row per text in flight.
 """
 
@@ -59,6 +60,7 @@ class BatchJournal:
                     create table if not exists {} (
                         batch_id text primary key,
                         fingerprint text not null,
+                        namespace text not null,
                         input_file_id text not null,
                         requests int not null,
                         inputs int not null,
@@ -90,6 +92,7 @@ class BatchJournal:
         self,
         conn: psycopg.Connection,
         fingerprint: str,
+        namespace: str,
         batch_id: str,
         input_file_id: str,
         status: str,
@@ -105,10 +108,10 @@ class BatchJournal:
         with conn.transaction():
             conn.execute(
                 sql.SQL(
-                    "insert into {} (batch_id, fingerprint, input_file_id, requests, inputs, "
-                    "status) values (%s, %s, %s, %s, %s, %s)"
+                    "insert into {} (batch_id, fingerprint, namespace, input_file_id, requests, "
+                    "inputs, status) values (%s, %s, %s, %s, %s, %s, %s)"
                 ).format(self._jobs),
-                (batch_id, fingerprint, input_file_id, len(lines), len(rows), status),
+                (batch_id, fingerprint, namespace, input_file_id, len(lines), len(rows), status),
             )
             with conn.cursor() as cur:
                 cur.executemany(
@@ -137,6 +140,20 @@ class BatchJournal:
             ).fetchall()
             out.update({r[0]: InFlight(r[0], r[1], r[2], r[3]) for r in rows})
         return out
+
+    def unfinished(self, conn: psycopg.Connection, fingerprint: str, namespace: str) -> list[str]:
+        """Batches that ``namespace``'s runs submitted and that still have texts in flight,
+        oldest first (a resumed run takes them all over, even those whose texts it no longer
+        wants: they are paid for, and their vectors go to the cache)."""
+        rows = conn.execute(
+            sql.SQL(
+                "select j.batch_id from {} j where j.fingerprint = %s and j.namespace = %s "
+                "and exists (select 1 from {} i where i.batch_id = j.batch_id) "
+                "order by j.submitted_at, j.batch_id"
+            ).format(self._jobs, self._inputs),
+            (fingerprint, namespace),
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def positions(self, conn: psycopg.Connection, batch_id: str) -> dict[str, dict[int, str]]:
         """``{custom_id: {position: hash}}`` of the texts still in flight in ``batch_id``."""

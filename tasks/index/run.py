@@ -538,7 +538,7 @@ class IndexRun:
 
         batched = backfill_through_batch_api(
             embedder, ledger.conn, self.cache, self.settings,
-            plan.to_embed, plan.texts, plan.token_counts, batch_result,
+            plan.to_embed, plan.texts, plan.token_counts, batch_result, namespace=self.logical,
         )  # fmt: skip
         for start, end in [] if batched else embedder.windows(plan.token_counts):
             # The plan counted these tokens already: embed does not count them again.

@@ -272,6 +272,46 @@ def test_kill_while_in_progress_then_resume_submits_nothing_again(
     assert {status for _, status, _ in jobs} == {"completed"} and in_flight == 0
 
 
+def test_resume_after_an_edit_submits_only_the_new_texts(
+    url: str, openai_server: FakeOpenAIServer
+) -> None:
+    docs = crash_docs(count=6)
+    write_docs(url, docs)
+    openai_server.batch_hold = True
+    child = multiprocessing.get_context("fork").Process(
+        target=_child, args=(url, openai_server.base_url), daemon=True
+    )
+    child.start()
+    deadline = time.monotonic() + 60
+    while openai_server.batch_call_count("GET", "/v1/batches/{id}") < 3:
+        assert time.monotonic() < deadline and child.is_alive()
+        time.sleep(0.05)
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(timeout=30)
+    assert openai_server.batch_call_count("POST", "/v1/batches") == 3
+
+    # Between the kill and the re-run, one document is edited and one deleted.
+    docs["doc:2"] = Doc("Doc 2", "A wholly new text for document two.", "outdoor", 2.0)
+    del docs["doc:5"]
+    write_docs(url, docs)
+    openai_server.batch_hold = False
+    settings = batch_settings(url)
+    run(url, openai_server.base_url, settings)
+
+    # One new batch, holding only the new text; the three old ones were polled, not resent.
+    assert openai_server.batch_call_count("POST", "/v1/batches") == 4
+    new_batch = list(openai_server.batches.values())[-1]
+    lines = openai_server.files[new_batch.input_file_id].content.splitlines()
+    import json
+
+    assert [json.loads(x)["body"]["input"] for x in lines] == [
+        ["Doc 2\n\nA wholly new text for document two."]
+    ]
+    holds_exactly(url, expected(docs, settings, fake_openai(openai_server.base_url)))
+    assert journal(url)[1] == 0  # the old texts of doc:2 and doc:5 are cached, not in flight
+
+
 # --- helpers --------------------------------------------------------------------------------
 
 
