@@ -20,6 +20,15 @@ e. padded tokens per real token fed to the model: one ``encode`` call over all t
 Prints JSON and Markdown rows for BENCHMARKS.md.
 
     python bench/bench_embed.py [--corpus docs|synthetic] [--docs 20000] [--openai-texts 50000]
+
+``--backends torch,onnx-int8`` runs only the local backend comparison instead (f): on the demo
+catalog (data/demo: item descriptions and reviews, real variable-length texts), each backend's
+throughput through ``embedder.embed`` (rounds interleaved, wall and CPU time), mean/min cosine
+of each backend's vectors to torch fp32's, and each backend's retrieval metrics on the product's
+eval set (data/demo/queries.jsonl: items embedded as ``name``, blank line, ``description``,
+exact cosine ranking with the query's filter, scored by tasks/search/evaluation.py).
+
+    python bench/bench_embed.py --backends torch,onnx-int8 [--rounds 3]
 """
 
 from __future__ import annotations
@@ -96,13 +105,119 @@ def write_docs(conninfo: str, docs: dict[str, tuple[str, str, str]]) -> None:
                     copy.write_row((doc_id, title, text, category))
 
 
+def compare_backends(backends: Sequence[str], rounds: int, export_dir: Path) -> None:
+    """(f) Throughput, closeness to fp32 and retrieval quality of local backends, one run."""
+    import csv
+
+    import numpy as np
+
+    from tasks.embedders.local import LocalEmbedder
+    from tasks.search.evaluation import EVAL_DEPTH, load_queries, score_rankings
+    from tasks.settings import LocalEmbedderConfig
+
+    demo = REPO / "data" / "demo"
+    with (demo / "items.csv").open(newline="", encoding="utf-8") as f:
+        items = list(csv.DictReader(f))
+    with (demo / "reviews.csv").open(newline="", encoding="utf-8") as f:
+        reviews = [f"{r['title']}. {r['body']}" for r in csv.DictReader(f)]
+    item_texts = [f"{r['name']}\n\n{r['description']}" for r in items]
+    texts = item_texts + reviews
+    queries = load_queries(demo / "queries.jsonl")
+    embedders = {
+        b: LocalEmbedder(LocalEmbedderConfig(backend=b, export_dir=export_dir)) for b in backends
+    }
+    for embedder in embedders.values():
+        embedder.load()  # exports on first use (not timed)
+        embedder.embed(texts[:64])  # warm up
+    tokens = sum(next(iter(embedders.values())).count_tokens(texts))
+    timings: dict[str, list[tuple[float, float]]] = {b: [] for b in backends}
+    vectors: dict[str, Any] = {}
+    # Other work shares these cores: rounds alternate the backends so load hits them alike.
+    for _ in range(rounds):
+        for b, embedder in embedders.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            vectors[b] = np.array(embedder.embed(texts), dtype=np.float32)
+            timings[b].append((time.perf_counter() - wall, time.process_time() - cpu))
+    reference = vectors.get("torch")
+    if reference is None:
+        reference = np.array(LocalEmbedder(LocalEmbedderConfig()).embed(texts), dtype=np.float32)
+    categories = np.array([r["category"] for r in items])
+    ids = [f"item:{r['item_id']}" for r in items]
+    results: dict[str, dict[str, Any]] = {}
+    for b, embedder in embedders.items():
+        docs = vectors[b][: len(items)]
+        query_vectors = np.array(embedder.embed([q.query for q in queries]), dtype=np.float32)
+        rankings = []
+        for q, qv in zip(queries, query_vectors, strict=True):
+            scores = docs @ qv
+            if q.filter:
+                scores = np.where(categories == q.filter.get("category"), scores, -np.inf)
+            top = [ids[i] for i in np.argsort(-scores)[:EVAL_DEPTH] if np.isfinite(scores[i])]
+            rankings.append((q, top))
+        cosines = (vectors[b] * reference).sum(axis=1)
+        walls = sorted(w for w, _ in timings[b])
+        cpus = sorted(c for _, c in timings[b])
+        results[b] = {
+            "texts_per_s_median": round(len(texts) / walls[len(walls) // 2], 1),
+            "cpu_s_median": round(cpus[len(cpus) // 2], 2),
+            "wall_s": [round(w, 2) for w, _ in timings[b]],
+            "mean_cosine_to_fp32": round(float(cosines.mean()), 4),
+            "min_cosine_to_fp32": round(float(cosines.min()), 4),
+            "fingerprint": embedder.fingerprint,
+            **score_rankings(b, rankings).metrics,
+        }
+    base = results[backends[0]]
+    for r in results.values():
+        r["throughput_vs_first"] = round(r["texts_per_s_median"] / base["texts_per_s_median"], 3)
+        r["cpu_vs_first"] = round(base["cpu_s_median"] / r["cpu_s_median"], 3)
+    load = os.getloadavg()
+    print(
+        json.dumps(
+            {
+                "texts": len(texts),
+                "tokens": tokens,
+                "rounds": rounds,
+                "load_avg_1_5_15": [round(x, 1) for x in load],
+                "backends": results,
+            },
+            indent=2,
+        )
+    )
+    for b, r in results.items():
+        print(
+            f"| (f) {b}, {len(texts)} demo texts | {r['texts_per_s_median']}/s "
+            f"({r['throughput_vs_first']}x wall, {r['cpu_vs_first']}x CPU of {backends[0]}) | "
+            f"cosine to fp32 mean {r['mean_cosine_to_fp32']} min {r['min_cosine_to_fp32']} | "
+            f"nDCG@10 {r['ndcg@10']} recall@1 {r['recall@1']} MRR {r['mrr']} |"
+        )
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", choices=["docs", "synthetic"], default="docs")
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument("--openai-texts", type=int, default=50_000)
+    parser.add_argument(
+        "--backends",
+        default=None,
+        help="Comma-separated local backends to compare (torch,onnx-int8): runs (f) only.",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="Timed rounds per backend (f).")
+    parser.add_argument(
+        "--export-dir",
+        type=Path,
+        default=REPO / ".data" / "models" / "onnx",
+        help="Where the onnx-int8 backend keeps its export (f).",
+    )
     args = parser.parse_args()
+    if args.backends:
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        unknown = set(backends) - {"torch", "onnx-int8"}
+        if unknown:
+            parser.error(f"unknown backend(s) {sorted(unknown)}: use torch, onnx-int8")
+        compare_backends(backends, max(1, args.rounds), args.export_dir)
+        return
 
     from tasks.embedders.base import Rejection
     from tasks.embedders.local import LocalEmbedder

@@ -45,6 +45,10 @@ def _is_blank(value: object) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+#: How the local model runs: PyTorch, or its transformer exported to ONNX and int8-quantized.
+LocalBackend = Literal["torch", "onnx-int8"]
+
+
 class LocalEmbedderConfig(BaseModel):
     """sentence-transformers model run in this process (the offline default)."""
 
@@ -52,6 +56,10 @@ class LocalEmbedderConfig(BaseModel):
     model: str = DEFAULT_LOCAL_MODEL
     batch_size: int = 64
     device: str = "cpu"
+    #: ``torch`` (sentence-transformers as is) or ``onnx-int8`` (tasks/embedders/onnx_runtime.py).
+    backend: LocalBackend = "torch"
+    #: Where the ``onnx-int8`` backend keeps its export (``<DATA_DIR>/models/onnx``).
+    export_dir: Path | None = None
 
 
 class OpenAIEmbedderConfig(BaseModel):
@@ -136,6 +144,16 @@ class Settings(BaseSettings):
         default=None, ge=1, description="OpenAI `dimensions` parameter (text-embedding-3 models)."
     )
     openai_api_key: SecretStr | None = Field(default=None, description="OpenAI API key.")
+
+    # --- local embedding backend ---
+    local_backend: LocalBackend = Field(
+        default="torch",
+        description="How the local model runs: `torch`, or `onnx-int8` (its transformer "
+        "exported to ONNX at first use into `<DATA_DIR>/models/onnx/`, int8-quantized, run by "
+        "ONNX Runtime; about 0.99 mean cosine to torch's vectors). Part of the index "
+        "fingerprint: switching builds a new index; gate it with `semantic-index evaluate` "
+        "(docs/indexing.md).",
+    )
     openai_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint, e.g. `http://localhost:11434/v1`."
     )
@@ -491,6 +509,8 @@ class Settings(BaseSettings):
         return LocalEmbedderConfig(
             model=self.embedding_model or DEFAULT_LOCAL_MODEL,
             batch_size=self.embedding_batch_size or 64,
+            backend=self.local_backend,
+            export_dir=self.resolved_data_dir / "models" / "onnx",
         )
 
 

