@@ -412,6 +412,36 @@ def test_merge_appends_into_an_empty_table_and_merges_by_key_otherwise(
     assert completed_count(database_url, "items", "id") == (7, 7)
 
 
+def test_a_locked_empty_table_counts_as_not_empty_without_waiting(
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The emptiness check never queues behind a lock: when in doubt, the load is a merge."""
+    from tasks.ingest.load import empty_tables
+    from tasks.ingest.sources import load_sources_file
+    from tasks.settings import get_settings
+    from tasks.warehouse import get_warehouse
+
+    (tmp_path / "a.csv").write_text(HEADER + rows(1, 3))
+    sources = write_sources(tmp_path, csv_sources("a.csv"))
+    (config,) = load_sources_file(sources).get(["files"])
+    settings = get_settings()
+    warehouse = get_warehouse(settings)
+    assert empty_tables(config, settings, warehouse) == {"items"}  # no table yet
+    ingest(env, sources, "files")
+    assert empty_tables(config, settings, warehouse) == frozenset()  # rows in it
+
+    params = conninfo_to_dict(database_url)
+    with psycopg.connect(**params) as blocker:  # type: ignore[arg-type]
+        blocker.execute("truncate raw_data.items")  # empty, and locked until the rollback
+        with caplog.at_level("INFO", logger="tasks.ingest.load"):
+            assert empty_tables(config, settings, warehouse) == frozenset()
+        blocker.rollback()
+    assert "table items is locked by another session; its load is a merge" in caplog.text
+
+
 def test_timestamps_with_and_without_offsets(
     env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
 ) -> None:

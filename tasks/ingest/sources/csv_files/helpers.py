@@ -508,9 +508,11 @@ def with_merge_hints(items: Iterator[Any], spec: CsvResource, target_empty: bool
 
 def keys_are_unique(keys: pa.Table) -> bool:
     """Whether no row of ``keys`` (the key columns of a load) repeats another."""
+    rows: int = keys.num_rows
     if keys.num_columns == 1:  # 3x faster than group_by
-        return len(pc.unique(keys.column(0))) == keys.num_rows
-    return keys.group_by(keys.column_names).aggregate([]).num_rows == keys.num_rows
+        return len(pc.unique(keys.column(0))) == rows
+    distinct: int = keys.group_by(keys.column_names).aggregate([]).num_rows
+    return distinct == rows
 
 
 def merge_hints(table: str, unique: bool, target_empty: bool) -> TResourceHints:
