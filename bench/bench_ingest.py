@@ -8,11 +8,16 @@ Generates a CSV (default 1,000,000 rows, ~200 MB), then in the same PostgreSQL:
 
 Each of ``--repeat`` rounds checkpoints (and syncs) before each timed phase, so neither pays
 for the other's write-back, and the ingest starts with empty raw schemas and a fresh dlt state.
+
+``--scenario first`` (the default) times the first load into an empty table. ``--scenario update``
+first loads the file (untimed), then replaces it with a second file of the same keys and new
+values (another seed) and times that load: with ``merge`` every row replaces a stored one.
 Prints each round, then the medians: rows/s for both, their ratio and the ingest's peak memory,
 as JSON and as a Markdown row for BENCHMARKS.md. Uses ``DATABASE_URL`` when set, else an
 embedded server in a temp dir.
 
     python bench/bench_ingest.py [--rows 1000000] [--disposition append|merge] [--repeat 3]
+        [--scenario first|update]
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -103,8 +109,12 @@ def raw_copy(conninfo: str, path: Path) -> float:
     return seconds
 
 
-def ingest(database_url: str, work: Path, csv_path: Path, disposition: str) -> dict[str, float]:
-    """Run the product's ingest in a child process; its seconds, rows and peak RSS (MB)."""
+def ingest(database_url: str, work: Path, csv_path: Path, disposition: str) -> dict[str, Any]:
+    """Run the product's ingest in a child process; its seconds, rows and peak RSS (MB).
+
+    ``work`` holds the sources file and the dlt state: a second call with the same ``work`` is an
+    incremental run of the same source.
+    """
     work.mkdir(parents=True, exist_ok=True)
     sources = work / "sources.yml"
     sources.write_text(
@@ -148,6 +158,12 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="COPY + ingest pairs; medians are reported"
     )
+    parser.add_argument(
+        "--scenario",
+        choices=["first", "update"],
+        default="first",
+        help="time the first load into an empty table, or a reload of every key with new values",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -168,6 +184,9 @@ def main() -> None:
         csv_path = work / "items.csv"
         started = time.perf_counter()
         generate(csv_path, args.rows)
+        update_path = work / "items_update.csv"
+        if args.scenario == "update":  # same ids, other names, prices and descriptions
+            generate(update_path, args.rows, seed=8)
         size_mb = csv_path.stat().st_size / 1e6
         print(
             f"generated {args.rows} rows, {size_mb:.0f} MB in {time.perf_counter() - started:.0f}s"
@@ -181,11 +200,23 @@ def main() -> None:
             with psycopg.connect(conninfo, autocommit=True) as conn:  # each ingest starts afresh
                 for schema in ("raw_data", "raw_data_staging"):
                     conn.execute(f"drop schema if exists {schema} cascade")
+            run_dir, loaded_path = work / f"run{attempt}", csv_path
+            if args.scenario == "update":
+                loaded_path = work / f"run{attempt}.csv"
+                shutil.copyfile(csv_path, loaded_path)
+                ingest(database_url, run_dir, loaded_path, args.disposition)
+                shutil.copyfile(update_path, loaded_path)  # a new fingerprint: read again
             checkpoint(conninfo)
-            runs.append(ingest(database_url, work / f"run{attempt}", csv_path, args.disposition))
+            runs.append(ingest(database_url, run_dir, loaded_path, args.disposition))
             with psycopg.connect(conninfo) as conn:
-                (loaded,) = conn.execute("select count(*) from raw_data.bench_items").fetchone()  # type: ignore[misc]
-            if loaded != args.rows:
+                loaded, keys = conn.execute(  # type: ignore[misc]
+                    "select count(*), count(distinct id) from raw_data.bench_items"
+                ).fetchone()
+            if args.disposition == "merge" and keys != loaded:
+                raise SystemExit(f"merge left {loaded - keys} duplicate key(s)")
+            if loaded != args.rows * (
+                2 if args.disposition == "append" and args.scenario == "update" else 1
+            ):
                 raise SystemExit(f"ingest loaded {loaded} rows, expected {args.rows}")
             print(
                 f"run {attempt}: COPY {copies[-1]:.2f}s, ingest {runs[-1]['seconds']:.2f}s "
@@ -203,6 +234,7 @@ def main() -> None:
         "rows": args.rows,
         "csv_mb": round(size_mb),
         "disposition": args.disposition,
+        "scenario": args.scenario,
         "runs": args.repeat,
         "copy_rows_per_s": round(copy_rps),
         "ingest_rows_per_s": round(ingest_rps),
@@ -211,7 +243,8 @@ def main() -> None:
     }
     print(json.dumps(figures))
     print(
-        f"| {args.rows:,} rows / {size_mb:.0f} MB | {args.disposition} | {copy_rps:,.0f} | "
+        f"| {args.rows:,} rows / {size_mb:.0f} MB | {args.disposition} ({args.scenario}) | "
+        f"{copy_rps:,.0f} | "
         f"{ingest_rps:,.0f} | {ingest_rps / copy_rps:.2f} | {peak_mb:.0f} MB |"
     )
 

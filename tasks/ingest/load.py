@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dlt
+import psycopg
 from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
+from psycopg import sql
 
 from tasks.errors import SourceBusy, SourceError
-from tasks.ingest.sources import build_source, redaction
+from tasks.ingest.sources import build_source, merge_tables, redaction
 from tasks.ingest.sources.config import AnySourceConfig
 from tasks.ingest.sources.contracts import REJECTED_SUFFIX
 from tasks.ingest.sources.redaction import redact
@@ -156,7 +158,7 @@ def _ingest_locked(
         pipeline = _finish_pending(pipeline, config.name, settings, warehouse, result)
 
     try:
-        source = build_source(config, base_dir)
+        source = build_source(config, base_dir, empty_tables(config, settings, warehouse))
         pipeline.extract(source)
         normalize_info = pipeline.normalize()
     except PipelineStepFailed as exc:
@@ -180,6 +182,49 @@ def _ingest_locked(
     result.load_ids = list(load_info.loads_ids)
     logger.info("Source %s loaded %s", config.name, result.rows_by_table)
     return result
+
+
+def empty_tables(
+    config: AnySourceConfig, settings: Settings, warehouse: Warehouse
+) -> frozenset[str]:
+    """The source's ``merge`` tables that are absent from the raw schema or hold no rows.
+
+    Asked under the source's lock and after any pending package is loaded, so it stays true until
+    this run's load: only this source's runs write its tables. (A table holding only the rows of
+    an unfinished load is not empty: those rows must still be replaced by key.) A table another
+    session holds locked (``LOCK TABLE``, ``ALTER``) is not waited for: it counts as not empty,
+    so its load is a merge as before.
+    """
+    candidates = merge_tables(config)
+    if not candidates:
+        return frozenset()
+    naming = dlt.Schema(config.name).naming  # the names dlt gives the tables
+    empty = set()
+    with warehouse.connect(autocommit=True) as conn:
+        for table in candidates:
+            name = sql.Identifier(settings.raw_schema, naming.normalize_table_identifier(table))
+            (exists,) = conn.execute(  # type: ignore[misc]
+                "select to_regclass(%s) is not null", (name.as_string(conn),)
+            ).fetchone()
+            if not exists:
+                empty.add(table)
+                continue
+            try:
+                with conn.transaction():
+                    # NOWAIT: a lock held elsewhere fails at once instead of queueing behind it.
+                    conn.execute(sql.SQL("lock table {} in access share mode nowait").format(name))
+                    query = sql.SQL("select not exists (select from {})").format(name)
+                    (is_empty,) = conn.execute(query).fetchone()  # type: ignore[misc]
+            except psycopg.errors.LockNotAvailable:
+                logger.info(
+                    "Source %s: table %s is locked by another session; its load is a merge",
+                    config.name,
+                    table,
+                )
+                continue
+            if is_empty:
+                empty.add(table)
+    return frozenset(empty)
 
 
 def _finish_pending(

@@ -7,7 +7,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from tasks.errors import SourceError
 from tests.conftest import REPO
@@ -340,35 +342,104 @@ def test_arrow_batches_load_as_parquet_through_adbc(
     ) == [(5.0, "2024-01-03 10:00:00+00")]
 
 
-def test_merge_skips_dlt_dedup_only_when_the_loads_keys_are_unique(
-    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+def _merge_write(table: str = "items") -> tuple[str, str | None, bool]:
+    """How the last load wrote ``table``: disposition, merge strategy, dlt's dedup skipped."""
+    hints = _pipeline("files").default_schema.get_table(table)
+    merged = hints["write_disposition"] == "merge"
+    return (
+        hints["write_disposition"],
+        hints.get("x-merge-strategy") if merged else None,
+        bool(hints.get("x-stage-data-deduplicated")),
+    )
+
+
+def _staged(database_url: str) -> bool:
+    """Whether a load went through dlt's staging table for ``items``."""
+    return query(database_url, "select to_regclass('raw_data_staging.items') is not null") == [
+        (True,)
+    ]
+
+
+def test_merge_appends_into_an_empty_table_and_merges_by_key_otherwise(
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Each merge load is written the cheapest way its keys and the table allow, same result."""
+    caplog.set_level("INFO", logger="tasks.ingest.sources.csv_files.helpers")
     data = tmp_path / "in"
     data.mkdir()
     (data / "a.csv").write_text(HEADER + rows(1, 5))
     sources = write_sources(tmp_path, csv_sources("in/*.csv"))
 
+    # Empty table, unique keys: an append, no staging table at all.
     ingest(env, sources, "files")
-    items = _pipeline("files").default_schema.get_table("items")
-    assert items["x-stage-data-deduplicated"] is True
+    assert _merge_write() == ("append", None, True)
+    assert not _staged(database_url)
     assert completed_count(database_url, "items", "id") == (5, 5)
+    assert "empty and this load's keys are unique: loaded by append" in caplog.text
 
     # Key 3 twice in one file and key 5 again in a second file: dlt must de-duplicate this load.
     (data / "a.csv").write_text(HEADER + rows(1, 5) + rows(3, 1, price="7.5"))
     (data / "b.csv").write_text(HEADER + rows(5, 2))
     os.utime(data / "a.csv", ns=(1, 1))
     assert ingest(env, sources, "files").rows_by_table == {"items": 8}
-    items = _pipeline("files").default_schema.get_table("items")
-    assert items["x-stage-data-deduplicated"] is False
+    assert _merge_write() == ("merge", "delete-insert", False)
     assert completed_count(database_url, "items", "id") == (6, 6)
+    assert "this load repeats a key: merged by delete-insert, de-duplicated by dlt" in caplog.text
 
     # Unique keys again, over rows already in the table: merged, not appended.
     (data / "b.csv").write_text(HEADER + rows(5, 3, price="1.5"))
     os.utime(data / "b.csv", ns=(2, 2))
     assert ingest(env, sources, "files").rows_by_table == {"items": 3}
-    assert _pipeline("files").default_schema.get_table("items")["x-stage-data-deduplicated"]
+    assert _merge_write() == ("merge", "delete-insert", True)
     assert completed_count(database_url, "items", "id") == (7, 7)
     assert query(database_url, "select count(*) from raw_data.items where price = 1.5") == [(3,)]
+
+    # A rerun with nothing new loads nothing and changes nothing.
+    assert ingest(env, sources, "files").rows_by_table == {}
+    assert completed_count(database_url, "items", "id") == (7, 7)
+
+    # Emptied in the warehouse: the next load of unique keys is an append again.
+    with psycopg.connect(**conninfo_to_dict(database_url)) as conn:  # type: ignore[arg-type]
+        conn.execute("truncate raw_data.items")
+    os.utime(data / "a.csv", ns=(3, 3))
+    os.utime(data / "b.csv", ns=(3, 3))
+    (data / "a.csv").write_text(HEADER + rows(1, 4))
+    assert ingest(env, sources, "files").rows_by_table == {"items": 7}
+    assert _merge_write() == ("append", None, True)
+    assert completed_count(database_url, "items", "id") == (7, 7)
+
+
+def test_a_locked_empty_table_counts_as_not_empty_without_waiting(
+    env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The emptiness check never queues behind a lock: when in doubt, the load is a merge."""
+    from tasks.ingest.load import empty_tables
+    from tasks.ingest.sources import load_sources_file
+    from tasks.settings import get_settings
+    from tasks.warehouse import get_warehouse
+
+    (tmp_path / "a.csv").write_text(HEADER + rows(1, 3))
+    sources = write_sources(tmp_path, csv_sources("a.csv"))
+    (config,) = load_sources_file(sources).get(["files"])
+    settings = get_settings()
+    warehouse = get_warehouse(settings)
+    assert empty_tables(config, settings, warehouse) == {"items"}  # no table yet
+    ingest(env, sources, "files")
+    assert empty_tables(config, settings, warehouse) == frozenset()  # rows in it
+
+    params = conninfo_to_dict(database_url)
+    with psycopg.connect(**params) as blocker:  # type: ignore[arg-type]
+        blocker.execute("truncate raw_data.items")  # empty, and locked until the rollback
+        with caplog.at_level("INFO", logger="tasks.ingest.load"):
+            assert empty_tables(config, settings, warehouse) == frozenset()
+        blocker.rollback()
+    assert "table items is locked by another session; its load is a merge" in caplog.text
 
 
 def test_timestamps_with_and_without_offsets(
@@ -428,7 +499,7 @@ def test_without_adbc_arrow_batches_load_as_csv(
         load_file_format.cache_clear()
 
     formats = _items_file_formats(result.load_ids[0])
-    assert formats == {"csv", "sql"}
+    assert formats == {"csv"}  # a first load of unique keys: appended, no merge job
     assert completed_count(database_url, "items", "id") == (3, 3)
 
 

@@ -21,12 +21,19 @@ from tasks.ingest.sources.config import (
 )
 
 
-def build_source(config: AnySourceConfig, base_dir: Path) -> DltSource:
-    """The dlt source for one entry of the sources file."""
+def build_source(
+    config: AnySourceConfig, base_dir: Path, empty_tables: frozenset[str] = frozenset()
+) -> DltSource:
+    """The dlt source for one entry of the sources file.
+
+    ``empty_tables``: the source's ``merge`` tables that hold no rows in the warehouse; a source
+    may write a load into them as an append (the ``csv`` kind does when the load's keys are
+    unique, see :func:`tasks.ingest.sources.csv_files.helpers.with_merge_hints`).
+    """
     if isinstance(config, CsvSourceConfig):
         from tasks.ingest.sources.csv_files import csv_files
 
-        return csv_files.with_args(name=config.name)(config, base_dir)
+        return csv_files.with_args(name=config.name)(config, base_dir, empty_tables)
     if isinstance(config, RestApiSourceConfig):
         from tasks.ingest.sources.rest_api import rest_api
 
@@ -38,4 +45,18 @@ def build_source(config: AnySourceConfig, base_dir: Path) -> DltSource:
     raise TypeError(f"unknown source kind {config!r}")  # pragma: no cover
 
 
-__all__ = ["AnySourceConfig", "SourcesFile", "build_source", "load_sources_file"]
+def merge_tables(config: AnySourceConfig) -> list[str]:
+    """The tables of ``config`` whose loads a source may write as an append when the table is
+    empty (today the ``csv`` kind's ``merge`` tables; see :func:`build_source`)."""
+    if isinstance(config, CsvSourceConfig):
+        return [spec.table for spec in config.resources if spec.write_disposition == "merge"]
+    return []
+
+
+__all__ = [
+    "AnySourceConfig",
+    "SourcesFile",
+    "build_source",
+    "load_sources_file",
+    "merge_tables",
+]

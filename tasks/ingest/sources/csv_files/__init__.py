@@ -24,13 +24,19 @@ from tasks.ingest.sources.csv_files.helpers import (
     local_batches,
     resolve_paths,
     url_batches,
-    with_dedup_hint,
+    with_merge_hints,
 )
 from tasks.ingest.sources.http import SafeSession
 
 
-def csv_resource(spec: CsvResource, config: CsvSourceConfig, base_dir: Path) -> DltResource:
-    """One table from one or more CSV files, typed by the declared column hints."""
+def csv_resource(
+    spec: CsvResource, config: CsvSourceConfig, base_dir: Path, target_empty: bool = False
+) -> DltResource:
+    """One table from one or more CSV files, typed by the declared column hints.
+
+    ``target_empty`` says the table holds no rows in the warehouse: a ``merge`` load with unique
+    keys is then written as an append (see :func:`with_merge_hints`).
+    """
     if not spec.is_url:
         resolve_paths(spec.path, base_dir)  # fail before any load when nothing matches
 
@@ -41,9 +47,11 @@ def csv_resource(spec: CsvResource, config: CsvSourceConfig, base_dir: Path) -> 
         if spec.is_url:
             session = SafeSession(config.http, allow_private=config.allow_private_addresses)
             with session:
-                yield from with_dedup_hint(url_batches(spec, config, session, files), spec)
+                parsed = url_batches(spec, config, session, files)
+                yield from with_merge_hints(parsed, spec, target_empty)
         else:
-            yield from with_dedup_hint(local_batches(spec, config, base_dir, files), spec)
+            parsed = local_batches(spec, config, base_dir, files)
+            yield from with_merge_hints(parsed, spec, target_empty)
 
     return dlt.resource(
         batches,
@@ -57,9 +65,17 @@ def csv_resource(spec: CsvResource, config: CsvSourceConfig, base_dir: Path) -> 
 
 
 @dlt.source(max_table_nesting=0)
-def csv_files(config: CsvSourceConfig, base_dir: Path) -> list[DltResource]:
-    """All CSV resources of one source declared in the sources file."""
+def csv_files(
+    config: CsvSourceConfig, base_dir: Path, empty_tables: frozenset[str] = frozenset()
+) -> list[DltResource]:
+    """All CSV resources of one source declared in the sources file.
+
+    ``empty_tables``: the tables that hold no rows in the warehouse (see :func:`csv_resource`).
+    """
     names = [spec.table for spec in config.resources]
     if len(names) != len(set(names)):
         raise SourceError(f"Source {config.name} declares table(s) twice: {names}")
-    return [csv_resource(spec, config, base_dir) for spec in config.resources]
+    return [
+        csv_resource(spec, config, base_dir, spec.table in empty_tables)
+        for spec in config.resources
+    ]

@@ -24,7 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from dlt.common.schema.typing import MERGE_DISPOSITION_HINTS
+from dlt.common.schema.typing import MERGE_DISPOSITION_HINTS, TWriteDispositionConfig
+from dlt.extract.hints import TResourceHints
 
 from tasks.errors import SourceError
 from tasks.ingest.sources.config import Contract, CsvResource, CsvSourceConfig
@@ -467,14 +468,23 @@ def with_row_ids(table: pa.Table) -> pa.Table:
     return table.append_column("_dlt_id", pc.binary_join_element_wise(prefix, numbers, ""))
 
 
-def with_dedup_hint(items: Iterator[Any], spec: CsvResource) -> Iterator[Any]:
-    """Pass ``items`` through and tell dlt's merge whether this load's keys are unique.
+def with_merge_hints(items: Iterator[Any], spec: CsvResource, target_empty: bool) -> Iterator[Any]:
+    """Pass ``items`` through and choose how dlt writes this load of a ``merge`` table.
 
-    dlt's delete-insert merge de-duplicates the staging table by primary key, a sort of every
-    row (~0.8 s of a 1M-row merge, see BENCHMARKS.md). When this load's keys are unique the
-    sort is wasted, so the table's last batch carries dlt's own merge option ``deduplicated``
-    with the answer, checked in Arrow on the key columns alone (the rest of each batch is not
-    kept). With a duplicate key dlt de-duplicates as before. Other dispositions pass through.
+    What a merge costs depends on two facts, known only when the last batch is read: whether this
+    load's keys are unique (checked in Arrow on the key columns alone; the rest of each batch is
+    not kept) and whether the table held no rows when the load began (``target_empty``, asked of
+    the warehouse by the caller under the source's lock). The table's last batch carries the
+    answer as dlt table hints (see BENCHMARKS.md, "Merge ingest", for the figures):
+
+    * unique keys, empty table: dlt's ``append`` (the rows go straight into the table by binary
+      ``COPY``, no staging table: with nothing to replace, a merge of unique keys *is* an append);
+    * unique keys, rows in the table: dlt's ``delete-insert`` merge with its ``deduplicated``
+      option, so dlt skips its de-duplicating sort of the staging table;
+    * a duplicate key: dlt's ``delete-insert`` merge de-duplicating as before, logged.
+
+    Every hint is set on every load, so nothing an earlier load chose lingers in the stored
+    schema. Other dispositions pass through.
     """
     keys = list(key_columns(spec))
     if spec.write_disposition != "merge" or not keys:
@@ -492,16 +502,41 @@ def with_dedup_hint(items: Iterator[Any], spec: CsvResource) -> Iterator[Any]:
         held = item
     if held is None:
         return
-    loaded = pa.concat_tables(seen)
-    if len(keys) == 1:  # 3x faster than group_by
-        distinct = len(pc.unique(loaded.column(0)))
+    unique = keys_are_unique(pa.concat_tables(seen))
+    yield dlt.mark.with_hints(held, merge_hints(spec.table, unique, target_empty))
+
+
+def keys_are_unique(keys: pa.Table) -> bool:
+    """Whether no row of ``keys`` (the key columns of a load) repeats another."""
+    rows: int = keys.num_rows
+    if keys.num_columns == 1:  # 3x faster than group_by
+        return len(pc.unique(keys.column(0))) == rows
+    distinct: int = keys.group_by(keys.column_names).aggregate([]).num_rows
+    return distinct == rows
+
+
+def merge_hints(table: str, unique: bool, target_empty: bool) -> TResourceHints:
+    """The dlt hints that write one load of the ``merge`` table ``table`` (see
+    :func:`with_merge_hints`)."""
+    disposition: TWriteDispositionConfig
+    if unique and target_empty:
+        logger.info(
+            "Table %s: empty and this load's keys are unique: loaded by append (no staging)", table
+        )
+        disposition = {"disposition": "append"}
     else:
-        distinct = loaded.group_by(keys).aggregate([]).num_rows
-    unique = distinct == loaded.num_rows
-    # The table hint behind `write_disposition={..., "deduplicated": ...}`, set directly: the
-    # dict form drops a False and would leave an earlier run's True in the stored schema.
-    hint = {MERGE_DISPOSITION_HINTS["deduplicated"]: unique}
-    yield dlt.mark.with_hints(held, dlt.mark.make_hints(additional_table_hints=hint))
+        disposition = {"disposition": "merge", "strategy": "delete-insert"}
+        if not unique:
+            logger.info(
+                "Table %s: this load repeats a key: merged by delete-insert, de-duplicated by dlt",
+                table,
+            )
+    # `deduplicated` is set as the raw table hint: the write_disposition dict drops a False and
+    # would leave an earlier run's True in the stored schema.
+    return dlt.mark.make_hints(
+        write_disposition=disposition,
+        additional_table_hints={MERGE_DISPOSITION_HINTS["deduplicated"]: unique},
+    )
 
 
 @cache
