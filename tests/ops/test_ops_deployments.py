@@ -26,6 +26,7 @@ def head_commit() -> str:
     )
     return done.stdout.strip()
 
+
 EXPECTED_DEPLOYMENTS = {
     ("data-pipeline", "daily"),
     ("ingest", "ingest-only"),
