@@ -7,6 +7,7 @@ Examples::
     semantic-index index --dry-run              # plan and cost the indexing; no writes
     semantic-index doctor [--repair]            # compare the store with the ledger (and fix)
     semantic-index replay                       # retry the chunks the provider rejected
+    semantic-index diff 3 7 [--json]            # what changed between two index runs
     semantic-index search "cast iron pan" --filter '{"category": "kitchen"}'
     semantic-index serve                        # the HTTP search service
     semantic-index evaluate data/demo/queries.jsonl --min-ndcg 0.8
@@ -208,6 +209,21 @@ def cmd_replay(args: argparse.Namespace) -> None:
         print(replay.to_text())
     if not replays:
         print("No dead letters: nothing to replay.")
+
+
+def cmd_diff(args: argparse.Namespace) -> None:
+    """What changed between two indexing runs of the ledger (config, models, documents, cost)."""
+    from tasks.index.ledger import Ledger
+    from tasks.ops.diff import diff_runs
+    from tasks.warehouse import get_warehouse
+
+    settings = get_settings()
+    ledger = Ledger(get_warehouse(settings), settings.index_state_schema)
+    try:
+        diff = diff_runs(ledger, args.run_a, args.run_b)
+    finally:
+        ledger.close()
+    print(json.dumps(diff.as_dict(), indent=2) if args.json else diff.to_text())
 
 
 def cmd_rebuild(args: argparse.Namespace) -> None:
@@ -442,6 +458,17 @@ def build_parser() -> argparse.ArgumentParser:
         "were recovered.",
     )
     p.add_argument("--namespace", default=None, help="Only this logical namespace.")
+    p = add(
+        "diff",
+        cmd_diff,
+        "Say what changed between two indexing runs.",
+        "Config and versions that differ, the dbt models (manifest hash, project version), "
+        "documents added, changed and deleted, and tokens and cost. Run ids: the index report's "
+        "`run id`, or index_state.runs.",
+    )
+    p.add_argument("run_a", type=int, metavar="RUN_A", help="The earlier run's id.")
+    p.add_argument("run_b", type=int, metavar="RUN_B", help="The later run's id.")
+    p.add_argument("--json", action="store_true", help="Print the diff as JSON.")
     add("rebuild", cmd_rebuild, "Drop every declared namespace and index it again from scratch.")
 
     p = add("search", cmd_search, "Search the semantic index built by the pipeline.")

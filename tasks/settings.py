@@ -428,6 +428,13 @@ class Settings(BaseSettings):
         default=4, ge=1, le=64, description="Database connections held by the search service."
     )
 
+    # --- versions (issue 17 item 5) ---
+    pipeline_git_commit: str | None = Field(
+        default=None,
+        description="The code's git commit, recorded with each run when the code does not run "
+        "from a git checkout (images set it at build time); a checkout's own `HEAD` wins.",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _blank_is_unset(cls, data: Any) -> Any:

@@ -26,6 +26,7 @@ COMMANDS = {
     "rebuild": [],
     "doctor": ["--repair", "--namespace", "products"],
     "replay": ["--namespace", "products"],
+    "diff": ["1", "2", "--json"],
     "search": ["tent", "-k", "3", "--mode", "hybrid", "--json"],
     "serve": ["--port", "8001"],
     "evaluate": ["queries.jsonl", "--min-ndcg", "0.5"],

@@ -29,7 +29,14 @@ from tasks.errors import PipelineError
 from tasks.index.chunking import Chunk
 from tasks.index.embedding_cache import EmbeddingCache
 from tasks.index.ledger import Ledger
-from tasks.index.run import chunk_record, chunker_config, index_fingerprint, slices
+from tasks.index.run import (
+    STAMP_KEYS,
+    Stamp,
+    chunk_record,
+    chunker_config,
+    index_fingerprint,
+    slices,
+)
 from tasks.settings import Settings
 from tasks.stores.base import VectorStore
 
@@ -116,11 +123,12 @@ class DoctorReport:
 
 
 def comparable(metadata: dict[str, Any]) -> dict[str, Any]:
-    """Metadata as both sides can store it: nulls left out (Pinecone drops them) and whole
-    floats as ints (Pinecone returns every number as a float)."""
+    """Metadata as both sides can store it: nulls left out (Pinecone drops them), whole floats
+    as ints (Pinecone returns every number as a float), and without the keys only the store
+    carries (:data:`tasks.index.run.STAMP_KEYS`: which run wrote the vector is not drift)."""
     out: dict[str, Any] = {}
     for key, value in metadata.items():
-        if value is None:
+        if value is None or key in STAMP_KEYS:
             continue
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -191,8 +199,11 @@ def repair(
         if chunks:
             store.ensure_namespace(physical, embedder.dimension)
         size = settings.index_batch_size
+        # The doctor restores what the last completed run wrote: its records carry that run.
+        stamp = Stamp(fingerprint, ledger.last_run(physical))
         for batch in slices(chunks, size):
-            store.upsert(physical, [chunk_record(c, vectors[c.content_hash]) for c in batch])
+            records = [chunk_record(c, vectors[c.content_hash], stamp) for c in batch]
+            store.upsert(physical, records)
             ledger.mark_written(physical, logical, fingerprint, batch)
         orphans = report.ids[ORPHAN]
         for batch in slices(orphans, size):

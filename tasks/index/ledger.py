@@ -8,7 +8,12 @@ Tables in ``<INDEX_STATE_SCHEMA>`` (default ``index_state``); see docs/indexing.
   acknowledged the batch that carried it; ``pending`` means "may or may not be in the store".
 - ``namespaces``: the registry of physical namespaces per logical one: ``physical, logical,
   fingerprint, state ('building' | 'serving' | 'retired'), created_at, switched_at``.
-- ``runs``: one row per indexing run, with counts, tokens and estimated cost.
+- ``runs``: one row per indexing run, with counts, tokens and estimated cost, the versions that
+  made it (:mod:`tasks.ops.versions`: ``package_version, git_commit, sources_sha256,
+  dbt_manifest_hash, dbt_project_version``; the index fingerprint is ``fingerprint``), its
+  ``index_config`` (embedder and chunker settings) and ``documents``: ``{document id: digest}``
+  of what the namespace held when the run ended (a digest of the document's written chunks'
+  content and metadata hashes), which ``semantic-index diff`` compares between two runs.
 - ``dead_letters``: chunks the embedding provider rejected (a retry cannot fix them; see
   docs/indexing.md "Dead letters"): ``namespace, chunk_id, logical_namespace, document_id,
   content_hash, error_class, message, run_id, first_seen, last_seen``. A row lives as long as its
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,6 +95,47 @@ class DeadLetter:
     run_id: int | None
     first_seen: datetime
     last_seen: datetime
+
+
+#: Columns of ``runs`` added after its first release (issue 17 item 5), ``(name, type)``; the
+#: first five are the :class:`tasks.ops.versions.RunVersions` fields of the same name.
+RUN_VERSION_COLUMNS = (
+    ("package_version", "text"),
+    ("git_commit", "text"),
+    ("sources_sha256", "text"),
+    ("dbt_manifest_hash", "text"),
+    ("dbt_project_version", "text"),
+    ("index_config", "jsonb"),
+    ("documents", "jsonb"),
+)
+
+#: The version columns of ``runs`` that :meth:`Ledger.start_run` fills from ``versions``.
+VERSION_COLUMNS = tuple(name for name, _ in RUN_VERSION_COLUMNS[:5])
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``runs``, as :meth:`Ledger.run` reads it (``semantic-index diff``)."""
+
+    run_id: int
+    logical_namespace: str
+    namespace: str
+    provider: str
+    model: str
+    fingerprint: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    chunks: int | None
+    embedded: int | None
+    deleted: int | None
+    input_tokens: int | None
+    estimated_cost_usd: float | None
+    #: The :data:`VERSION_COLUMNS` by name (``None`` in rows written before they existed).
+    versions: dict[str, str | None]
+    index_config: dict[str, Any] | None
+    #: ``{document id: digest}`` when the run ended (``None``: written before it existed).
+    documents: dict[str, str] | None
 
 
 def _ddl(schema: str) -> list[sql.Composed]:
@@ -162,6 +208,12 @@ def _ddl(schema: str) -> list[sql.Composed]:
             """
         ).format(s),
         sql.SQL("alter table {}.runs add column if not exists dead_letters int").format(s),
+        *[
+            sql.SQL("alter table {}.runs add column if not exists {} {}").format(
+                s, sql.Identifier(column), sql.SQL(kind)
+            )
+            for column, kind in RUN_VERSION_COLUMNS
+        ],
         sql.SQL(
             """
             create table if not exists {}.dead_letters (
@@ -460,14 +512,32 @@ class Ledger:
         model: str,
         fingerprint: str,
         dry_run: bool,
+        versions: Mapping[str, str | None] | None = None,
+        index_config: Mapping[str, Any] | None = None,
     ) -> int:
-        """Open a run row; returns its id."""
+        """Open a run row with the versions that made it (:data:`VERSION_COLUMNS`, others in
+        ``versions`` ignored) and its index configuration; returns its id."""
+        found = versions or {}
         row = self.conn.execute(
             sql.SQL(
                 "insert into {} (logical_namespace, namespace, provider, model, fingerprint, "
-                "dry_run, status) values (%s, %s, %s, %s, %s, %s, 'running') returning run_id"
-            ).format(self._t("runs")),
-            (logical, namespace, provider, model, fingerprint, dry_run),
+                "dry_run, status, {}, index_config) "
+                "values (%s, %s, %s, %s, %s, %s, 'running', {}, %s::jsonb) returning run_id"
+            ).format(
+                self._t("runs"),
+                sql.SQL(", ").join(map(sql.Identifier, VERSION_COLUMNS)),
+                sql.SQL(", ").join([sql.Placeholder()] * len(VERSION_COLUMNS)),
+            ),
+            (
+                logical,
+                namespace,
+                provider,
+                model,
+                fingerprint,
+                dry_run,
+                *[found.get(c) for c in VERSION_COLUMNS],
+                None if index_config is None else json.dumps(index_config, default=str),
+            ),
         ).fetchone()
         assert row is not None
         return int(row[0])
@@ -490,12 +560,84 @@ class Ledger:
         values = {k: v for k, v in values.items() if k in allowed}
         sets: list[sql.Composable] = [sql.SQL("status = %s"), sql.SQL("finished_at = now()")]
         sets += [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values]
+        # The documents digest: one aggregate over the namespace's written chunks, per document
+        # a hash of its chunks' content and metadata hashes (what `diff` compares).
+        sets.append(
+            sql.SQL(
+                """documents = coalesce((
+                    select jsonb_object_agg(document_id, digest) from (
+                        select document_id, left(md5(string_agg(
+                            chunk_id || ':' || content_hash || ':' || metadata_hash, ','
+                            order by chunk_id)), 16) as digest
+                        from {} c where c.namespace = {}.namespace and c.state = 'written'
+                        group by document_id
+                    ) d), '{{}}'::jsonb)"""
+            ).format(self._t("chunks"), sql.Identifier("runs"))
+        )
         self.conn.execute(
             sql.SQL("update {} set {} where run_id = %s").format(
                 self._t("runs"), sql.SQL(", ").join(sets)
             ),
             (status, *values.values(), run_id),
         )
+
+    def run(self, run_id: int) -> RunRecord | None:
+        """The ``runs`` row of ``run_id`` (``None``: no such run)."""
+        row = self.conn.execute(
+            sql.SQL(
+                "select run_id, logical_namespace, namespace, provider, model, fingerprint, "
+                "status, started_at, finished_at, chunks, embedded, deleted, input_tokens, "
+                "estimated_cost_usd, {}, index_config, documents from {} where run_id = %s"
+            ).format(sql.SQL(", ").join(map(sql.Identifier, VERSION_COLUMNS)), self._t("runs")),
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        n = len(VERSION_COLUMNS)
+        config, documents = row[14 + n :]
+        return RunRecord(
+            run_id=row[0],
+            logical_namespace=row[1],
+            namespace=row[2],
+            provider=row[3],
+            model=row[4],
+            fingerprint=row[5],
+            status=row[6],
+            started_at=row[7],
+            finished_at=row[8],
+            chunks=row[9],
+            embedded=row[10],
+            deleted=row[11],
+            input_tokens=row[12],
+            estimated_cost_usd=None if row[13] is None else float(row[13]),
+            versions=dict(zip(VERSION_COLUMNS, row[14 : 14 + n], strict=True)),
+            index_config=config,
+            documents=documents,
+        )
+
+    def usage_between(self, logical: str, after: int, upto: int) -> tuple[int, int, float]:
+        """``(runs, input tokens, estimated cost in USD)`` of the runs of ``logical`` with
+        ``after < run_id <= upto``: what getting from one run to the other cost."""
+        row = self.conn.execute(
+            sql.SQL(
+                "select count(*), coalesce(sum(input_tokens), 0), "
+                "coalesce(sum(estimated_cost_usd), 0) from {} "
+                "where logical_namespace = %s and run_id > %s and run_id <= %s and not dry_run"
+            ).format(self._t("runs")),
+            (logical, after, upto),
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), float(row[2])
+
+    def last_run(self, namespace: str) -> int | None:
+        """The newest completed run that wrote physical ``namespace`` (``None``: none)."""
+        row = self.conn.execute(
+            sql.SQL(
+                "select max(run_id) from {} where namespace = %s and status = 'completed'"
+            ).format(self._t("runs")),
+            (namespace,),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     # --- dead letters ---
 

@@ -47,6 +47,7 @@ from tasks.index.documents import Document, EmbeddingSpec, count_documents, fetc
 from tasks.index.embedding_cache import EmbeddingCache
 from tasks.index.ledger import PENDING, WRITTEN, Ledger, LedgerEntry
 from tasks.index.namespaces import choose_target
+from tasks.ops.versions import collect_versions
 from tasks.progress import Progress, ProgressCallback
 from tasks.settings import Settings, get_settings
 from tasks.stores.base import VectorRecord, VectorStore
@@ -433,6 +434,11 @@ class IndexRun:
             self.embedder.model,
             self.fingerprint,
             False,
+            versions=collect_versions(self.settings, self.fingerprint).as_dict(),
+            index_config={
+                "embedder": self.embedder.fingerprint_payload(),
+                "chunker": self.config.as_dict(),
+            },
         )
         self.result.run_id = run_id
         before = self.embedder.usage.snapshot()
@@ -479,8 +485,9 @@ class IndexRun:
             store.delete(target, ids)
             ledger.remove(target, ids)
             writing.advance(len(ids))
+        stamp = Stamp(self.fingerprint, self.result.run_id)
         for chunks in slices(changes.update_metadata, size):
-            store.update_metadata(target, [(c.id, c.metadata) for c in chunks])
+            store.update_metadata(target, [(c.id, stamp.metadata(c)) for c in chunks])
             ledger.update_metadata(target, chunks)
             writing.advance(len(chunks))
 
@@ -495,7 +502,8 @@ class IndexRun:
                 # pending first: if we die after the store wrote but before "written", the next
                 # run still knows these ids may exist (and re-upserts or deletes them).
                 ledger.mark_pending(target, self.logical, self.fingerprint, batch)
-                store.upsert(target, [chunk_record(c, vectors[c.content_hash]) for c in batch])
+                records = [chunk_record(c, vectors[c.content_hash], stamp) for c in batch]
+                store.upsert(target, records)
                 ledger.mark_written(target, self.logical, self.fingerprint, batch)
                 writing.advance(len(batch))
 
@@ -784,15 +792,40 @@ def _adopt_unknown(store: VectorStore, namespace: str, fingerprint: str) -> dict
     return {i: LedgerEntry(i, "", h, "", fingerprint, PENDING) for i, h in found.items()}
 
 
-def chunk_record(chunk: Chunk, values: list[float]) -> VectorRecord:
-    """The store record of ``chunk`` with its vector."""
+#: Metadata keys every stored vector carries besides its chunk's own: the index fingerprint and
+#: the id of the run (``index_state.runs``) that wrote it. They are left out of the chunk's
+#: metadata hash (a new run id would otherwise rewrite every vector on every run) and out of the
+#: index doctor's comparison (:func:`tasks.index.doctor.comparable`).
+FINGERPRINT_KEY = "index_fingerprint"
+RUN_ID_KEY = "index_run_id"
+STAMP_KEYS = (FINGERPRINT_KEY, RUN_ID_KEY)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Who wrote a vector: the index fingerprint and the run (``None``: not known)."""
+
+    fingerprint: str
+    run_id: int | None
+
+    def metadata(self, chunk: Chunk) -> dict[str, Any]:
+        """``chunk``'s metadata as stored: its own keys plus :data:`STAMP_KEYS` (a chunk key of
+        the same name is replaced)."""
+        stamp: dict[str, Any] = {FINGERPRINT_KEY: self.fingerprint}
+        if self.run_id is not None:
+            stamp[RUN_ID_KEY] = self.run_id
+        return {**chunk.metadata, **stamp}
+
+
+def chunk_record(chunk: Chunk, values: list[float], stamp: Stamp) -> VectorRecord:
+    """The store record of ``chunk`` with its vector, stamped by ``stamp``."""
     return VectorRecord(
         id=chunk.id,
         document_id=chunk.document_id,
         values=values,
         text=chunk.text,
         content_hash=chunk.content_hash,
-        metadata=chunk.metadata,
+        metadata=stamp.metadata(chunk),
     )
 
 

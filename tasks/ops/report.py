@@ -10,6 +10,10 @@ tokens and estimated cost, validation checks, seconds per stage); the summary co
 rows (quarantined records, dead-letter pages) and the chunks the embedding provider rejected
 (the index's dead letters).
 Everything here reads counts and names only: no setting, URL or secret ends up in a report.
+
+The report and every event also carry the run's versions (:mod:`tasks.ops.versions`: package
+version, git commit, sources file hash, dbt manifest hash and project version, index
+fingerprint): hashes and version strings, no paths.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ ARTIFACT_KEYS = {
     "index": "pipeline-index",
     "validation": "pipeline-validation",
     "durations": "pipeline-durations",
+    "versions": "pipeline-versions",
 }
 
 
@@ -60,10 +65,26 @@ class RunSummary(Protocol):
     error: str | None
 
 
+def run_versions(summary: RunSummary | None = None) -> dict[str, str | None]:
+    """The versions of this run (:func:`tasks.ops.versions.collect_versions` with the current
+    settings), with the index fingerprint of ``summary``'s index results when it has some."""
+    from tasks.ops.versions import collect_versions
+    from tasks.settings import get_settings
+
+    index = summary.index if summary is not None else []
+    fingerprint = next((r.fingerprint for r in index if getattr(r, "fingerprint", "")), None)
+    return collect_versions(get_settings(), fingerprint).as_dict()
+
+
 def emit_stage_event(stage: str, outcome: str, payload: dict[str, Any]) -> None:
-    """Emit ``pipeline.<stage>.<outcome>``; inside a run Prefect relates it to the flow run."""
+    """Emit ``pipeline.<stage>.<outcome>``; inside a run Prefect relates it to the flow run.
+
+    The payload gains the run's ``versions`` (:func:`run_versions`) unless it has them.
+    """
     from prefect.events import emit_event
 
+    if "versions" not in payload:
+        payload = {**payload, "versions": run_versions()}
     emit_event(event=f"pipeline.{stage}.{outcome}", resource=EVENT_RESOURCE, payload=payload)
 
 
@@ -82,7 +103,8 @@ def run_stage(summary: RunSummary, stage: str) -> Iterator[None]:
         summary.failed_stage = stage
         failure = StageFailed(stage, exc)
         summary.error = str(failure)
-        emit_stage_event(stage, "failed", {"error": str(failure)[:2000]})
+        payload = {"error": str(failure)[:2000], "versions": run_versions(summary)}
+        emit_stage_event(stage, "failed", payload)
         raise failure from exc
     summary.seconds[stage] = time.monotonic() - start
     emit_stage_event(stage, "completed", stage_payload(summary, stage))
@@ -90,7 +112,10 @@ def run_stage(summary: RunSummary, stage: str) -> Iterator[None]:
 
 def stage_payload(summary: RunSummary, stage: str) -> dict[str, Any]:
     """The counts an event of ``stage`` carries."""
-    payload: dict[str, Any] = {"seconds": round(summary.seconds.get(stage, 0.0), 3)}
+    payload: dict[str, Any] = {
+        "seconds": round(summary.seconds.get(stage, 0.0), 3),
+        "versions": run_versions(summary),
+    }
     if stage == "ingest":
         payload["rows"] = {r.source: dict(r.rows_by_table) for r in summary.ingest}
         payload["total_rows"] = sum(r.rows for r in summary.ingest)
@@ -126,11 +151,17 @@ def index_row(r: Any) -> dict[str, Any]:
         "cache hits": getattr(r, "cache_hits", 0),
         "input tokens": getattr(r, "input_tokens", 0),
         "estimated cost (USD)": round(float(getattr(r, "estimated_cost_usd", 0.0)), 6),
+        # Which ledger run (index_state.runs) and configuration wrote it: `semantic-index diff`.
+        "run id": getattr(r, "run_id", None),
+        "fingerprint": getattr(r, "fingerprint", ""),
     }
 
 
-def report_tables(summary: RunSummary) -> dict[str, list[dict[str, Any]]]:
-    """The report's tables, keyed like :data:`ARTIFACT_KEYS` (pure: tested without Prefect)."""
+def report_tables(
+    summary: RunSummary, versions: dict[str, str | None] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The report's tables, keyed like :data:`ARTIFACT_KEYS` (pure: tested without Prefect);
+    ``versions`` (:func:`run_versions`) become the ``versions`` table."""
     tables: dict[str, list[dict[str, Any]]] = {
         "rows": [
             {"source": r.source, "table": table, "rows": n}
@@ -147,12 +178,13 @@ def report_tables(summary: RunSummary) -> dict[str, list[dict[str, Any]]]:
             {"stage": stage, "seconds": round(seconds, 2)}
             for stage, seconds in summary.seconds.items()
         ],
+        "versions": [{"field": k, "value": v} for k, v in (versions or {}).items()],
     }
     return tables
 
 
-def report_markdown(summary: RunSummary) -> str:
-    """The markdown summary artifact."""
+def report_markdown(summary: RunSummary, versions: dict[str, str | None] | None = None) -> str:
+    """The markdown summary artifact (with a line of ``versions`` when given)."""
     ok = summary.failed_stage is None
     lines = [f"# Pipeline run: {'succeeded' if ok else 'FAILED'}", ""]
     if not ok:
@@ -194,6 +226,9 @@ def report_markdown(summary: RunSummary) -> str:
         passed = sum(1 for _, good, _ in checks)
         text = f"{passed}/{len(checks)} checks passed" if summary.validation else "failed"
         lines.append(f"| validate | {text} | {summary.seconds['validate']:.1f} |")
+    if versions:
+        known = ", ".join(f"{k} `{v}`" for k, v in versions.items() if v is not None)
+        lines += ["", f"**Versions:** {known or 'none known'}"]
     lines += ["", "Tables: " + ", ".join(f"`{k}`" for k in list(ARTIFACT_KEYS.values())[1:])]
     return "\n".join(lines)
 
@@ -202,12 +237,13 @@ def publish_run_report(summary: RunSummary) -> None:
     """Write the markdown summary and the tables as artifacts of the current flow run."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+    versions = run_versions(summary)
     create_markdown_artifact(
         key=ARTIFACT_KEYS["summary"],
-        markdown=report_markdown(summary),
+        markdown=report_markdown(summary, versions),
         description="Pipeline run summary",
     )
-    for name, rows in report_tables(summary).items():
+    for name, rows in report_tables(summary, versions).items():
         if rows:
             create_table_artifact(
                 key=ARTIFACT_KEYS[name], table=rows, description=f"Pipeline run: {name}"

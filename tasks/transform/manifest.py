@@ -22,6 +22,8 @@ are compared with :data:`MODEL`, the value of dbt's ``NodeType.Model``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,13 @@ class NodeConfig(_Lenient):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
+class FileHash(_Lenient):
+    """A node's ``checksum``: dbt's hash of the node's file (``sha256`` for models)."""
+
+    name: str = ""
+    checksum: str = ""
+
+
 class ManifestNode(_Lenient):
     """One entry of the manifest's ``nodes`` (models, tests, seeds, snapshots, ...)."""
 
@@ -65,6 +74,7 @@ class ManifestNode(_Lenient):
     meta: dict[str, Any] = Field(default_factory=dict)
     config: NodeConfig = Field(default_factory=NodeConfig)
     columns: dict[str, ManifestColumn] = Field(default_factory=dict)
+    checksum: FileHash = Field(default_factory=FileHash)
 
     @property
     def relation(self) -> str:
@@ -94,6 +104,27 @@ class Manifest(_Lenient):
     def models(self) -> dict[str, ManifestNode]:
         """The model nodes, by dbt unique id, in manifest order."""
         return {uid: node for uid, node in self.nodes.items() if node.resource_type == MODEL}
+
+    def fingerprint(self) -> str:
+        """A hash of what the models are: every node's file checksum, relation, resolved
+        ``meta`` and declared column types.
+
+        Not a hash of the file: dbt writes a new ``generated_at`` and ``invocation_id`` at every
+        invocation, so the file's bytes differ between two builds of the same models. This hash
+        changes only when a node's SQL or the yml the pipeline reads (``meta.embedding``, column
+        types) changes: what the runs' version records compare.
+        """
+        nodes = {
+            uid: {
+                "checksum": node.checksum.checksum,
+                "relation": f"{node.schema_name}.{node.relation}",
+                "meta": node.resolved_meta,
+                "columns": node.column_types,
+            }
+            for uid, node in self.nodes.items()
+        }
+        payload = json.dumps(nodes, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def manifest_path(target_dir: Path) -> Path:

@@ -5,6 +5,7 @@ Heavy (one server, one worker, a handful of flow runs on 12 items): the session 
 
 from __future__ import annotations
 
+import subprocess
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -13,9 +14,18 @@ import psycopg
 import pytest
 
 from tests.conftest import create_database
-from tests.ops.conftest import BIN, N_ITEMS, Ops, run_ok
+from tests.ops.conftest import BIN, N_ITEMS, REPO, Ops, run_ok
 
 pytestmark = pytest.mark.integration
+
+
+def head_commit() -> str:
+    """The checkout's commit (``prefect deploy`` ran from it)."""
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
 
 EXPECTED_DEPLOYMENTS = {
     ("data-pipeline", "daily"),
@@ -54,6 +64,8 @@ def test_deploy_all_created_every_deployment_with_its_limits(ops: Ops) -> None:
     assert schedule["cron"] == "0 3 * * *"
     assert schedule["timezone"] == "Europe/Madrid"
     assert found[("backup", "backup")]["schedules"], "backup runs on a schedule"
+    # prefect.yaml's build step: every deployment's version is the commit it was deployed from.
+    assert {d["version"] for d in found.values()} == {head_commit()}
 
 
 def test_daily_deployment_completes_with_report_artifacts(
@@ -86,6 +98,10 @@ def test_daily_deployment_completes_with_report_artifacts(
     stages = [d["stage"] for d in arts["pipeline-durations"]["data"]]
     assert stages == ["ingest", "transform", "index", "validate"]
     assert "succeeded" in arts["pipeline-report"]["data"]
+    versions = {r["field"]: r["value"] for r in arts["pipeline-versions"]["data"]}
+    assert versions["git_commit"] == head_commit() and versions["dbt_manifest_hash"]
+    assert versions["index_fingerprint"] == index[0]["fingerprint"]
+    assert f"git_commit `{head_commit()}`" in arts["pipeline-report"]["data"]
 
     # The second run found nothing new to load or embed: re-runs are safe.
     again = ops.artifacts(second["id"])["pipeline-index"]["data"][0]
@@ -147,6 +163,10 @@ def test_stage_events_carry_counts(ops: Ops, daily_runs: list[dict[str, Any]]) -
     assert events["pipeline.ingest.completed"]["payload"]["total_rows"] == (
         N_ITEMS + ops.small.reviews
     )
+    for event in events.values():
+        assert event["payload"]["versions"]["git_commit"] == head_commit(), event["event"]
+    index_versions = events["pipeline.index.completed"]["payload"]["versions"]
+    assert index_versions["index_fingerprint"] and index_versions["dbt_manifest_hash"]
 
 
 @pytest.fixture(scope="module")
