@@ -355,8 +355,38 @@ class Ledger:
     def mark_written(
         self, namespace: str, logical: str, fingerprint: str, chunks: Sequence[Chunk]
     ) -> None:
-        """Record that the store acknowledged ``chunks`` (state ``written``)."""
-        self._upsert(namespace, logical, fingerprint, chunks, WRITTEN)
+        """Record that the store acknowledged ``chunks`` (state ``written``).
+
+        Rows already holding exactly these chunks (the ``pending`` rows written just before the
+        batch went out) only change state, in one statement; any other is upserted whole.
+        """
+        if not chunks:
+            return
+        with self.conn.transaction():
+            done = self.conn.execute(
+                sql.SQL(
+                    """
+                    update {} t set state = 'written', written_at = now()
+                    from unnest(%s::text[], %s::text[], %s::text[]) as u(id, content, meta)
+                    where t.namespace = %s and t.chunk_id = u.id and t.content_hash = u.content
+                      and t.metadata_hash = u.meta and t.fingerprint = %s
+                      and t.logical_namespace = %s
+                    returning t.chunk_id
+                    """
+                ).format(self._t("chunks")),
+                (
+                    [c.id for c in chunks],
+                    [c.content_hash for c in chunks],
+                    [c.metadata_hash for c in chunks],
+                    namespace,
+                    fingerprint,
+                    logical,
+                ),
+            ).fetchall()
+            if len(done) < len(chunks):
+                updated = {r[0] for r in done}
+                rest = [c for c in chunks if c.id not in updated]
+                self._upsert(namespace, logical, fingerprint, rest, WRITTEN)
 
     def _upsert(
         self,
@@ -368,13 +398,20 @@ class Ledger:
     ) -> None:
         if not chunks:
             return
+        # One statement over arrays (unnest) instead of one execution per row: the ledger is
+        # written for every batch of a run, twice.
         statement = sql.SQL(
             """
             insert into {} (namespace, chunk_id, logical_namespace, document_id, position,
                             content_hash, metadata_hash, text, metadata, tokens, fingerprint,
                             state, written_at)
-            values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s,
-                    case when %s = 'written' then now() end)
+            select %s, u.chunk_id, %s, u.document_id, u.position, u.content_hash,
+                   u.metadata_hash, u.text, u.metadata::jsonb, u.tokens, %s, %s,
+                   case when %s = 'written' then now() end
+            from unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[],
+                        %s::text[], %s::int[])
+                 as u(chunk_id, document_id, position, content_hash, metadata_hash, text,
+                      metadata, tokens)
             on conflict (namespace, chunk_id) do update set
                 logical_namespace = excluded.logical_namespace,
                 document_id = excluded.document_id,
@@ -389,26 +426,24 @@ class Ledger:
                 written_at = coalesce(excluded.written_at, {}.written_at)
             """
         ).format(self._t("chunks"), sql.Identifier("chunks"))
-        rows = [
+        self.conn.execute(
+            statement,
             (
                 namespace,
-                c.id,
                 logical,
-                c.document_id,
-                c.position,
-                c.content_hash,
-                c.metadata_hash,
-                c.text,
-                json.dumps(c.metadata, default=str),
-                c.tokens,
                 fingerprint,
                 state,
                 state,
-            )
-            for c in chunks
-        ]
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.executemany(statement, rows)
+                [c.id for c in chunks],
+                [c.document_id for c in chunks],
+                [c.position for c in chunks],
+                [c.content_hash for c in chunks],
+                [c.metadata_hash for c in chunks],
+                [c.text for c in chunks],
+                [json.dumps(c.metadata, default=str) for c in chunks],
+                [c.tokens for c in chunks],
+            ),
+        )
 
     def update_metadata(self, namespace: str, chunks: Sequence[Chunk]) -> None:
         """Record new metadata (after the store applied it)."""
