@@ -220,6 +220,21 @@ class Settings(BaseSettings):
         description="Confirm a mass deletion the guard stopped (or `semantic-index index "
         "--allow-mass-delete`).",
     )
+    # --- indexing at scale: keyset pages (docs/indexing.md "Indexing at scale") ---
+    index_page_documents: int = Field(
+        default=5000,
+        ge=1,
+        description="Documents per keyset page of an index run's plan: each page is diffed, "
+        "embedded (texts sorted by length within the page) and acknowledged on its own, so "
+        "memory follows the page, not the corpus.",
+    )
+    index_plan_held_chunks: int = Field(
+        default=50000,
+        ge=0,
+        description="Chunks of changed documents the plan keeps in memory between planning and "
+        "writing; pages beyond are chunked again when written (bounded memory at the cost of "
+        "chunking twice).",
+    )
     embedding_cache_retention_days: int = Field(
         default=30,
         ge=0,

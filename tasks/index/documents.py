@@ -156,8 +156,23 @@ def count_documents(warehouse: Warehouse, spec: EmbeddingSpec) -> int:
     return int(row[0]) if row else 0
 
 
-def fetch_documents(warehouse: Warehouse, spec: EmbeddingSpec) -> Iterator[Document]:
+def relation(spec: EmbeddingSpec) -> sql.Composed:
+    """The documents model of ``spec`` as a SQL identifier (``schema.relation``)."""
+    return sql.SQL("{}.{}").format(sql.Identifier(spec.schema_name), sql.Identifier(spec.relation))
+
+
+def fetch_documents(
+    warehouse: Warehouse,
+    spec: EmbeddingSpec,
+    *,
+    after: str | None = None,
+    through: str | None = None,
+) -> Iterator[Document]:
     """Stream the documents of ``spec`` from the warehouse, ordered by id.
+
+    ``after`` and ``through`` bound a keyset page (``after < id <= through``, compared in the
+    id column's own type and collation, the order of the stream), so a page can be read again
+    without an offset scan.
 
     Raises:
         ConfigError: a declared column does not exist in the model.
@@ -181,15 +196,25 @@ def fetch_documents(warehouse: Warehouse, spec: EmbeddingSpec) -> Iterator[Docum
                 f"meta.embedding of {spec.model} names columns {missing} that "
                 f"{spec.schema_name}.{spec.relation} does not have."
             )
-        query = sql.SQL("select {cols} from {schema}.{rel} order by {id}").format(
+        key = sql.Identifier(spec.id_column)
+        bounds: list[sql.Composable] = []
+        params: list[str] = []
+        if after is not None:
+            bounds.append(sql.SQL("{} > %s").format(key))
+            params.append(after)
+        if through is not None:
+            bounds.append(sql.SQL("{} <= %s").format(key))
+            params.append(through)
+        where = sql.SQL(" and ").join(bounds) if bounds else sql.SQL("true")
+        query = sql.SQL("select {cols} from {rel} where {where} order by {id}").format(
             cols=sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns),
-            schema=sql.Identifier(spec.schema_name),
-            rel=sql.Identifier(spec.relation),
-            id=sql.Identifier(spec.id_column),
+            rel=relation(spec),
+            where=where,
+            id=key,
         )
         with conn.cursor(name="documents") as cur:
             cur.itersize = 2000
-            cur.execute(query)
+            cur.execute(query, params)
             for row in cur:
                 yield _to_document(spec, dict(zip(spec.columns, row, strict=True)))
 

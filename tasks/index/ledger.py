@@ -8,6 +8,12 @@ Tables in ``<INDEX_STATE_SCHEMA>`` (default ``index_state``); see docs/indexing.
   acknowledged the batch that carried it; ``pending`` means "may or may not be in the store".
 - ``namespaces``: the registry of physical namespaces per logical one: ``physical, logical,
   fingerprint, state ('building' | 'serving' | 'retired'), created_at, switched_at``.
+- ``documents``: one row per indexed document per physical namespace: ``namespace,
+  document_id, doc_hash, chunks``. ``doc_hash`` covers everything the document's chunks are made
+  of (text, title, url, metadata, chunker config, index fingerprint); a row is recorded only once
+  every chunk of the document is ``written`` (none rejected), and removed before any of them is
+  written again, so a run skips a document whose hash matches without chunking it
+  (docs/indexing.md "Skipping unchanged documents").
 - ``runs``: one row per indexing run, with counts, tokens and estimated cost, the versions that
   made it (:mod:`tasks.ops.versions`: ``package_version, git_commit, sources_sha256,
   dbt_manifest_hash, dbt_project_version``; the index fingerprint is ``fingerprint``), its
@@ -167,6 +173,17 @@ def _ddl(schema: str) -> list[sql.Composed]:
         ).format(s),
         sql.SQL(
             """
+            create table if not exists {}.documents (
+                namespace text not null,
+                document_id text not null,
+                doc_hash text not null,
+                chunks int not null,
+                primary key (namespace, document_id)
+            )
+            """
+        ).format(s),
+        sql.SQL(
+            """
             create table if not exists {}.namespaces (
                 physical text primary key,
                 logical text not null,
@@ -292,16 +309,77 @@ class Ledger:
 
     # --- chunks ---
 
-    def entries(self, namespace: str) -> dict[str, LedgerEntry]:
-        """Every ledger row of a physical namespace, by chunk id."""
+    def entries(
+        self, namespace: str, document_ids: Sequence[str] | None = None
+    ) -> dict[str, LedgerEntry]:
+        """The ledger rows of a physical namespace (all, or those of ``document_ids``), by
+        chunk id."""
+        where: sql.Composable = sql.SQL("namespace = %s")
+        params: list[Any] = [namespace]
+        if document_ids is not None:
+            where += sql.SQL(" and document_id = any(%s)")
+            params.append(list(document_ids))
         rows = self.conn.execute(
             sql.SQL(
                 "select chunk_id, document_id, content_hash, metadata_hash, fingerprint, state "
-                "from {} where namespace = %s"
-            ).format(self._t("chunks")),
-            (namespace,),
+                "from {} where {}"
+            ).format(self._t("chunks"), where),
+            params,
         ).fetchall()
         return {r[0]: LedgerEntry(*r) for r in rows}
+
+    def chunk_count(self, namespace: str) -> int:
+        """How many ledger rows a physical namespace has (any state)."""
+        row = self.conn.execute(
+            sql.SQL("select count(*) from {} where namespace = %s").format(self._t("chunks")),
+            (namespace,),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def known(self, namespace: str, chunk_ids: Sequence[str]) -> set[str]:
+        """Those of ``chunk_ids`` the ledger has a row for."""
+        rows = self.conn.execute(
+            sql.SQL("select chunk_id from {} where namespace = %s and chunk_id = any(%s)").format(
+                self._t("chunks")
+            ),
+            (namespace, list(chunk_ids)),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def written_sample(self, namespace: str) -> str | None:
+        """The content hash of one ``written`` chunk of a namespace (a validation probe)."""
+        row = self.conn.execute(
+            sql.SQL(
+                "select content_hash from {} where namespace = %s and state = 'written' limit 1"
+            ).format(self._t("chunks")),
+            (namespace,),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def orphan_chunks(self, namespace: str, relation: sql.Composable, id_column: str) -> list[str]:
+        """Chunk ids of a namespace whose document is no longer in ``relation`` (the documents
+        model): the set difference in SQL, not in memory. A document id is compared as text
+        (``id::text``), the way the indexer records it."""
+        rows = self.conn.execute(self._orphans("c.chunk_id", relation, id_column), (namespace,))
+        return [r[0] for r in rows.fetchall()]
+
+    def count_orphan_chunks(self, namespace: str, relation: sql.Composable, id_column: str) -> int:
+        """How many :meth:`orphan_chunks` a namespace has."""
+        row = self.conn.execute(
+            self._orphans("count(*)", relation, id_column), (namespace,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _orphans(self, what: str, relation: sql.Composable, id_column: str) -> sql.Composed:
+        return sql.SQL(
+            "select {what} from {chunks} c where c.namespace = %s and not exists "
+            "(select 1 from {relation} d where d.{id}::text = c.document_id)"
+        ).format(
+            what=sql.SQL(what),
+            chunks=self._t("chunks"),
+            relation=relation,
+            id=sql.Identifier(id_column),
+        )
 
     def chunks(self, namespace: str, ids: Sequence[str] | None = None) -> dict[str, Chunk]:
         """The chunks the ledger holds for a physical namespace (all, or those of ``ids``), with
@@ -329,8 +407,38 @@ class Ledger:
     def mark_written(
         self, namespace: str, logical: str, fingerprint: str, chunks: Sequence[Chunk]
     ) -> None:
-        """Record that the store acknowledged ``chunks`` (state ``written``)."""
-        self._upsert(namespace, logical, fingerprint, chunks, WRITTEN)
+        """Record that the store acknowledged ``chunks`` (state ``written``).
+
+        Rows already holding exactly these chunks (the ``pending`` rows written just before the
+        batch went out) only change state, in one statement; any other is upserted whole.
+        """
+        if not chunks:
+            return
+        with self.conn.transaction():
+            done = self.conn.execute(
+                sql.SQL(
+                    """
+                    update {} t set state = 'written', written_at = now()
+                    from unnest(%s::text[], %s::text[], %s::text[]) as u(id, content, meta)
+                    where t.namespace = %s and t.chunk_id = u.id and t.content_hash = u.content
+                      and t.metadata_hash = u.meta and t.fingerprint = %s
+                      and t.logical_namespace = %s
+                    returning t.chunk_id
+                    """
+                ).format(self._t("chunks")),
+                (
+                    [c.id for c in chunks],
+                    [c.content_hash for c in chunks],
+                    [c.metadata_hash for c in chunks],
+                    namespace,
+                    fingerprint,
+                    logical,
+                ),
+            ).fetchall()
+            if len(done) < len(chunks):
+                updated = {r[0] for r in done}
+                rest = [c for c in chunks if c.id not in updated]
+                self._upsert(namespace, logical, fingerprint, rest, WRITTEN)
 
     def _upsert(
         self,
@@ -342,13 +450,20 @@ class Ledger:
     ) -> None:
         if not chunks:
             return
+        # One statement over arrays (unnest) instead of one execution per row: the ledger is
+        # written for every batch of a run, twice.
         statement = sql.SQL(
             """
             insert into {} (namespace, chunk_id, logical_namespace, document_id, position,
                             content_hash, metadata_hash, text, metadata, tokens, fingerprint,
                             state, written_at)
-            values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s,
-                    case when %s = 'written' then now() end)
+            select %s, u.chunk_id, %s, u.document_id, u.position, u.content_hash,
+                   u.metadata_hash, u.text, u.metadata::jsonb, u.tokens, %s, %s,
+                   case when %s = 'written' then now() end
+            from unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[],
+                        %s::text[], %s::int[])
+                 as u(chunk_id, document_id, position, content_hash, metadata_hash, text,
+                      metadata, tokens)
             on conflict (namespace, chunk_id) do update set
                 logical_namespace = excluded.logical_namespace,
                 document_id = excluded.document_id,
@@ -363,26 +478,24 @@ class Ledger:
                 written_at = coalesce(excluded.written_at, {}.written_at)
             """
         ).format(self._t("chunks"), sql.Identifier("chunks"))
-        rows = [
+        self.conn.execute(
+            statement,
             (
                 namespace,
-                c.id,
                 logical,
-                c.document_id,
-                c.position,
-                c.content_hash,
-                c.metadata_hash,
-                c.text,
-                json.dumps(c.metadata, default=str),
-                c.tokens,
                 fingerprint,
                 state,
                 state,
-            )
-            for c in chunks
-        ]
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.executemany(statement, rows)
+                [c.id for c in chunks],
+                [c.document_id for c in chunks],
+                [c.position for c in chunks],
+                [c.content_hash for c in chunks],
+                [c.metadata_hash for c in chunks],
+                [c.text for c in chunks],
+                [json.dumps(c.metadata, default=str) for c in chunks],
+                [c.tokens for c in chunks],
+            ),
+        )
 
     def update_metadata(self, namespace: str, chunks: Sequence[Chunk]) -> None:
         """Record new metadata (after the store applied it)."""
@@ -425,6 +538,84 @@ class Ledger:
             (namespace,),
         ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
+
+    # --- documents ---
+
+    def unchanged_documents(
+        self, namespace: str, fingerprint: str, hashes: Mapping[str, str]
+    ) -> dict[str, int]:
+        """Those documents of ``hashes`` (``{document id: doc hash}``) whose recorded hash is the
+        same and whose chunks are all still ``written`` with ``fingerprint``, with their chunk
+        counts: what a run may skip without chunking.
+
+        The chunk count is checked against the ``chunks`` rows, so ledger rows deleted by hand
+        (the documented way to force a rebuild) re-plan their documents.
+        """
+        if not hashes:
+            return {}
+        rows = self.conn.execute(
+            sql.SQL(
+                """
+                select d.document_id, d.chunks
+                from {documents} d
+                join unnest(%s::text[], %s::text[]) as h(document_id, doc_hash)
+                  on h.document_id = d.document_id and h.doc_hash = d.doc_hash
+                where d.namespace = %s
+                  and d.chunks = (
+                      select count(*) from {chunks} c
+                      where c.namespace = d.namespace and c.document_id = d.document_id
+                        and c.state = 'written' and c.fingerprint = %s)
+                """
+            ).format(documents=self._t("documents"), chunks=self._t("chunks")),
+            (list(hashes), list(hashes.values()), namespace, fingerprint),
+        ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def forget_documents(self, namespace: str, document_ids: Sequence[str]) -> None:
+        """Drop the recorded hashes of documents (before any of their chunks is written), so
+        a run killed meanwhile re-plans them."""
+        if document_ids:
+            self.conn.execute(
+                sql.SQL("delete from {} where namespace = %s and document_id = any(%s)").format(
+                    self._t("documents")
+                ),
+                (namespace, list(document_ids)),
+            )
+
+    def record_documents(self, namespace: str, documents: Mapping[str, tuple[str, int]]) -> None:
+        """Record ``{document id: (doc hash, chunks)}`` once every chunk of each is written."""
+        if not documents:
+            return
+        self.conn.execute(
+            sql.SQL(
+                """
+                insert into {} (namespace, document_id, doc_hash, chunks)
+                select %s, * from unnest(%s::text[], %s::text[], %s::int[])
+                on conflict (namespace, document_id) do update set
+                    doc_hash = excluded.doc_hash, chunks = excluded.chunks
+                """
+            ).format(self._t("documents")),
+            (
+                namespace,
+                list(documents),
+                [h for h, _ in documents.values()],
+                [n for _, n in documents.values()],
+            ),
+        )
+
+    def forget_absent_documents(
+        self, namespace: str, relation: sql.Composable, id_column: str
+    ) -> None:
+        """Drop the recorded hashes of documents no longer in ``relation``."""
+        self.conn.execute(
+            sql.SQL(
+                "delete from {documents} r where r.namespace = %s and not exists "
+                "(select 1 from {relation} d where d.{id}::text = r.document_id)"
+            ).format(
+                documents=self._t("documents"), relation=relation, id=sql.Identifier(id_column)
+            ),
+            (namespace,),
+        )
 
     # --- namespaces ---
 
@@ -499,6 +690,10 @@ class Ledger:
             )
             self.conn.execute(
                 sql.SQL("delete from {} where namespace = %s").format(self._t("dead_letters")),
+                (physical,),
+            )
+            self.conn.execute(
+                sql.SQL("delete from {} where namespace = %s").format(self._t("documents")),
                 (physical,),
             )
 

@@ -30,9 +30,11 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded, Rejection
+from tasks.embedders.openai import OpenAIEmbedder
 from tasks.errors import MassDeleteRefused, ValidationFailed
 from tasks.index.batch_backfill import backfill_through_batch_api
 from tasks.index.chunking import (
@@ -43,12 +45,18 @@ from tasks.index.chunking import (
     metadata_hash,
     text_hash,
 )
-from tasks.index.documents import Document, EmbeddingSpec, count_documents, fetch_documents
+from tasks.index.documents import (
+    Document,
+    EmbeddingSpec,
+    count_documents,
+    fetch_documents,
+    relation,
+)
 from tasks.index.embedding_cache import EmbeddingCache
 from tasks.index.ledger import PENDING, WRITTEN, Ledger, LedgerEntry
 from tasks.index.namespaces import choose_target
 from tasks.ops.versions import collect_versions
-from tasks.progress import Progress, ProgressCallback
+from tasks.progress import Phase, Progress, ProgressCallback
 from tasks.settings import Settings, get_settings
 from tasks.stores.base import VectorRecord, VectorStore
 from tasks.warehouse import Warehouse
@@ -222,34 +230,35 @@ def by_length(
 def mass_delete_refusal(
     spec: EmbeddingSpec,
     documents: int,
-    served: set[str],
-    desired: Mapping[str, Chunk],
+    served: int,
+    removed: int,
+    desired: int,
     settings: Settings,
 ) -> str | None:
     """Why a run must not go on (the message), or ``None``: the mass-delete guard.
 
-    A run that would leave out more than ``INDEX_MAX_DELETE_FRACTION`` of the chunks the
-    namespace serves (``served``: their ids), and more than ``INDEX_MASS_DELETE_MIN_CHUNKS`` of
-    them, or all of them because the documents model is empty, is far more often an upstream
-    failure (a scrape that failed, an API outage, a wrong dbt filter) than a real deletion, so it
-    stops before writing. ``INDEX_ALLOW_MASS_DELETE`` confirms a real one.
+    A run that would leave out more than ``INDEX_MAX_DELETE_FRACTION`` of the ``served`` chunks
+    of the namespace (``removed`` of them), and more than ``INDEX_MASS_DELETE_MIN_CHUNKS``, or
+    all of them because the documents model is empty, is far more often an upstream failure (a
+    scrape that failed, an API outage, a wrong dbt filter) than a real deletion, so it stops
+    before writing. ``INDEX_ALLOW_MASS_DELETE`` confirms a real one. ``desired``: the chunks the
+    namespace would hold afterwards.
     """
     if not served or settings.index_allow_mass_delete:
         return None
-    removed = len(served - desired.keys())
     limit = settings.index_max_delete_fraction
     emptied = documents == 0  # however small the namespace: nothing left to serve
     small = removed <= settings.index_mass_delete_min_chunks
-    if not emptied and (removed <= limit * len(served) or small):
+    if not emptied and (removed <= limit * served or small):
         return None
     if documents == 0:
         why = f"the documents model {spec.model} returned no rows"
     else:
         why = f"the documents model {spec.model} now has {documents} documents"
-        why += f" ({len(desired)} chunks)"
+        why += f" ({desired} chunks)"
     return (
-        f"Indexing {spec.namespace} would delete {removed} of the {len(served)} chunks it serves "
-        f"({removed / len(served):.0%}; INDEX_MAX_DELETE_FRACTION={limit:g}): {why}. That "
+        f"Indexing {spec.namespace} would delete {removed} of the {served} chunks it serves "
+        f"({removed / served:.0%}; INDEX_MAX_DELETE_FRACTION={limit:g}): {why}. That "
         "usually means an upstream failure (a failed scrape, an API outage, a wrong dbt filter), "
         "so nothing was deleted and the index still serves what it had. If the deletion is "
         "real, re-run with INDEX_ALLOW_MASS_DELETE=true (`semantic-index index "
@@ -257,23 +266,87 @@ def mass_delete_refusal(
     )
 
 
+def document_hash(doc: Document, fingerprint: str) -> str:
+    """Hash of everything a document's chunks are made of (every :class:`Document` field) and
+    of the index ``fingerprint`` (embedder and chunker config): equal hashes, equal chunks."""
+    fields = {name: getattr(doc, name) for name in _DOCUMENT_FIELDS}
+    payload = json.dumps([fingerprint, fields], sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+_DOCUMENT_FIELDS = [f.name for f in dataclass_fields(Document)]
+
+
+@dataclass
+class PagePlan:
+    """The plan of one keyset page of documents (``after < id <= through``, id order).
+
+    Only documents whose :func:`document_hash` differs from the ledger's (or that it does not
+    know) are chunked and diffed; the others count as unchanged. A page that is not
+    :attr:`held` keeps only its bounds and is planned again when written.
+    """
+
+    after: str | None
+    through: str
+    #: Changed documents: ``{id: (doc hash, chunks)}``, recorded once all their chunks are written.
+    changed: dict[str, tuple[str, int]] = field(default_factory=dict)
+    changes: Plan = field(default_factory=Plan)
+    #: Vectors of chunks to upsert found in the embedding cache, by content hash.
+    cached: dict[str, list[float]] = field(default_factory=dict)
+    #: Content hashes to embed, their texts and token counts, longest first (:func:`by_length`).
+    to_embed: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    token_counts: list[int] = field(default_factory=list)
+    held: bool = True
+    #: Chunks of the namespace serving today this page would drop (the mass-delete guard).
+    removed: int = 0
+
+    @property
+    def held_chunks(self) -> int:
+        """Chunks this page keeps in memory."""
+        return len(self.changes.upsert) + len(self.changes.update_metadata)
+
+    def bounds(self) -> PagePlan:
+        """This page without its contents (to be planned again when written)."""
+        return PagePlan(self.after, self.through, held=False)
+
+
 @dataclass
 class RunPlan:
-    """What one run will do, decided before anything is written: the diff against the ledger,
-    the texts to embed (cache misses, longest first) and whether the mass-delete guard objects."""
+    """What one run will do, decided before anything is written: the pages of documents with
+    something to do (:class:`PagePlan`), the chunks of documents gone from the model and whether
+    the mass-delete guard objects. Its memory follows what changed, not the corpus."""
 
-    changes: Plan
-    #: Every chunk the namespace must hold afterwards, by id.
-    desired: dict[str, Chunk]
-    #: Vectors of chunks to upsert found in the embedding cache, by content hash.
-    cached: dict[str, list[float]]
-    #: Content hashes to embed, their texts and token counts, in embedding order
-    #: (:func:`by_length`).
-    to_embed: list[str]
-    texts: list[str]
-    token_counts: list[int]
+    #: Pages with changed documents, in id order (held ones with their chunks).
+    pages: list[PagePlan]
+    #: Chunks of documents no longer in the model (deleted first, found in SQL).
+    orphans: int
+    #: Chunks the namespace must hold afterwards.
+    chunks: int
     #: Why the mass-delete guard stops the run (:func:`mass_delete_refusal`), or ``None``.
     refusal: str | None = None
+    #: Records found in the store that an empty ledger did not know (:func:`_adopt_unknown`).
+    adopted: dict[str, LedgerEntry] = field(default_factory=dict)
+
+    @property
+    def upsert(self) -> list[Chunk]:
+        """The chunks to upsert of the held pages."""
+        return [c for p in self.pages for c in p.changes.upsert]
+
+    @property
+    def cached(self) -> dict[str, list[float]]:
+        """Cache hits of the held pages."""
+        return {h: v for p in self.pages for h, v in p.cached.items()}
+
+    @property
+    def texts(self) -> list[str]:
+        """Texts to embed of the held pages, page by page (longest first within a page)."""
+        return [t for p in self.pages for t in p.texts]
+
+    @property
+    def token_counts(self) -> list[int]:
+        """Token counts of :attr:`texts`."""
+        return [n for p in self.pages for n in p.token_counts]
 
 
 @dataclass
@@ -361,48 +434,143 @@ class IndexRun:
         return self.embedder.price_per_million(self.settings.embedding_prices)
 
     def plan(self) -> RunPlan:
-        """Chunk the documents, diff them against the target's ledger, take what the embedding
-        cache has, count and price the rest, and ask the mass-delete guard. Writes nothing
-        (except that a real run reads unknown records of an empty ledger from the store)."""
-        result = self.result
-        desired = self._desired_chunks()
-        planning = self.progress.phase("planning", len(desired))
-        entries = self.ledger.entries(self.target)
-        if not entries and not self.dry_run:
-            entries = _adopt_unknown(self.store, self.target, self.fingerprint)
-        changes = plan_changes(desired, entries, self.fingerprint)
-        result.unchanged = changes.unchanged
+        """Read the documents in keyset pages, skip those whose document hash the ledger holds,
+        chunk and diff the others against the target's ledger, take what the embedding cache
+        has, count and price the rest, and ask the mass-delete guard. Writes nothing (except
+        that a real run reads unknown records of an empty ledger from the store).
 
-        hashes = [c.content_hash for c in changes.upsert]
-        cached = self.cache.get(self.ledger.conn, self.embedder.fingerprint, hashes)
-        to_embed = list(
-            dict.fromkeys(c.content_hash for c in changes.upsert if c.content_hash not in cached)
+        Pages are kept in memory up to ``INDEX_PLAN_HELD_CHUNKS`` chunks; later ones keep only
+        their bounds and :meth:`apply` plans them again (the same documents, unless they
+        changed meanwhile: then the newer text is written, as a later run would).
+        """
+        result, ledger, spec = self.result, self.ledger, self.spec
+        known = ledger.chunk_count(self.target)
+        adopted: dict[str, LedgerEntry] = {}
+        if not known and not self.dry_run:
+            adopted = _adopt_unknown(self.store, self.target, self.fingerprint)
+        served_ns = self.serving if self.serving != self.target else None
+        chunking = self.progress.phase(
+            "chunking", count_documents(self.warehouse, spec), unit="documents"
         )
+        planning = self.progress.phase("planning", chunking.total, unit="documents")
+        pages: list[PagePlan] = []
+        held = 0
+        removed = 0
+        for docs, after in self._pages():
+            page = self._plan_page(docs, after, adopted, chunking, served=served_ns)
+            planning.advance(len(docs))
+            removed += page.removed
+            if not page.changed:
+                continue
+            if held + page.held_chunks > self.settings.index_plan_held_chunks and pages:
+                page = page.bounds()
+            held += page.held_chunks
+            pages.append(page)
+        chunking.finish()  # documents added since the count: the phase still ends at 100 %
+        planning.finish()
+        rel = relation(spec)
+        orphans = 0
+        if known:
+            orphans = ledger.count_orphan_chunks(self.target, rel, spec.id_column)
+        result.deleted += orphans
+        if self.serving is None:
+            served = 0
+        elif served_ns is None:
+            served = known
+            removed += orphans
+        else:
+            served = ledger.chunk_count(served_ns)
+            removed += ledger.count_orphan_chunks(served_ns, rel, spec.id_column)
+        result.estimated_cost_usd = result.tokens_to_embed * self.price / 1e6
+        refusal = mass_delete_refusal(
+            spec, result.documents, served, removed, result.chunks, self.settings
+        )
+        return RunPlan(pages, orphans, result.chunks, refusal, adopted)
+
+    def _pages(self) -> Iterator[tuple[list[Document], str | None]]:
+        """The model's documents in pages of ``INDEX_PAGE_DOCUMENTS``, each with the id before
+        it (``None`` for the first): one stream, one server-side cursor."""
+        size = self.settings.index_page_documents
+        page: list[Document] = []
+        after: str | None = None
+        for doc in fetch_documents(self.warehouse, self.spec):
+            page.append(doc)
+            if len(page) >= size:
+                yield page, after
+                after = page[-1].id
+                page = []
+        if page:
+            yield page, after
+
+    def _plan_page(
+        self,
+        docs: Sequence[Document],
+        after: str | None,
+        adopted: Mapping[str, LedgerEntry],
+        chunking: Phase | None = None,
+        *,
+        served: str | None = None,
+        count: bool = True,
+    ) -> PagePlan:
+        """The plan of one page of documents; adds its counts to :attr:`result` if ``count``.
+
+        The documents whose hash the ledger holds (every chunk written, none rejected) are not
+        chunked; the rest are chunked and diffed chunk by chunk as before. ``served``: the
+        namespace serving today when it is not the target (a rebuild): the page's
+        :attr:`PagePlan.removed` counts its chunks of the changed documents that are no longer
+        desired, else the target's.
+        """
+        result, ledger, target = self.result, self.ledger, self.target
+        hashes = {d.id: document_hash(d, self.fingerprint) for d in docs}
+        same = ledger.unchanged_documents(target, self.fingerprint, hashes) if hashes else {}
+        desired: dict[str, Chunk] = {}
+        changed: dict[str, tuple[str, int]] = {}
+        for doc in docs:
+            if doc.id in same:
+                continue
+            chunks: list[Chunk] = []
+            if not doc.text:
+                logger.warning(
+                    "Document %s of %s has no text; not indexed", doc.id, self.spec.model
+                )
+            else:
+                chunks = document_chunks(doc, self.config, self.embedder.count_tokens)
+                desired.update((c.id, c) for c in chunks)
+            changed[doc.id] = (hashes[doc.id], len(chunks))
+        if chunking is not None:
+            chunking.advance(len(docs))
+        entries = ledger.entries(target, list(changed)) if changed else {}
+        for cid in desired.keys() & adopted.keys():
+            entries.setdefault(cid, adopted[cid])
+        changes = plan_changes(desired, entries, self.fingerprint)
+        hashes_up = [c.content_hash for c in changes.upsert]
+        cached = self.cache.get(ledger.conn, self.embedder.fingerprint, hashes_up)
+        to_embed = list(dict.fromkeys(h for h in hashes_up if h not in cached))
         by_hash = {c.content_hash: c for c in changes.upsert}
         texts = [by_hash[h].text for h in to_embed]
-        planning.advance(len(desired) - len(texts))  # classified; nothing left to count
         token_counts: list[int] = []
         for part in slices(texts, COUNT_SLICE):
             token_counts += self.embedder.count_tokens(part)
-            planning.advance(len(part))
         to_embed, texts, token_counts = by_length(to_embed, texts, token_counts)
-        planning.finish()
-        result.embedded = len(to_embed)
-        result.tokens_to_embed = sum(token_counts)
-        result.cache_hits = sum(1 for c in changes.upsert if c.content_hash in cached)
-        result.metadata_updated = len(changes.update_metadata)
-        result.deleted = len(changes.delete)
-        result.upserted = len(changes.upsert)
-        result.estimated_cost_usd = result.tokens_to_embed * self.price / 1e6
-        # What users search today: the target itself, or (a rebuild replacing it) the old one.
-        if self.serving is None:
-            served: set[str] = set()
-        elif self.serving == self.target:
-            served = set(entries)
+        if count:
+            unchanged = sum(same.values())
+            result.documents += len(docs)
+            result.chunks += unchanged + len(desired)
+            result.unchanged += unchanged + changes.unchanged
+            result.embedded += len(to_embed)
+            result.tokens_to_embed += sum(token_counts)
+            result.cache_hits += sum(1 for h in hashes_up if h in cached)
+            result.metadata_updated += len(changes.update_metadata)
+            result.deleted += len(changes.delete)
+            result.upserted += len(changes.upsert)
+        if served is None:
+            removed = len(changes.delete)
         else:
-            served = set(self.ledger.entries(self.serving))
-        refusal = mass_delete_refusal(self.spec, result.documents, served, desired, self.settings)
-        return RunPlan(changes, desired, cached, to_embed, texts, token_counts, refusal)
+            old = ledger.entries(served, list(changed)) if changed else {}
+            removed = len(old.keys() - desired.keys())
+        page = PagePlan(after, docs[-1].id, changed, changes, cached, to_embed, texts, token_counts)
+        page.removed = removed
+        return page
 
     def check(self, plan: RunPlan) -> None:
         """Refuse a plan that must not be written.
@@ -418,7 +586,7 @@ class IndexRun:
         if budget is not None and result.tokens_to_embed > budget:
             raise EmbeddingBudgetExceeded(
                 f"Indexing {self.logical} would embed {result.tokens_to_embed} tokens "
-                f"({len(plan.to_embed)} chunks, ~${result.estimated_cost_usd:.4f}), over "
+                f"({result.embedded} chunks, ~${result.estimated_cost_usd:.4f}), over "
                 f"MAX_TOKENS_PER_RUN={budget}. Nothing was sent. Raise the budget, or run "
                 "with INDEX_DRY_RUN=true to see the plan."
             )
@@ -460,27 +628,118 @@ class IndexRun:
         self.ledger.finish_run(run_id, "completed", asdict(self.result))
 
     def apply(self, plan: RunPlan) -> None:
-        """Write the plan: deletes, metadata updates, then embed window by window and upsert.
+        """Write the plan: chunks of documents gone from the model first, then page by page its
+        deletes, metadata updates, and embedding window by window with upserts.
 
         Each window's vectors go to the embedding cache as soon as they exist; each batch's
         ledger rows go ``pending`` before it is sent and ``written`` once the store acknowledged
-        it, so a run killed anywhere is resumed by the next one.
+        it, so a run killed anywhere is resumed by the next one. A page's changed documents
+        lose their recorded hash before anything of theirs is written and get the new one only
+        once all their chunks are written, so a killed run never leaves a document skipped.
 
         Chunks whose text the provider rejects (:meth:`Embedder.embed_partial`) are neither
         written nor acknowledged: they go to the ledger's dead letters (with any vector of an
-        earlier text of theirs removed), and the next run tries them again.
+        earlier text of theirs removed), their documents get no hash, and the next run tries
+        them again.
         """
-        changes, target, size = plan.changes, self.target, self.settings.index_batch_size
-        ledger, store, embedder = self.ledger, self.store, self.embedder
+        target, size = self.target, self.settings.index_batch_size
+        ledger, store, embedder, spec = self.ledger, self.store, self.embedder, self.spec
         before = embedder.usage.snapshot()
-        if changes.delete or changes.upsert or changes.update_metadata:
+        result = self.result
+        if plan.orphans or plan.pages or plan.adopted:
             store.ensure_namespace(target, embedder.dimension)
         ledger.register(self.logical, target, self.fingerprint)
         writing = self.progress.phase(
-            "writing", len(changes.delete) + len(changes.update_metadata) + len(changes.upsert)
+            "writing", result.deleted + result.metadata_updated + result.upserted
         )
-        embedding = self.progress.phase("embedding", len(plan.to_embed))
+        embedding = self.progress.phase("embedding", result.embedded)
+        rel = relation(spec)
+        if plan.orphans:
+            for ids in slices(ledger.orphan_chunks(target, rel, spec.id_column), size):
+                store.delete(target, ids)
+                ledger.remove(target, ids)
+                writing.advance(len(ids))
+        ledger.forget_absent_documents(target, rel, spec.id_column)
 
+        pages = plan.pages
+        batched: set[str] = set()
+        batch_rejections: dict[str, Rejection] = {}
+        if isinstance(embedder, OpenAIEmbedder) and self.settings.openai_batch_min_tokens:
+            # --- Batch API (tasks/index/batch_backfill.py). A qualifying run embeds the texts of
+            # every page first, through OpenAI's Batch API: each finished batch's vectors go to
+            # the embedding cache, where the pages below find them (then written with the same
+            # per-batch acknowledgement); texts it rejected become those pages' dead letters.
+            # All pages are held for it: a backfill's memory follows its size. ---
+            pages = [p if p.held else self._replan(p, plan.adopted) for p in pages]
+
+            def collect(fresh: dict[str, list[float]], bad: dict[str, Rejection]) -> None:
+                batched.update(fresh)
+                batch_rejections.update(bad)
+
+            backfill_through_batch_api(
+                embedder, ledger.conn, self.cache, self.settings,
+                [h for p in pages for h in p.to_embed], [t for p in pages for t in p.texts],
+                [n for p in pages for n in p.token_counts], collect, namespace=self.logical,
+            )  # fmt: skip
+        rejected_ids: list[str] = []
+        for planned in pages:
+            page = planned if planned.held else self._replan(planned, plan.adopted)
+            rejected_ids += self._apply_page(page, writing, embedding, batched, batch_rejections)
+        if plan.adopted:
+            leftover = sorted(plan.adopted.keys() - ledger.known(target, list(plan.adopted)))
+            for ids in slices(leftover, size):
+                store.delete(target, ids)
+                writing.advance(len(ids))
+            result.deleted += len(leftover)
+        embedding.finish()
+        recovered = ledger.clear_dead_letters(target, keep=rejected_ids)
+        if recovered:
+            logger.info("%d dead letters of %s are gone (embedded or removed)", recovered, target)
+        self.result.dead_letters = len(rejected_ids)
+        if rejected_ids:
+            logger.warning(
+                "%d chunks of %s were rejected by the embedding provider and not indexed; "
+                "see %s.dead_letters",
+                len(rejected_ids),
+                self.logical,
+                ledger.schema,
+            )
+        writing.finish()
+        used = embedder.usage.minus(before)
+        self.result.requests = used.requests
+        self.result.input_tokens = used.input_tokens
+        self.result.estimated_cost_usd = used.cost_usd(
+            self.price, self.settings.openai_batch_price_factor
+        )
+
+    def _replan(self, bounds: PagePlan, adopted: Mapping[str, LedgerEntry]) -> PagePlan:
+        """Plan a page again that the plan did not keep in memory (its counts are in
+        :attr:`result` already)."""
+        docs = list(
+            fetch_documents(self.warehouse, self.spec, after=bounds.after, through=bounds.through)
+        )
+        if not docs:
+            return PagePlan(bounds.after, bounds.through)
+        return self._plan_page(docs, bounds.after, adopted, count=False)
+
+    def _apply_page(
+        self,
+        page: PagePlan,
+        writing: Phase,
+        embedding: Phase,
+        batched: set[str] | None = None,
+        batch_rejections: Mapping[str, Rejection] | None = None,
+    ) -> list[str]:
+        """Write one page (see :meth:`apply`); returns the ids of the chunks rejected.
+
+        ``batched``: content hashes this run embedded through the Batch API (in the cache now,
+        yet embedded, not cache hits); ``batch_rejections``: texts the Batch API rejected.
+        """
+        batched = batched or set()
+        batch_rejections = batch_rejections or {}
+        changes, target, size = page.changes, self.target, self.settings.index_batch_size
+        ledger, store, embedder = self.ledger, self.store, self.embedder
+        ledger.forget_documents(target, list(page.changed))
         for ids in slices(changes.delete, size):
             store.delete(target, ids)
             ledger.remove(target, ids)
@@ -491,8 +750,21 @@ class IndexRun:
             ledger.update_metadata(target, chunks)
             writing.advance(len(chunks))
 
-        vectors = dict(plan.cached)
+        vectors = dict(page.cached)
         waiting = list(changes.upsert)
+        # Texts another page embedded earlier in this run (duplicates across pages) are in the
+        # cache now: take them from there instead of paying for them twice.
+        again = self.cache.get(ledger.conn, embedder.fingerprint, page.to_embed)
+        if again:
+            keep = [i for i, h in enumerate(page.to_embed) if h not in again]
+            page.to_embed = [page.to_embed[i] for i in keep]
+            page.texts = [page.texts[i] for i in keep]
+            page.token_counts = [page.token_counts[i] for i in keep]
+            vectors.update(again)
+            reused = sum(1 for h in again if h not in batched)
+            self.result.embedded -= reused
+            self.result.cache_hits += reused
+            embedding.advance(len(again))
 
         def flush() -> None:
             nonlocal waiting
@@ -525,35 +797,28 @@ class IndexRun:
                 [(c, rejections[c.content_hash].error_class, rejections[c.content_hash].message)
                  for c in dead],
             )  # fmt: skip
-            rejected_ids.extend(ids)
+            rejected.extend(dead)
             writing.advance(len(dead))
 
-        rejected_ids: list[str] = []
+        rejected: list[Chunk] = []
         rejected_hashes = 0
         flush()  # cache hits cost nothing: write them first
-
-        # --- Batch API hook (tasks/index/batch_backfill.py): a qualifying run embeds every text
-        # of the plan through OpenAI's Batch API; each finished batch lands here, then the
-        # window loop below has nothing left to do. ---
-        def batch_result(fresh: dict[str, list[float]], bad: dict[str, Rejection]) -> None:
-            nonlocal rejected_hashes
-            vectors.update(fresh)
-            if bad:
-                reject(bad)
-                rejected_hashes += len(bad)
-            embedding.advance(len(fresh) + len(bad))
-            flush()
-
-        batched = backfill_through_batch_api(
-            embedder, ledger.conn, self.cache, self.settings,
-            plan.to_embed, plan.texts, plan.token_counts, batch_result, namespace=self.logical,
-        )  # fmt: skip
-        for start, end in [] if batched else embedder.windows(plan.token_counts):
+        # Texts this run's Batch API backfill rejected (see apply): dead letters, not sent again.
+        refused = {h: batch_rejections[h] for h in page.to_embed if h in batch_rejections}
+        if refused:
+            reject(refused)
+            rejected_hashes += len(refused)
+            embedding.advance(len(refused))
+            keep = [i for i, h in enumerate(page.to_embed) if h not in refused]
+            page.to_embed = [page.to_embed[i] for i in keep]
+            page.texts = [page.texts[i] for i in keep]
+            page.token_counts = [page.token_counts[i] for i in keep]
+        for start, end in embedder.windows(page.token_counts):
             # The plan counted these tokens already: embed does not count them again.
             window, rejections = embedder.embed_partial(
-                plan.texts[start:end], token_counts=plan.token_counts[start:end]
+                page.texts[start:end], token_counts=page.token_counts[start:end]
             )
-            hashes = plan.to_embed[start:end]
+            hashes = page.to_embed[start:end]
             fresh = {hashes[i]: vector for i, vector in window.items()}
             with ledger.conn.transaction():
                 self.cache.put(ledger.conn, embedder.fingerprint, fresh)
@@ -563,30 +828,17 @@ class IndexRun:
                 rejected_hashes += len(rejections)
             embedding.advance(end - start)
             flush()
-        embedding.finish()
-        recovered = ledger.clear_dead_letters(target, keep=rejected_ids)
-        if recovered:
-            logger.info("%d dead letters of %s are gone (embedded or removed)", recovered, target)
-        self.result.dead_letters = len(rejected_ids)
-        self.result.embedded -= rejected_hashes
-        self.result.upserted -= len(rejected_ids)
-        if rejected_ids:
-            logger.warning(
-                "%d chunks of %s were rejected by the embedding provider and not indexed; "
-                "see %s.dead_letters",
-                len(rejected_ids),
-                self.logical,
-                ledger.schema,
-            )
+            # flush() wrote every chunk that had a vector: memory stays within one window.
+            vectors = {}
         if waiting:
             raise RuntimeError(f"{len(waiting)} chunks got no vector")  # a bug, not a data problem
-        writing.finish()
-        used = embedder.usage.minus(before)
-        self.result.requests = used.requests
-        self.result.input_tokens = used.input_tokens
-        self.result.estimated_cost_usd = used.cost_usd(
-            self.price, self.settings.openai_batch_price_factor
+        self.result.embedded -= rejected_hashes
+        self.result.upserted -= len(rejected)
+        dead_docs = {c.document_id for c in rejected}
+        ledger.record_documents(
+            target, {d: v for d, v in page.changed.items() if d not in dead_docs}
         )
+        return [c.id for c in rejected]
 
     def validate_and_switch(self, plan: RunPlan) -> None:
         """Check ledger == store == desired; switch a rebuilt namespace over; drop old ones.
@@ -594,13 +846,14 @@ class IndexRun:
         Raises:
             ValidationFailed: they disagree (nothing is switched or dropped).
         """
-        ledger, store, target, desired = self.ledger, self.store, self.target, plan.desired
+        ledger, store, target = self.ledger, self.store, self.target
         counts = ledger.counts(target)
         in_store = store.count(target)
         self.result.vectors_in_store = in_store
-        # Dead letters are visible (result, report, validation) but do not fail the run.
-        dead = {d.chunk_id for d in ledger.dead_letters(target)}
-        want = len(desired) - len(dead & desired.keys())
+        # Dead letters are visible (result, report, validation) but do not fail the run. After
+        # apply, every dead letter left is a desired chunk this run saw rejected.
+        dead = len(ledger.dead_letters(target))
+        want = plan.chunks - dead
         problems = []
         if counts.get(PENDING, 0):
             problems.append(f"{counts[PENDING]} ledger rows still pending")
@@ -609,11 +862,11 @@ class IndexRun:
             problems.append(f"ledger has {written} written chunks, want {want}")
         if in_store != want:
             problems.append(f"store has {in_store} vectors, want {want}")
-        if want and not problems:
-            probe = next(c for c in desired.values() if c.id not in dead)
-            vector = self.cache.get(ledger.conn, self.embedder.fingerprint, [probe.content_hash])
+        probe = ledger.written_sample(target) if want and not problems else None
+        if probe is not None:
+            vector = self.cache.get(ledger.conn, self.embedder.fingerprint, [probe])
             # Without a cached vector (cache purged) the probe is skipped rather than paid for.
-            if vector and not store.query(target, vector[probe.content_hash], 1):
+            if vector and not store.query(target, vector[probe], 1):
                 problems.append("a probe query returned nothing")
         if problems:
             raise ValidationFailed(
@@ -639,25 +892,6 @@ class IndexRun:
         if days:
             pruned = self.cache.prune(self.ledger.conn, days, self.ledger.hashes_in_use())
             self.result.cache_pruned = pruned or 0
-
-    def _desired_chunks(self) -> dict[str, Chunk]:
-        """Every chunk of every document of the model (counts documents in :attr:`result`)."""
-        spec, result = self.spec, self.result
-        desired: dict[str, Chunk] = {}
-        chunking = self.progress.phase(
-            "chunking", count_documents(self.warehouse, spec), unit="documents"
-        )
-        for doc in fetch_documents(self.warehouse, spec):
-            result.documents += 1
-            if not doc.text:
-                logger.warning("Document %s of %s has no text; not indexed", doc.id, spec.model)
-            else:
-                for chunk in document_chunks(doc, self.config, self.embedder.count_tokens):
-                    desired[chunk.id] = chunk
-            chunking.advance()
-        chunking.finish()  # documents added since the count: the phase still ends at 100 %
-        result.chunks = len(desired)
-        return desired
 
 
 def index_documents(

@@ -94,7 +94,7 @@ def test_plan_reads_only_and_orders_the_texts_longest_first(pieces: Pieces) -> N
     plan = run.plan()
 
     want = expected(DOCS, pieces.settings, pieces.embedder)
-    assert set(plan.desired) == set(want) and len(plan.changes.upsert) == len(want)
+    assert plan.chunks == len(want) and {c.id for c in plan.upsert} == set(want)
     assert plan.token_counts == sorted(plan.token_counts, reverse=True)
     assert plan.texts[0] == DOCS["item:4"].text  # the longest document first
     assert plan.refusal is None and plan.cached == {}
@@ -145,7 +145,7 @@ def test_a_new_configuration_is_built_beside_and_switched_only_when_valid(pieces
     assert run.serving == "products" and run.target != "products" and run.result.rebuilt
     plan = run.plan()
     assert plan.refusal is None  # the rebuild keeps every chunk the old namespace serves
-    assert len(plan.cached) == len(plan.changes.upsert)  # same texts, same embedder: all cached
+    assert len(plan.cached) == len(plan.upsert)  # same texts, same embedder: all cached
 
     pieces.server.reset()
     run.apply(plan)
