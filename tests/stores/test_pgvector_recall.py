@@ -117,7 +117,7 @@ def test_a_filter_matching_fewer_rows_than_top_k_returns_them_all(
 def test_deep_queries_keep_recall(loaded: tuple[PgVectorStore, np.ndarray]) -> None:
     """Depth 200 (five times pgvector's default ef_search): ef_search follows it."""
     store, data = loaded
-    assert scan_settings(200)["hnsw.ef_search"] == "200"
+    assert scan_settings(200)["hnsw.ef_search"] == "400"
     assert scan_settings(5)["hnsw.ef_search"] == "40"
     assert scan_settings(5000)["hnsw.ef_search"] == "1000"
     overlap = []
