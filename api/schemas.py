@@ -63,7 +63,7 @@ class SearchRequest(BaseModel):
     )
     group_by: Literal["document", "chunk"] = Field(
         default="document",
-        description="`document`: distinct documents, each scored by its best chunk and "
+        description="`document`: distinct documents, each scored from its best chunks and "
         "returned with its best passages (`top_k` and `offset` count documents). `chunk`: "
         "the ranked chunks themselves (the response shape before grouping existed).",
     )
@@ -91,7 +91,9 @@ class PassageOut(BaseModel):
 
     chunk_id: str
     position: int = Field(description="The chunk's position in its document (0 = first).")
-    score: float = Field(description="The chunk's own score (same scale as the document's).")
+    score: float = Field(
+        description="The chunk's own score (vector: cosine; hybrid: its fused chunk rank)."
+    )
     snippet: str = Field(description="The passage, HTML-escaped, query terms wrapped in <mark>.")
 
 
@@ -100,9 +102,9 @@ class DocumentResultOut(BaseModel):
 
     document_id: str
     score: float = Field(
-        description="The score of the document's best chunk (vector: cosine similarity; "
-        "hybrid: reciprocal-rank-fusion score). Higher is better; compare scores only within "
-        "one response."
+        description="vector: the best chunk's cosine similarity plus 0.1 times the next two's; "
+        "hybrid: reciprocal-rank fusion of the document's rank on each side. Higher is better; "
+        "compare scores only within one response."
     )
     title: str | None
     url: str | None

@@ -42,7 +42,7 @@ def test_a_paraphrase_finds_its_item_first(client: httpx.Client, mode: str) -> N
     passage = top["passages"][0]
     assert set(passage) == {"chunk_id", "position", "score", "snippet"}
     assert passage["chunk_id"].startswith(top["document_id"]) and passage["position"] == 0
-    assert passage["score"] == top["score"]  # scored by its best chunk
+    assert passage["score"] <= top["score"]  # scored from its best chunks
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
 

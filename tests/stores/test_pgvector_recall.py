@@ -29,7 +29,8 @@ def vectors() -> np.ndarray:
     rng = np.random.default_rng(3)
     centres = rng.standard_normal((60, DIM))
     v = centres[rng.integers(0, 60, ROWS)] + 0.8 * rng.standard_normal((ROWS, DIM))
-    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    unit: np.ndarray = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    return unit
 
 
 @pytest.fixture
