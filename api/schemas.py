@@ -14,7 +14,7 @@ FilterCondition = FilterValue | dict[str, FilterValue | list[FilterValue]]
 
 
 class SearchRequest(BaseModel):
-    """A search: text in, ranked chunks out."""
+    """A search: text in, ranked documents (or chunks) out."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -61,6 +61,12 @@ class SearchRequest(BaseModel):
         description="`vector` (embeddings) or `hybrid` (embeddings + full-text, fused by "
         "reciprocal rank). Default: SEARCH_MODE.",
     )
+    group_by: Literal["document", "chunk"] = Field(
+        default="document",
+        description="`document`: distinct documents, each scored from its best chunks and "
+        "returned with its best passages (`top_k` and `offset` count documents). `chunk`: "
+        "the ranked chunks themselves (the response shape before grouping existed).",
+    )
 
 
 class SearchResultOut(BaseModel):
@@ -80,10 +86,39 @@ class SearchResultOut(BaseModel):
     metadata: dict[str, Any]
 
 
+class PassageOut(BaseModel):
+    """One of a document's best chunks."""
+
+    chunk_id: str
+    position: int = Field(description="The chunk's position in its document (0 = first).")
+    score: float = Field(
+        description="The chunk's own score (vector: cosine; hybrid: its fused chunk rank)."
+    )
+    snippet: str = Field(description="The passage, HTML-escaped, query terms wrapped in <mark>.")
+
+
+class DocumentResultOut(BaseModel):
+    """One ranked document (``group_by: document``)."""
+
+    document_id: str
+    score: float = Field(
+        description="vector: the best chunk's cosine similarity plus 0.1 times the next two's; "
+        "hybrid: reciprocal-rank fusion of the document's rank on each side. Higher is better; "
+        "compare scores only within one response."
+    )
+    title: str | None
+    url: str | None
+    metadata: dict[str, Any]
+    passages: list[PassageOut] = Field(description="The document's best chunks, best first.")
+
+
 class SearchResponseOut(BaseModel):
     """Ranked results and what the search took."""
 
-    results: list[SearchResultOut]
+    results: list[DocumentResultOut] | list[SearchResultOut] = Field(
+        description="Documents (`group_by: document`) or chunks (`group_by: chunk`), best first."
+    )
+    group_by: Literal["document", "chunk"]
     took_ms: float = Field(description="Time spent in the service for this search.")
     model: str = Field(description="Embedding model that embedded the query.")
     mode: Literal["vector", "hybrid"]

@@ -247,6 +247,12 @@ def recall(settings: Any, queries: int = 200) -> dict[str, Any]:
     return out
 
 
+def overlap(found: list[list[str]], exact: list[list[str]]) -> float:
+    """Mean share of each exact answer list that ``found`` holds (recall against exact)."""
+    pairs = zip(found, exact, strict=True)
+    return round(statistics.mean(len(set(f) & set(e)) / max(1, len(e)) for f, e in pairs), 4)
+
+
 def _as_list(value: Any) -> Any:
     return value.to_numpy() if hasattr(value, "to_numpy") else value
 
@@ -256,6 +262,174 @@ def _pcts(values: list[float]) -> dict[str, float]:
         return {}
     qs = statistics.quantiles(values, n=100, method="inclusive")
     return {"p50": round(qs[49], 2), "p95": round(qs[94], 2), "p99": round(qs[98], 2)}
+
+
+# --- recall on real embeddings ---------------------------------------------------------------
+
+
+def demo_corpus() -> tuple[list[dict[str, Any]], list[str]]:
+    """The demo catalog as chunks (an item's name + description, and each review, as chunks of
+    the item) and real queries: the labelled demo queries and every item name."""
+    import csv
+
+    root = Path(__file__).resolve().parents[1] / "data" / "demo"
+    with (root / "items.csv").open(newline="", encoding="utf-8") as f:
+        items = list(csv.DictReader(f))
+    with (root / "reviews.csv").open(newline="", encoding="utf-8") as f:
+        reviews = list(csv.DictReader(f))
+    category = {i["item_id"]: i["category"] for i in items}
+    chunks = [
+        {
+            "document_id": f"item:{i['item_id']}",
+            "text": f"{i['name']}\n\n{i['description']}",
+            "group": i["category"],
+        }
+        for i in items
+    ]
+    chunks += [
+        {
+            "document_id": f"item:{r['item_id']}",
+            "text": f"{r['title']} {r['body']}".strip(),
+            "group": category.get(r["item_id"], ""),
+        }
+        for r in reviews
+        if (r["title"] or r["body"]) and r["item_id"] in category
+    ]
+    labelled = [
+        json.loads(line)["query"]
+        for line in (root / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    return chunks, labelled + [i["name"] for i in items]
+
+
+def debian_corpus(
+    embedder: Any, pages_per_tree: int = 80
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Three real documentation trees Debian ships (git's manual, the Debian FAQ, Jinja's docs),
+    at most ``pages_per_tree`` pages each (in path order: embedding is the cost on 2 cores),
+    each page's text chunked by the index's own chunker; queries: the page titles."""
+    import lxml.html
+
+    from tasks.index.chunking import ChunkerConfig, chunk_document
+    from tests.sources.debian_docs import TREES, fetch_tree
+
+    config = ChunkerConfig(max_tokens=254, overlap_tokens=32)
+    chunks: list[dict[str, Any]] = []
+    titles: list[str] = []
+    for name in ("git-doc", "debian-faq", "python-jinja2-doc"):
+        root = fetch_tree(TREES[name])
+        for page in sorted(root.rglob("*.html"))[:pages_per_tree]:
+            tree = lxml.html.fromstring(page.read_bytes())
+            for bad in tree.xpath("//script|//style"):
+                bad.drop_tree()
+            title = " ".join((tree.findtext(".//title") or "").split())
+            text = " ".join(tree.text_content().split())
+            if not text:
+                continue
+            doc = f"{name}:{page.relative_to(root)}"
+            for piece, _ in chunk_document(text, title, config, embedder.count_tokens):
+                chunks.append({"document_id": doc, "text": piece, "group": name})
+            if title:
+                titles.append(title)
+    return chunks, sorted(set(titles))
+
+
+#: pgvector's settings before issue 19: ef_search at its default (40) whatever the depth,
+#: iterative scans on (the store turned them on earlier), the LIMIT taken as the scan gives it.
+TODAY_SQL = """
+    select id from {table} where {where} order by embedding <=> %s limit %s
+"""
+
+
+def real_recall(settings: Any, corpus: str, max_queries: int = 300) -> dict[str, Any]:
+    """Recall@10 against exact search on real embeddings, today's settings against the store's
+    (:func:`tasks.stores.pgvector.scan_settings`), with and without a filter, in one run.
+
+    Depth 10 is a chunk-mode page of 10; depth 30 is the first fetch of a document-mode page of
+    10 (``CANDIDATES_PER_DOCUMENT`` = 3), of which the first 10 are compared. The filter keeps
+    the smallest group (a category or a documentation tree). Latency: the SQL in-process
+    (psycopg, ``prepare_threshold=None``), p95 over the queries.
+    """
+    from psycopg import sql
+
+    from tasks.embedders import get_embedder
+    from tasks.stores.base import VectorRecord
+    from tasks.stores.filters import parse_filter
+    from tasks.stores.pgvector import PgVectorStore, where_clause
+    from tasks.warehouse import get_warehouse
+
+    embedder = get_embedder(settings)
+    chunks, queries = demo_corpus() if corpus == "demo" else debian_corpus(embedder)
+    queries = queries[:max_queries]
+    started = time.perf_counter()
+    vectors = embedder.embed([c["text"] for c in chunks])
+    qvecs = [np.asarray(v, dtype=np.float32) for v in embedder.embed(queries)]
+    embed_s = time.perf_counter() - started
+    namespace = f"recall_{corpus}"
+    store = PgVectorStore(get_warehouse(settings), schema=settings.vector_schema)
+    store.drop_namespace(namespace)
+    store.ensure_namespace(namespace, embedder.dimension)
+    records = [
+        VectorRecord(
+            id=f"{c['document_id']}#{n}",
+            document_id=c["document_id"],
+            values=v,
+            text=c["text"],
+            content_hash=str(n),
+            metadata={"group": c["group"]},
+        )
+        for n, (c, v) in enumerate(zip(chunks, vectors, strict=True))
+    ]
+    for start in range(0, len(records), 500):
+        store.upsert(namespace, records[start : start + 500])
+    conn = store.conn
+    conn.prepare_threshold = None
+    table = sql.SQL("{}.{}").format(sql.Identifier(store.schema), sql.Identifier(namespace))
+    conn.execute(sql.SQL("analyze {}").format(table))
+    groups: dict[str, int] = {}
+    for c in chunks:
+        groups[c["group"]] = groups.get(c["group"], 0) + 1
+    rare = min(groups, key=lambda g: groups[g])
+    out: dict[str, Any] = {
+        "chunks": len(chunks),
+        "documents": len({c["document_id"] for c in chunks}),
+        "queries": len(qvecs),
+        "embed_s": round(embed_s, 1),
+        "filter": {"group": rare, "share": round(groups[rare] / len(chunks), 3)},
+    }
+    for label, filter_ in (("unfiltered", None), ("filtered", {"group": rare})):
+        where, params = where_clause(parse_filter(filter_))
+        today_sql = sql.SQL(TODAY_SQL).format(table=table, where=where)
+        with conn.transaction():
+            conn.execute("set local enable_indexscan = off")
+            exact = [
+                [r[0] for r in conn.execute(today_sql, (*params, q, 10)).fetchall()] for q in qvecs
+            ]
+        plan = conn.execute(sql.SQL("explain ") + today_sql, (*params, qvecs[0], 10)).fetchall()
+        runs: dict[str, Any] = {"plan_uses_hnsw": any("hnsw" in str(r[0]) for r in plan)}
+        for depth in (10, 30):
+            today_ids, today_ms, new_ids, new_ms = [], [], [], []
+            for q in qvecs:
+                with conn.transaction():
+                    conn.execute("set local hnsw.iterative_scan = relaxed_order")
+                    t0 = time.perf_counter()
+                    rows = conn.execute(today_sql, (*params, q, depth)).fetchall()
+                    today_ms.append((time.perf_counter() - t0) * 1000)
+                today_ids.append([r[0] for r in rows][:10])
+                t0 = time.perf_counter()
+                hits = store.query(namespace, q.tolist(), depth, filter_)
+                new_ms.append((time.perf_counter() - t0) * 1000)
+                new_ids.append([h.id for h in hits][:10])
+
+            runs[f"depth{depth}"] = {
+                "today": {"recall@10": overlap(today_ids, exact), **_pcts(today_ms)},
+                "store": {"recall@10": overlap(new_ids, exact), **_pcts(new_ms)},
+            }
+        out[label] = runs
+    store.drop_namespace(namespace)
+    store.close()
+    return out
 
 
 # --- HTTP load --------------------------------------------------------------------------------
@@ -366,10 +540,20 @@ def main() -> int:
     parser.add_argument("--skip-exact-http", action="store_true")
     parser.add_argument("--skip-recall", action="store_true")
     parser.add_argument(
+        "--real-recall-only",
+        action="store_true",
+        help="Only recall@10 against exact search on real embeddings (the demo catalog and "
+        "three Debian documentation trees through the local model), today's pgvector settings "
+        "against the store's, with and without a filter; no synthetic load, no HTTP.",
+    )
+    parser.add_argument(
         "--batching-only",
         action="store_true",
         help="Only the query-batching comparison: vector search, HNSW, one query per model "
         "call (SEARCH_BATCH_MAX=1, no cache) against the service's defaults, same run.",
+    )
+    parser.add_argument(
+        "--corpora", default="demo,debian", help="With --real-recall-only: demo, debian or both."
     )
     parser.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")
     args = parser.parse_args()
@@ -392,6 +576,17 @@ def main() -> int:
         "concurrency": args.concurrency,
         "seconds_per_scenario": args.seconds,
     }
+    if args.real_recall_only:
+        report["real_recall"] = {}
+        for corpus in args.corpora.split(","):
+            report["real_recall"][corpus] = real_recall(settings, corpus)
+            print(corpus, json.dumps(report["real_recall"][corpus]), file=sys.stderr)
+        report["machine"]["load_avg_end"] = os.getloadavg()
+        text = json.dumps(report, indent=2)
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return 0
     report["build"] = load(settings, args.rows, args.reuse)
     print(json.dumps(report["build"]), file=sys.stderr)
     if not args.skip_recall:

@@ -38,10 +38,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from flows.console import EXAMPLE_QUERY, ProgressBars, print_results
+from flows.console import EXAMPLE_QUERY, ProgressBars, plain_snippet, print_results
 from tasks.errors import ConfigError, PipelineError
 from tasks.runtime import stop_cleanly_on_sigterm
-from tasks.search.searcher import MODES
+from tasks.search.searcher import GROUP_BYS, MODES, DocumentResult
 from tasks.settings import get_settings
 
 #: Prefect's message when its temporary server does not answer in time (prefect/server/api).
@@ -243,16 +243,50 @@ def cmd_search(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         raise UsageError(f"--filter is not valid JSON: {exc}") from None
     try:
-        results = search(
-            args.query, top_k=args.top_k, filter=filter_, namespace=args.namespace, mode=args.mode
-        )
+        if args.group_by == "document":
+            documents = search(
+                args.query,
+                top_k=args.top_k,
+                filter=filter_,
+                namespace=args.namespace,
+                mode=args.mode,
+                group_by="document",
+            )
+        else:
+            results = search(
+                args.query,
+                top_k=args.top_k,
+                filter=filter_,
+                namespace=args.namespace,
+                mode=args.mode,
+            )
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
-    if not results:
+    if not (documents if args.group_by == "document" else results):
         print("No results (is the index built? run `semantic-index run`).", file=sys.stderr)
         return 1
-    print_results(results, as_json=args.json)
+    if args.group_by == "document":
+        print_documents(documents, as_json=args.json)
+    else:
+        print_results(results, as_json=args.json)
     return 0
+
+
+def print_documents(documents: Sequence[DocumentResult], as_json: bool = False) -> None:
+    """Print ranked documents: one JSON object per line, or a block per document with its
+    best passages."""
+    tty = sys.stdout.isatty()
+    for rank, d in enumerate(documents, 1):
+        if as_json:
+            print(json.dumps(d.to_dict(), default=str))
+            continue
+        print(f"{rank}. {d.title or d.document_id}  (score {d.score:.3f}, {d.document_id})")
+        if d.url:
+            print(f"   {d.url}")
+        for p in d.passages:
+            print(f"   [chunk {p.position}] {plain_snippet(p.snippet, tty)}")
+        if d.metadata:
+            print(f"   {json.dumps(d.metadata, default=str)}")
 
 
 def configure_service_logging(level: str = "INFO") -> None:
@@ -483,6 +517,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=MODES,
         default=None,
         help="vector (embeddings) or hybrid (embeddings + full-text); default: SEARCH_MODE.",
+    )
+    p.add_argument(
+        "--group-by",
+        choices=GROUP_BYS,
+        default="document",
+        help="document (distinct documents with their best passages, the default) or chunk "
+        "(the ranked chunks).",
     )
     p.add_argument("--json", action="store_true", help="Print results as JSON lines.")
 

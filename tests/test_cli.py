@@ -142,7 +142,16 @@ def test_search_prints_ranked_results(demo_index: dict[str, object]) -> None:
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(rows) == 3
     assert rows[0]["score"] >= rows[1]["score"] >= rows[2]["score"]
-    assert {"chunk_id", "document_id", "title", "snippet", "metadata"} <= set(rows[0])
+    assert {"document_id", "title", "passages", "metadata"} <= set(rows[0])  # documents: default
+    assert len({r["document_id"] for r in rows}) == 3
+    assert {"chunk_id", "position", "snippet"} <= set(rows[0]["passages"][0])
+
+    chunks = semantic_index(
+        "search", "tent for backpacking", "-k", "3", "--group-by", "chunk", "--json", env=env
+    )
+    assert chunks.returncode == 0, chunks.stderr
+    first = json.loads(chunks.stdout.splitlines()[0])
+    assert {"chunk_id", "document_id", "title", "snippet", "metadata"} <= set(first)
 
     filtered = semantic_index(
         "search", "gift", "--filter", '{"category": "books"}', "--json", env=env

@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from api.deps import Authenticated, ServiceDep, SettingsDep
-from api.schemas import ErrorOut, SearchRequest, SearchResponseOut, SearchResultOut
+from api.schemas import (
+    DocumentResultOut,
+    ErrorOut,
+    SearchRequest,
+    SearchResponseOut,
+    SearchResultOut,
+)
 from api.timeouts import with_deadline
 from tasks.search.searcher import Searcher, SearchResponse
 
@@ -31,14 +37,21 @@ async def search(
     request: Request,
     response: Response,
 ) -> SearchResponseOut:
-    """Embed the query, retrieve (vector or hybrid) and return ranked chunks with snippets.
+    """Embed the query, retrieve (vector or hybrid) and return ranked documents with their best
+    passages (`group_by: document`, the default) or ranked chunks (`group_by: chunk`).
 
     `Server-Timing` reports `embed` (query embedding) and `retrieve` (database) durations.
     """
 
     def run(searcher: Searcher) -> SearchResponse:
         return searcher.search(
-            body.query, body.top_k, body.filter, body.namespace, body.mode, body.offset
+            body.query,
+            body.top_k,
+            body.filter,
+            body.namespace,
+            body.mode,
+            body.offset,
+            group_by=body.group_by,
         )
 
     result = await with_deadline(settings.search_timeout_s, service.run, run)
@@ -46,8 +59,14 @@ async def search(
     response.headers["Server-Timing"] = (
         f"embed;dur={result.embed_ms:.2f}, retrieve;dur={result.retrieve_ms:.2f}"
     )
+    results: list[DocumentResultOut] | list[SearchResultOut]
+    if body.group_by == "document":
+        results = [DocumentResultOut(**d.to_dict()) for d in result.documents]
+    else:
+        results = [SearchResultOut(**r.to_dict()) for r in result.results]
     return SearchResponseOut(
-        results=[SearchResultOut(**r.to_dict()) for r in result.results],
+        results=results,
+        group_by=body.group_by,
         took_ms=round(result.total_ms, 2),
         model=result.model,
         mode=result.mode,

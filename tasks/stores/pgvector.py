@@ -38,6 +38,39 @@ logger = logging.getLogger(__name__)
 
 _RANGE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
+#: HNSW candidate list per query never below this (pgvector's default, 40), whatever ``top_k``.
+EF_SEARCH_MIN = 40
+#: ``hnsw.ef_search`` per row asked: with ef_search equal to the depth, recall at that depth
+#: fell to 0.979 against exact search (tests/stores/test_pgvector_recall.py, depth 200); twice
+#: the depth keeps it above 0.98 and leaves a chunk-mode page of 10 at the default of 40.
+EF_SEARCH_PER_ROW = 2
+#: pgvector's ceiling for ``hnsw.ef_search``; deeper ``top_k`` relies on the iterative scan.
+EF_SEARCH_MAX = 1000
+#: Tuples an iterative scan may visit before it stops (pgvector's default is 20,000); scaled
+#: with ``top_k`` so deep pages under a filter are not cut short, and capped so one query
+#: cannot walk a whole large index.
+MAX_SCAN_TUPLES_MIN = 20_000
+MAX_SCAN_TUPLES_PER_ROW = 100
+MAX_SCAN_TUPLES_MAX = 200_000
+
+
+def scan_settings(top_k: int) -> dict[str, str]:
+    """The HNSW settings one query of depth ``top_k`` runs with (``SET LOCAL``).
+
+    - ``hnsw.ef_search`` at least ``EF_SEARCH_PER_ROW * top_k``: an HNSW scan returns at most
+      about ef_search rows, and recall drops when ef_search is close to the depth asked.
+    - ``hnsw.iterative_scan = relaxed_order`` (pgvector >= 0.8): when a filter rejects rows the
+      scan continues until ``top_k`` rows pass (or ``hnsw.max_scan_tuples``), instead of
+      returning the few of the first ef_search candidates that passed.
+    """
+    ef_search = min(EF_SEARCH_MAX, max(EF_SEARCH_MIN, EF_SEARCH_PER_ROW * top_k))
+    max_scan = min(MAX_SCAN_TUPLES_MAX, max(MAX_SCAN_TUPLES_MIN, MAX_SCAN_TUPLES_PER_ROW * top_k))
+    return {
+        "hnsw.ef_search": str(ef_search),
+        "hnsw.iterative_scan": "relaxed_order",
+        "hnsw.max_scan_tuples": str(max_scan),
+    }
+
 
 class PgVectorStore(VectorStore):
     """Vectors in PostgreSQL with the pgvector extension."""
@@ -182,7 +215,8 @@ class PgVectorStore(VectorStore):
         top_k: int,
         filter: dict[str, Any] | None = None,
     ) -> list[SearchHit]:
-        """Cosine top-k with optional metadata filter (HNSW, iterative scan for filters)."""
+        """Cosine top-k with optional metadata filter, best first (HNSW with ``ef_search`` tied
+        to ``top_k`` and iterative scans for filters: :func:`scan_settings`)."""
         conditions = parse_filter(filter)
         dimension = self._dimension_of(namespace)
         if dimension is None:
@@ -194,27 +228,42 @@ class PgVectorStore(VectorStore):
             )
         where, params = where_clause(conditions)
         query_vector = np.asarray(vector, dtype=np.float32)
+        # relaxed_order lets the iterative scan return rows slightly out of distance order:
+        # take them in a materialized CTE, then order them exactly (pgvector's documented way;
+        # ``+ 0`` keeps the planner from pushing the outer ORDER BY back into the index scan).
         statement = sql.SQL(
             """
-            select id, document_id, text, metadata, 1 - (embedding <=> %s) as score
-            from {table}
-            where {where}
-            order by embedding <=> %s
-            limit %s
+            with relaxed as materialized (
+                select id, document_id, text, metadata, embedding <=> %s as distance
+                from {table}
+                where {where}
+                order by embedding <=> %s
+                limit %s
+            )
+            select id, document_id, text, metadata, 1 - distance as score
+            from relaxed
+            order by distance + 0, id
             """
         ).format(table=self._table(namespace), where=where)
+        args = (query_vector, *params, query_vector, top_k)
         with self.conn.transaction():
-            # Keep filtered HNSW scans going until top_k rows pass the filter (pgvector >= 0.8).
-            self.conn.execute("set local hnsw.iterative_scan = relaxed_order")
-            rows = self.conn.execute(
-                statement, (query_vector, *params, query_vector, top_k)
-            ).fetchall()
-        hits = [
+            scan = scan_settings(top_k)
+            self.conn.execute(  # one round trip for the three SET LOCALs
+                "select " + ", ".join(["set_config(%s, %s, true)"] * len(scan)),
+                [x for pair in scan.items() for x in pair],
+            )
+            rows = self.conn.execute(statement, args).fetchall()
+            if conditions and len(rows) < top_k:
+                # The iterative scan gave up (hnsw.max_scan_tuples) before top_k rows passed a
+                # very selective filter. Rows that pass may still exist: an exact scan of the
+                # filtered rows finds them. It reads the whole table, so it only runs when the
+                # index scan came back short.
+                self.conn.execute("set local enable_indexscan = off")
+                rows = self.conn.execute(statement, args).fetchall()
+        return [
             SearchHit(id=r[0], document_id=r[1], text=r[2], metadata=r[3], score=float(r[4]))
             for r in rows
         ]
-        # relaxed_order may return rows slightly out of order; the contract is best first.
-        return sorted(hits, key=lambda h: h.score, reverse=True)
 
     def count(self, namespace: str) -> int:
         """Rows in the namespace's table."""

@@ -37,15 +37,48 @@ def test_a_paraphrase_finds_its_item_first(client: httpx.Client, mode: str) -> N
     assert body["model"] == "all-MiniLM-L6-v2"
     assert body["namespace"] == "products"
     assert body["took_ms"] > 0
-    assert set(top) == {"chunk_id", "document_id", "score", "title", "url", "snippet", "metadata"}
+    assert body["group_by"] == "document"  # the default
+    assert set(top) == {"document_id", "score", "title", "url", "metadata", "passages"}
+    passage = top["passages"][0]
+    assert set(passage) == {"chunk_id", "position", "score", "snippet"}
+    assert passage["chunk_id"].startswith(top["document_id"]) and passage["position"] == 0
+    assert passage["score"] <= top["score"]  # scored from its best chunks
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_chunk_mode_keeps_the_old_shape(client: httpx.Client, mode: str) -> None:
+    body = search(
+        client, query="lightweight shelter for two hikers", top_k=5, mode=mode, group_by="chunk"
+    )
+    assert body["group_by"] == "chunk"
+    assert len(body["results"]) == 5
+    for r in body["results"]:
+        assert set(r) == {"chunk_id", "document_id", "score", "title", "url", "snippet", "metadata"}
+    assert "Backpacking Tent" in body["results"][0]["title"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_document_mode_returns_distinct_documents(client: httpx.Client, mode: str) -> None:
+    body = search(client, query="gift", top_k=30, mode=mode, filter={"category": "toys"})
+    ids = [r["document_id"] for r in body["results"]]
+    assert len(ids) == 30 and len(set(ids)) == 30
+    assert {r["metadata"]["category"] for r in body["results"]} == {"toys"}
+    for r in body["results"]:
+        assert 1 <= len(r["passages"]) <= 3
+        assert all(p["chunk_id"].startswith(r["document_id"] + "#") for p in r["passages"])
+
+
+def test_bad_group_by_is_422(client: httpx.Client) -> None:
+    response = client.post("/search", json={"query": "tent", "group_by": "page"})
+    assert response.status_code == 422, response.text
 
 
 def test_hybrid_mode_finds_an_exact_product_name(client: httpx.Client) -> None:
     body = search(client, query="Clearcall", top_k=3, mode="hybrid")
     assert "Clearcall" in body["results"][0]["title"]
-    assert "<mark>Clearcall</mark>" in body["results"][0]["snippet"]
+    assert "<mark>Clearcall</mark>" in body["results"][0]["passages"][0]["snippet"]
 
 
 def test_server_timing_reports_embedding_separately(client: httpx.Client) -> None:
@@ -220,13 +253,16 @@ def test_deadline_exceeded_is_504(hasty_api_url: str) -> None:
     assert "SEARCH_TIMEOUT_S" in response.json()["detail"] or "in time" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("group_by", ["document", "chunk"])
 @pytest.mark.parametrize("mode", MODES)
-def test_pages_follow_one_ranking(client: httpx.Client, mode: str) -> None:
-    full = search(client, query="waterproof gear for hiking", top_k=10, mode=mode)
-    first = search(client, query="waterproof gear for hiking", top_k=5, mode=mode)
-    second = search(client, query="waterproof gear for hiking", top_k=5, offset=5, mode=mode)
-    ids = [r["chunk_id"] for r in full["results"]]
-    assert [r["chunk_id"] for r in first["results"] + second["results"]] == ids
+def test_pages_follow_one_ranking(client: httpx.Client, mode: str, group_by: str) -> None:
+    key = "document_id" if group_by == "document" else "chunk_id"
+    q = {"query": "waterproof gear for hiking", "mode": mode, "group_by": group_by}
+    full = search(client, top_k=10, **q)
+    first = search(client, top_k=5, **q)
+    second = search(client, top_k=5, offset=5, **q)
+    ids = [r[key] for r in full["results"]]
+    assert [r[key] for r in first["results"] + second["results"]] == ids
     assert len(set(ids)) == 10
 
 
@@ -257,7 +293,7 @@ def test_concurrent_searches_share_query_embedding_calls(api_settings) -> None: 
                 start.wait()
                 r = c.post("/search", json={"query": q, "top_k": 3, "mode": "vector"})
                 assert r.status_code == 200, r.text
-                answers[q] = [hit["chunk_id"] for hit in r.json()["results"]]
+                answers[q] = [hit["document_id"] for hit in r.json()["results"]]
 
         threads = [threading.Thread(target=ask, args=(q,)) for q in queries]
         for t in threads:
@@ -269,7 +305,7 @@ def test_concurrent_searches_share_query_embedding_calls(api_settings) -> None: 
         assert batcher.embedded == 16 and batcher.calls < 16
         with httpx.Client(base_url=url, headers={"X-API-Key": API_KEYS[0]}, timeout=60) as c:
             again = c.post("/search", json={"query": queries[0], "top_k": 3, "mode": "vector"})
-        assert [h["chunk_id"] for h in again.json()["results"]] == answers[queries[0]]
+        assert [h["document_id"] for h in again.json()["results"]] == answers[queries[0]]
         assert batcher.embedded == 16 and batcher.cache_hits == 1
     finally:
         gen.close()

@@ -48,7 +48,7 @@ def test_document_with_its_chunks(client: httpx.Client) -> None:
     doc = response.json()
     assert doc["document_id"] == doc_id
     assert doc["title"] == top["results"][0]["title"]
-    assert doc["chunks"][0]["chunk_id"] == top["results"][0]["chunk_id"]
+    assert doc["chunks"][0]["chunk_id"] == top["results"][0]["passages"][0]["chunk_id"]
     assert doc["chunks"][0]["position"] == 0
     assert doc["title"] in doc["chunks"][0]["text"]
     assert doc["metadata"]["category"]
