@@ -29,7 +29,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from typing import Any
 
 from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded, Rejection
@@ -37,8 +37,8 @@ from tasks.errors import MassDeleteRefused, ValidationFailed
 from tasks.index.chunking import (
     Chunk,
     ChunkerConfig,
-    chunk_document,
     chunk_id,
+    chunk_pieces,
     metadata_hash,
     text_hash,
 )
@@ -131,6 +131,8 @@ def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
         max_tokens=max_tokens,
         overlap_tokens=min(settings.chunk_overlap_tokens, max_tokens // 2),
         prepend_title=settings.chunk_prepend_title,
+        sections=settings.chunk_sections,
+        heading_prefix=settings.chunk_heading_prefix,
     )
 
 
@@ -154,8 +156,11 @@ def document_chunks(
     if doc.updated_at:
         base["updated_at"] = doc.updated_at
     chunks = []
-    for position, (text, tokens) in enumerate(chunk_document(doc.text, doc.title, config, count)):
+    pieces = chunk_pieces(doc.text, doc.title, config, count, doc.sections)
+    for position, (text, tokens, heading_path) in enumerate(astuple(p) for p in pieces):
         metadata = {**base, "chunk_position": position}
+        if heading_path:
+            metadata["heading_path"] = heading_path
         chunks.append(
             Chunk(
                 id=chunk_id(doc.id, position),
