@@ -312,12 +312,16 @@ def page_sections(outline: list[OutlineHeading], text: str) -> list[dict[str, An
     """
     squeezed, where = _squeeze(text)
 
-    def line_start(at: int) -> bool:
-        return where[at] == 0 or text[where[at] - 1] == "\n"
+    def own_line(at: int, length: int) -> bool:
+        """Whether the ``length`` squeezed characters at ``at`` are a whole line of ``text``."""
+        begin, end = where[at], where[at + length - 1] + 1
+        before = text[text.rfind("\n", 0, begin) + 1 : begin]
+        after = text[end : (text.find("\n", end) + 1 or len(text) + 1) - 1]
+        return not before.strip() and not after.strip()
 
-    def find(needle: str, start: int, at_line_start: bool) -> int:
+    def find(needle: str, start: int, whole_line: bool) -> int:
         found = squeezed.find(needle, start)
-        while at_line_start and found >= 0 and not line_start(found):
+        while whole_line and found >= 0 and not own_line(found, len(needle)):
             found = squeezed.find(needle, found + 1)
         return found
 
@@ -327,13 +331,13 @@ def page_sections(outline: list[OutlineHeading], text: str) -> list[dict[str, An
     for heading in outline:
         head, _ = _squeeze(heading.text)
         probe = _squeeze(heading.following)[0][:PROBE_CHARS]
-        # (needle, characters of it that are the heading, must start a line): a heading alone
-        # is a short string that could occur anywhere, so it counts only as a line of its own.
+        # (needle, characters of it that are the heading, must be a whole line): a heading
+        # alone is a short string that could occur anywhere, so it counts only as a line.
         tries = [(head + probe, len(head), False), (probe, 0, False)] if probe else []
         tries.append((head, len(head), True))
         found, skip = -1, 0
-        for needle, heading_chars, at_line_start in tries:
-            found, skip = find(needle, cursor, at_line_start), heading_chars
+        for needle, heading_chars, whole_line in tries:
+            found, skip = find(needle, cursor, whole_line), heading_chars
             if found >= 0:
                 break
         if found < 0:
