@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Print chunk counts and the scores per label set and configuration (markdown)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-pages", type=int, default=None, help="pages per tree")
+    parser.add_argument(
+        "--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS), help="to compare"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     embedder = get_embedder(settings)
@@ -124,10 +127,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "title": [(d.title, d.id) for d in docs],
         "name": [(d.name_line, d.id) for d in docs if d.name_line],
     }
-    print(f"{len(docs)} pages, {sum(bool(d.sections) for d in docs)} with sections")
+    print(f"{len(docs)} pages, {sum(bool(d.sections) for d in docs)} with sections", flush=True)
     print("| configuration | chunks | labels | queries | recall@1 | recall@5 | MRR | embed s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, switches in CONFIGS.items():
+    for name in args.configs:
+        switches = CONFIGS[name]
         config = ChunkerConfig(
             max_tokens=min(256, embedder.max_input_tokens),
             overlap_tokens=settings.chunk_overlap_tokens,

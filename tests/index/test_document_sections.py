@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from tasks.errors import ConfigError
-from tasks.index.chunking import Section
-from tasks.index.documents import EmbeddingSpec, document_sections
+from tasks.index.chunking import ChunkerConfig, Section
+from tasks.index.documents import Document, EmbeddingSpec, document_sections
+from tasks.index.run import document_chunks
 
 SPEC = EmbeddingSpec(
     model="model.x.pages",
@@ -66,3 +68,34 @@ def test_a_column_that_does_not_hold_sections_is_a_config_error() -> None:
     parts, text = joined(row)
     with pytest.raises(ConfigError, match="sections of document d"):
         document_sections(SPEC, row, parts, text)
+
+
+def test_chunks_of_a_sectioned_document_carry_their_heading_path() -> None:
+    text = "Guide\n\nSetup\nInstall it here.\nUse\nRun it every day."
+    start_use = text.index("Use")
+    doc = Document(
+        "d",
+        text,
+        "Guide",
+        None,
+        None,
+        {},
+        (
+            Section(7, start_use, ("Setup",), 12),
+            Section(start_use, len(text), ("Use",), start_use + 3),
+        ),
+    )
+    config = ChunkerConfig(max_tokens=12, sections=True, heading_prefix=True)
+    chunks = document_chunks(doc, config, words)
+    assert [c.text for c in chunks] == [
+        "Guide > Setup\n\nInstall it here.",
+        "Guide > Use\n\nRun it every day.",
+    ]
+    assert [c.metadata["heading_path"] for c in chunks] == ["Setup", "Use"]
+    plain = document_chunks(Document("d", text, "Guide", None, None, {}), config, words)
+    assert all("heading_path" not in c.metadata for c in plain)
+
+
+def words(texts: Sequence[str]) -> list[int]:
+    """One token per whitespace-separated word."""
+    return [len(t.split()) for t in texts]
