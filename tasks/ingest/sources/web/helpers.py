@@ -279,14 +279,28 @@ def heading_outline(tree: lxml.html.HtmlElement) -> list[OutlineHeading]:
     return outline
 
 
+_NON_SPACE = re.compile(r"\S+")
+
+
 def _squeeze(text: str) -> tuple[str, list[int]]:
     """``text`` without whitespace, and the index in ``text`` of each character kept.
 
     trafilatura re-flows whitespace (a block boundary becomes a newline, runs collapse), so the
-    tree's text and the stored text are compared with all whitespace taken out.
+    tree's text and the stored text are compared with all whitespace taken out. (``re``'s
+    ``\\s`` and ``str.split`` agree on what whitespace is.)
     """
-    kept = [(i, c) for i, c in enumerate(text) if not c.isspace()]
-    return "".join(c for _, c in kept), [i for i, _ in kept]
+    where: list[int] = []
+    for run in _NON_SPACE.finditer(text):
+        where.extend(range(run.start(), run.end()))
+    return "".join(text.split()), where
+
+
+def _probe(text: str) -> str:
+    """The first :data:`PROBE_CHARS` non-space characters of ``text``."""
+    head = "".join(text[: PROBE_CHARS * 8].split())
+    if len(head) < PROBE_CHARS and len(text) > PROBE_CHARS * 8:
+        head = "".join(text.split())
+    return head[:PROBE_CHARS]
 
 
 def heading_label(text: str) -> str:
@@ -329,8 +343,8 @@ def page_sections(outline: list[OutlineHeading], text: str) -> list[dict[str, An
     spots: list[tuple[int, int] | None] = []
     cursor = 0
     for heading in outline:
-        head, _ = _squeeze(heading.text)
-        probe = _squeeze(heading.following)[0][:PROBE_CHARS]
+        head = "".join(heading.text.split())
+        probe = _probe(heading.following)
         # (needle, characters of it that are the heading, must be a whole line): a heading
         # alone is a short string that could occur anywhere, so it counts only as a line.
         tries = [(head + probe, len(head), False), (probe, 0, False)] if probe else []
