@@ -181,6 +181,17 @@ class Settings(BaseSettings):
     chunk_prepend_title: bool = Field(
         default=True, description="Prepend the document title to chunks that do not start with it."
     )
+    # --- section-aware chunks (issue 19 item 3, docs/indexing.md) ---
+    chunk_sections: bool = Field(
+        default=True,
+        description="Cut documents that carry sections (crawled pages, `sections_column`) along "
+        "them first; small sections join a neighbour. Changing it rebuilds those indexes.",
+    )
+    chunk_heading_prefix: bool = Field(
+        default=True,
+        description="With CHUNK_SECTIONS: prefix each chunk with the title and its heading path "
+        "(`Title > Chapter > Section`), also kept as the chunk's `heading_path` metadata.",
+    )
     index_state_schema: str = Field(
         default="index_state",
         description="Schema of the indexing ledger, namespace registry, embedding cache and runs.",

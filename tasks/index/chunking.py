@@ -7,6 +7,13 @@ into chunks of at most ``max_tokens`` tokens, consecutive chunks sharing up to
 ``overlap_tokens`` tokens of trailing pieces. Chunk text is always a verbatim slice of the
 document text (whitespace kept), optionally with the document title prepended.
 
+A document that carries sections (a crawled page: heading path and character offsets of each
+section, :class:`Section`) is cut along them first when ``ChunkerConfig.sections`` is on: each
+section is chunked on its own as above (a section shorter than a quarter of the budget joins its
+neighbour instead of becoming a tiny chunk), and with ``heading_prefix`` every chunk reads
+``<title> > <heading> > <sub-heading>\n\n<piece>``, so a chunk knows where it sits in the page.
+A document without sections is chunked exactly as before.
+
 Chunk ids are ``<document id>#<position>``: the same document chunked with the same settings
 always yields the same ids, so a re-run touches only what changed.
 """
@@ -29,6 +36,13 @@ _WORD = re.compile(r"\s+")
 
 #: Separator between a prepended title and the chunk body.
 TITLE_SEPARATOR = "\n\n"
+#: Separator between the title and the headings of a heading path.
+PATH_SEPARATOR = " > "
+#: A section under this share of the chunk budget joins a neighbour (1/4: a heading and a
+#: sentence or two).
+SMALL_SECTION_SHARE = 4
+#: Longest heading path kept in chunk metadata (Pinecone: 40 KB per vector for all metadata).
+MAX_HEADING_PATH_CHARS = 500
 #: Pinecone's id limit is 512 ASCII chars; longer or non-ASCII document ids are hashed.
 MAX_ID_CHARS = 200
 
@@ -40,6 +54,10 @@ class ChunkerConfig:
     max_tokens: int
     overlap_tokens: int = 0
     prepend_title: bool = True
+    #: Cut documents that carry sections along them first.
+    sections: bool = False
+    #: With ``sections``: prefix each chunk with the title and its heading path.
+    heading_prefix: bool = False
 
     def __post_init__(self) -> None:
         if self.max_tokens < 8:
@@ -51,13 +69,80 @@ class ChunkerConfig:
             )
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings that change chunk texts (for the fingerprint)."""
-        return {
+        """The settings that change chunk texts (for the fingerprint).
+
+        The section switches appear only when on, so an index built without them keeps its
+        fingerprint (its chunks are the same as before they existed).
+        """
+        out: dict[str, Any] = {
             "max_tokens": self.max_tokens,
             "overlap_tokens": self.overlap_tokens,
             "prepend_title": self.prepend_title,
             "version": 1,
         }
+        if self.sections:
+            out["sections"] = True
+            out["heading_prefix"] = self.heading_prefix
+        return out
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of a document's text: character offsets and the headings above it.
+
+    ``text_start`` is where its text starts after the heading's own line (``start`` when the
+    text does not repeat the heading); ``path`` runs from the top heading to its own.
+    """
+
+    start: int
+    end: int
+    path: tuple[str, ...]
+    text_start: int | None = None
+
+    def shifted(self, by: int, limit: int) -> Section:
+        """The same section with offsets moved by ``by`` and clamped to ``[0, limit]``."""
+
+        def move(offset: int) -> int:
+            return min(max(offset + by, 0), limit)
+
+        body = None if self.text_start is None else move(self.text_start)
+        return Section(move(self.start), move(self.end), self.path, body)
+
+
+def sections_from_json(value: Any) -> tuple[Section, ...]:
+    """Sections as the web source stores them (a JSON list of ``{"start", "end", "path", ...}``;
+    ``text_start`` optional), in text order.
+
+    Raises:
+        ValueError: ``value`` is not such a list (the message shows the first bad entry).
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, list):
+        raise ValueError(f"sections must be a JSON list, got {type(value).__name__}")
+    out = []
+    for entry in value:
+        try:
+            start, end = int(entry["start"]), int(entry["end"])
+            path = tuple(str(h) for h in entry["path"])
+            body = entry.get("text_start")
+            out.append(Section(start, end, path, None if body is None else int(body)))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ValueError(
+                f"a section needs integer start/end and a list path, got {entry!r:.200}"
+            ) from None
+    return tuple(sorted(out, key=lambda s: (s.start, s.end)))
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One chunk's text and token count, and the heading path it sits under ("" for none)."""
+
+    text: str
+    tokens: int
+    heading_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -232,6 +317,33 @@ def chunk_document(
     title: str | None,
     config: ChunkerConfig,
     count: TokenCounter,
+    sections: Sequence[Section] = (),
+) -> list[tuple[str, int]]:
+    """``(chunk text, tokens)`` of one document: :func:`chunk_pieces` without heading paths."""
+    return [(p.text, p.tokens) for p in chunk_pieces(text, title, config, count, sections)]
+
+
+def chunk_pieces(
+    text: str,
+    title: str | None,
+    config: ChunkerConfig,
+    count: TokenCounter,
+    sections: Sequence[Section] = (),
+) -> list[Piece]:
+    """The chunks of one document; along its ``sections`` when configured and it has some.
+
+    Without sections (or with ``config.sections`` off) this is :func:`chunk_plain`.
+    """
+    if not (config.sections and sections):
+        return [Piece(t, n) for t, n in chunk_plain(text, title, config, count)]
+    return chunk_by_sections(text, title, config, count, sections)
+
+
+def chunk_plain(
+    text: str,
+    title: str | None,
+    config: ChunkerConfig,
+    count: TokenCounter,
 ) -> list[tuple[str, int]]:
     """``(chunk text, tokens)`` of one document, title prepended where configured.
 
@@ -259,3 +371,120 @@ def chunk_document(
         return pieces
     texts = [prefix + piece for piece, _ in pieces]
     return list(zip(texts, count(texts), strict=True)) if texts else []
+
+
+@dataclass
+class _Span:
+    """A stretch of text chunked on its own: one section, or small ones merged."""
+
+    start: int
+    end: int
+    path: tuple[str, ...]
+    tokens: int
+
+
+def _common_path(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    shared = []
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        shared.append(x)
+    return tuple(shared)
+
+
+def _spans_of(
+    text: str,
+    title: str | None,
+    sections: Sequence[Section],
+    skip_heading_lines: bool,
+    count: TokenCounter,
+) -> list[_Span]:
+    """The document cut at its sections: the text before the first one (the title taken off
+    its start, as :func:`chunk_plain` does), then each section; empty ones dropped."""
+    bounds: list[tuple[int, int, tuple[str, ...]]] = []
+    first = min(s.start for s in sections)
+    head = title.strip() if title else ""
+    lead = len(text) - len(text.lstrip())
+    preamble_start = lead
+    if head and text[lead:].startswith(head):
+        rest = text[lead + len(head) : first]
+        if not rest or rest[0].isspace():
+            preamble_start = lead + len(head)
+    bounds.append((preamble_start, first, ()))
+    for k, section in enumerate(sections):
+        start = section.start
+        if skip_heading_lines and section.text_start is not None:
+            start = section.text_start
+        # Sections do not overlap: each ends at the latest where the next one starts.
+        end = min(section.end, sections[k + 1].start) if k + 1 < len(sections) else section.end
+        bounds.append((max(start, section.start), max(end, start), section.path))
+    kept = [(s, e, p) for s, e, p in bounds if text[s:e].strip()]
+    counts = count([text[s:e].strip() for s, e, _ in kept])
+    return [_Span(s, e, p, n) for (s, e, p), n in zip(kept, counts, strict=True)]
+
+
+def _merge_small(spans: list[_Span], budget: int, text: str, count: TokenCounter) -> list[_Span]:
+    """Join each section under a quarter of ``budget`` to its neighbour when both fit."""
+    small = budget // SMALL_SECTION_SHARE
+    merged: list[_Span] = []
+    for span in spans:
+        if merged:
+            last = merged[-1]
+            if (last.tokens < small or span.tokens < small) and (
+                last.tokens + span.tokens <= budget
+            ):
+                tokens = count([text[last.start : span.end].strip()])[0]
+                if tokens <= budget:
+                    merged[-1] = _Span(
+                        last.start, span.end, _common_path(last.path, span.path), tokens
+                    )
+                    continue
+        merged.append(span)
+    return merged
+
+
+def _heading_prefix(title: str | None, path: tuple[str, ...], config: ChunkerConfig) -> str:
+    """``<title> > <heading> > ...`` (a first heading equal to the title is not repeated)."""
+    parts = [title.strip()] if config.prepend_title and title and title.strip() else []
+    for heading in path if config.heading_prefix else ():
+        if not parts or heading.casefold() != parts[-1].casefold():
+            parts.append(heading)
+    return PATH_SEPARATOR.join(parts)
+
+
+def chunk_by_sections(
+    text: str,
+    title: str | None,
+    config: ChunkerConfig,
+    count: TokenCounter,
+    sections: Sequence[Section],
+) -> list[Piece]:
+    """The chunks of a document cut along its sections first.
+
+    Each section (small ones merged with a neighbour, :func:`_merge_small`) is split as
+    :func:`split_text` splits a whole text, within the budget left by its prefix: the title,
+    and with ``heading_prefix`` the heading path (then the heading's own line is left out of
+    the piece, the prefix says it). A prefix over half the budget loses its top headings, then
+    the title, as :func:`chunk_plain` drops a title that long.
+    """
+    spans = _spans_of(text, title, sections, config.heading_prefix, count)
+    spans = _merge_small(spans, config.max_tokens * 3 // 4, text, count)
+    pieces: list[Piece] = []
+    for span in spans:
+        path = span.path
+        prefix = _heading_prefix(title, path, config)
+        while prefix and count([prefix + TITLE_SEPARATOR])[0] > config.max_tokens // 2:
+            if path:
+                path = path[1:]
+                prefix = _heading_prefix(title, path, config)
+            else:
+                prefix = ""
+        prefix = prefix + TITLE_SEPARATOR if prefix else ""
+        budget = config.max_tokens - (count([prefix])[0] if prefix else 0)
+        overlap = min(config.overlap_tokens, budget // 2)
+        body = split_text(text[span.start : span.end], budget, overlap, count)
+        texts = [prefix + piece for piece, _ in body]
+        heading_path = PATH_SEPARATOR.join(span.path)[:MAX_HEADING_PATH_CHARS]
+        for chunk, tokens in zip(texts, count(texts) if texts else [], strict=True):
+            pieces.append(Piece(chunk, tokens, heading_path))
+    return pieces

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.embedders.base import Embedder
-from tasks.errors import PipelineError
+from tasks.errors import ConfigError, PipelineError
 from tasks.index.chunking import Chunk
+from tasks.index.documents import load_specs
 from tasks.index.embedding_cache import EmbeddingCache
 from tasks.index.ledger import Ledger
 from tasks.index.run import (
@@ -267,7 +268,11 @@ def _checked_fingerprint(
     ledger: Ledger, embedder: Embedder, settings: Settings, logical: str, physical: str
 ) -> str:
     """The namespace's configuration fingerprint, if it is the current one."""
-    current = index_fingerprint(embedder, chunker_config(settings, embedder))
+    try:
+        spec = next((s for s in load_specs(settings) if s.namespace == logical), None)
+    except ConfigError:  # no manifest here: the fingerprint of a model without sections
+        spec = None
+    current = index_fingerprint(embedder, chunker_config(settings, embedder, spec))
     entry = next((e for e in ledger.namespaces(logical) if e.physical == physical), None)
     if entry is None or entry.fingerprint != current:
         raise DoctorError(

@@ -14,6 +14,7 @@ A dbt model opts in to indexing with ``meta.embedding`` in its yml (see
           updated_at_column: updated_at
           metadata_columns: [category, brand, price]
           namespace: products
+          sections_column: sections   # optional: JSON sections of the last text column
 
 so analysts add a model to the index without touching Python. The declarations are read from
 dbt's ``target/manifest.json``, written by every dbt invocation, through the one manifest reader
@@ -35,6 +36,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tasks.errors import ConfigError
+from tasks.index.chunking import Section, sections_from_json
 from tasks.settings import Settings, check_identifier
 from tasks.stores.base import MetadataValue, check_namespace
 from tasks.transform.manifest import Manifest, manifest_path, read_manifest
@@ -59,9 +61,21 @@ class EmbeddingSpec(BaseModel):
     updated_at_column: str | None = None
     metadata_columns: list[str] = Field(default_factory=list)
     namespace: str
+    sections_column: str | None = Field(
+        default=None,
+        description="JSON list of sections (start/end offsets into the LAST text column, "
+        "heading path), as the web source stores them; chunking cuts along them "
+        "(CHUNK_SECTIONS).",
+    )
 
     @field_validator(
-        "schema_name", "relation", "id_column", "title_column", "url_column", "updated_at_column"
+        "schema_name",
+        "relation",
+        "id_column",
+        "title_column",
+        "url_column",
+        "updated_at_column",
+        "sections_column",
     )
     @classmethod
     def _ident(cls, value: str | None) -> str | None:
@@ -87,6 +101,7 @@ class EmbeddingSpec(BaseModel):
             self.url_column,
             self.updated_at_column,
             *self.metadata_columns,
+            self.sections_column,
         ]
         return list(dict.fromkeys(c for c in wanted if c))
 
@@ -101,6 +116,8 @@ class Document:
     url: str | None
     updated_at: str | None
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
+    #: Sections with offsets into ``text`` (empty when the model declares none).
+    sections: tuple[Section, ...] = ()
 
 
 def load_specs(source: Settings | Path | Manifest) -> list[EmbeddingSpec]:
@@ -220,9 +237,8 @@ def fetch_documents(
 
 
 def _to_document(spec: EmbeddingSpec, row: dict[str, Any]) -> Document:
-    text = spec.text_separator.join(
-        str(row[c]).strip() for c in spec.text_columns if row[c] is not None and str(row[c]).strip()
-    )
+    parts = [str(row[c]) for c in spec.text_columns if row[c] is not None and str(row[c]).strip()]
+    text = spec.text_separator.join(part.strip() for part in parts)
     metadata = {c: v for c in spec.metadata_columns if (v := to_metadata_value(row[c])) is not None}
     updated = row[spec.updated_at_column] if spec.updated_at_column else None
     return Document(
@@ -232,7 +248,34 @@ def _to_document(spec: EmbeddingSpec, row: dict[str, Any]) -> Document:
         url=str(row[spec.url_column]) if spec.url_column and row[spec.url_column] else None,
         updated_at=to_metadata_value(updated),  # type: ignore[arg-type]
         metadata=metadata,
+        sections=document_sections(spec, row, parts, text),
     )
+
+
+def document_sections(
+    spec: EmbeddingSpec, row: dict[str, Any], parts: list[str], text: str
+) -> tuple[Section, ...]:
+    """The row's sections with offsets moved from its last text column into the joined text.
+
+    Raises:
+        ConfigError: the sections column does not hold sections (names the document).
+    """
+    if not spec.sections_column or row[spec.sections_column] is None:
+        return ()
+    last = spec.text_columns[-1]
+    if not parts or row[last] is None or str(row[last]) != parts[-1]:
+        return ()  # the column the offsets point into is empty
+    try:
+        sections = sections_from_json(row[spec.sections_column])
+    except ValueError as exc:
+        raise ConfigError(
+            f"{spec.sections_column} of document {row[spec.id_column]} in {spec.model} is not "
+            f"a list of sections ({exc}): select the web source's `sections` column there."
+        ) from None
+    # The last part sits at the end of the joined text, its leading whitespace stripped.
+    lead = len(parts[-1]) - len(parts[-1].lstrip())
+    offset = len(text) - len(parts[-1].strip()) - lead
+    return tuple(s.shifted(offset, len(text)) for s in sections)
 
 
 def to_metadata_value(value: Any) -> MetadataValue | None:

@@ -29,7 +29,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
@@ -40,8 +40,8 @@ from tasks.index.batch_backfill import backfill_through_batch_api
 from tasks.index.chunking import (
     Chunk,
     ChunkerConfig,
-    chunk_document,
     chunk_id,
+    chunk_pieces,
     metadata_hash,
     text_hash,
 )
@@ -134,13 +134,20 @@ class Plan:
     unchanged: int = 0
 
 
-def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
-    """The chunker settings for ``embedder`` (chunk size capped at its input limit)."""
+def chunker_config(
+    settings: Settings, embedder: Embedder, spec: EmbeddingSpec | None = None
+) -> ChunkerConfig:
+    """The chunker settings for ``embedder`` (chunk size capped at its input limit) and the
+    documents model ``spec``: the section switches apply only to a model that declares a
+    ``sections_column``, so every other index keeps its fingerprint (and is not rebuilt)."""
     max_tokens = min(settings.chunk_tokens or DEFAULT_CHUNK_TOKENS, embedder.max_input_tokens)
+    sections = settings.chunk_sections and spec is not None and spec.sections_column is not None
     return ChunkerConfig(
         max_tokens=max_tokens,
         overlap_tokens=min(settings.chunk_overlap_tokens, max_tokens // 2),
         prepend_title=settings.chunk_prepend_title,
+        sections=sections,
+        heading_prefix=sections and settings.chunk_heading_prefix,
     )
 
 
@@ -164,8 +171,11 @@ def document_chunks(
     if doc.updated_at:
         base["updated_at"] = doc.updated_at
     chunks = []
-    for position, (text, tokens) in enumerate(chunk_document(doc.text, doc.title, config, count)):
+    pieces = chunk_pieces(doc.text, doc.title, config, count, doc.sections)
+    for position, (text, tokens, heading_path) in enumerate(astuple(p) for p in pieces):
         metadata = {**base, "chunk_position": position}
+        if heading_path:
+            metadata["heading_path"] = heading_path
         chunks.append(
             Chunk(
                 id=chunk_id(doc.id, position),
@@ -394,7 +404,7 @@ class IndexRun:
         """A run of ``spec``, its target chosen from the namespace registry (hold
         ``ledger.lock(spec.namespace)`` meanwhile: another run could register one)."""
         logical = spec.namespace
-        config = chunker_config(settings, embedder)
+        config = chunker_config(settings, embedder, spec)
         fingerprint = index_fingerprint(embedder, config)
         serving = ledger.serving(logical)
         target = choose_target(logical, fingerprint, ledger.namespaces(logical))

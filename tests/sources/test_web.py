@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import SourceError
+from tasks.ingest.sources.web.helpers import OutlineHeading, page_sections
 from tests.sources.conftest import completed_count, ingest, query, write_sources
 from tests.sources.servers import LocalServer
 
@@ -83,9 +84,9 @@ def test_crawl_respects_depth_robots_and_domains_then_recrawls_cheaply(
     assert len(server.hits("/redirect")) == 1
     assert len(server.hits("/robots.txt")) == 1
     assert all(r.headers["user-agent"] == "test-crawler/1.0" for r in server.requests)
-    ((title, canonical, text, headings, depth),) = query(
+    ((title, canonical, text, headings, depth, sections),) = query(
         database_url,
-        "select title, canonical_url, text, headings, depth from raw_data.pages "
+        "select title, canonical_url, text, headings, depth, sections from raw_data.pages "
         f"where url = '{server.url}/a.html'",
     )
     assert (title, canonical, depth) == ("A", f"{server.url}/a.html", 1)
@@ -94,6 +95,11 @@ def test_crawl_respects_depth_robots_and_domains_then_recrawls_cheaply(
         assert noise not in text
     heads = headings if isinstance(headings, list) else json.loads(headings)
     assert {"level": "h2", "text": "Details"} in heads
+    spans = sections if isinstance(sections, list) else json.loads(sections)
+    assert [s["path"] for s in spans] == [["A"], ["A", "Details"]]
+    details = spans[1]
+    assert text[details["start"] : details["text_start"]] == "Details"
+    assert text[details["text_start"] : details["end"]].strip().startswith("More text about A")
 
     # Second crawl: conditional requests, 304s, nothing re-stored; links still followed.
     server.clear()
@@ -224,3 +230,58 @@ def test_a_seed_that_is_gone_fails_the_load_and_deletes_nothing(
     with pytest.raises(SourceError, match=r"index\.html: HTTP 404"):
         ingest(env, sources, "site")
     assert completed_count(database_url, "pages", "url") == (4, 4)
+
+
+SECTION_CASES = [
+    # (name, outline as (level, heading, text after it), stored text, expected (path, start,
+    # text_start, end))
+    (
+        "headings kept as lines",
+        [(1, "Guide", "Intro text."), (2, "Setup", "Install it.")],
+        "Guide\nIntro text.\nSetup\nInstall it.",
+        [(["Guide"], 0, 5, 18), (["Guide", "Setup"], 18, 23, 35)],
+    ),
+    (
+        "headings dropped from the text: found by the text after them",
+        [(1, "Guide", "Intro text."), (2, "Setup", "Install   it\nnow.")],
+        "Intro text.\nInstall it now.",
+        [(["Guide"], 0, 0, 12), (["Guide", "Setup"], 12, 12, 27)],
+    ),
+    (
+        "navigation before the main text is not a section",
+        [(3, "Navigation", "Home About"), (1, "Guide", "Intro text.")],
+        "Guide\nIntro text.",
+        [(["Guide"], 0, 5, 17)],
+    ),
+    (
+        "a chapter title dropped with its table of contents stays a parent",
+        [
+            (1, "Intro", "First words."),
+            (1, "Chapter 1", "1.1 Setup 1.2 Use"),
+            (2, "1.1 Setup", "Install it."),
+        ],
+        "First words.\nInstall it.",
+        [(["Intro"], 0, 0, 13), (["Chapter 1", "1.1 Setup"], 13, 13, 24)],
+    ),
+    (
+        "a heading alone counts only as a line of its own; Sphinx pilcrows leave the path",
+        [(1, "Tests¶", ""), (2, "Use", "")],
+        "Tests¶\nUse the tests.\nUse",
+        [(["Tests"], 0, 6, 22), (["Tests", "Use"], 22, 25, 25)],
+    ),
+    ("no headings", [], "Just text.", []),
+]
+
+
+@pytest.mark.parametrize(
+    ("outline", "text", "expected"),
+    [c[1:] for c in SECTION_CASES],
+    ids=[c[0] for c in SECTION_CASES],
+)
+def test_page_sections(
+    outline: list[tuple[int, str, str]],
+    text: str,
+    expected: list[tuple[list[str], int, int, int]],
+) -> None:
+    sections = page_sections([OutlineHeading(*h) for h in outline], text)
+    assert [(s["path"], s["start"], s["text_start"], s["end"]) for s in sections] == expected

@@ -32,6 +32,11 @@ XHTML = (
     '<html xmlns="http://www.w3.org/1999/xhtml"><head><title>Überblick — 概要</title></head>'
     '<body><div class="chapter"><h1>Überblick — 概要</h1><p>{text} The handbook explains how '
     "the espresso machine is descaled every week by the night shift.</p>"
+    "<h2>Entkalken</h2><p>Descaling takes twenty minutes and needs the blue descaler from the "
+    "cupboard under the sink, never vinegar. "
+    + "Fill the tank, run the descaling program, rinse twice with fresh water. "
+    * 12
+    + "</p>"
     '<p><a href="/menu.html">Menu</a></p></div></body></html>'
 )
 HTML5 = (
@@ -73,6 +78,7 @@ final as (
         'web:' || pages.url as document_id,
         coalesce(nullif(trim(pages.title), ''), pages.url) as title,
         pages.text as body,
+        pages.sections,
         coalesce(pages.canonical_url, pages.url) as url,
         coalesce(pages.last_modified, pages.fetched_at) as updated_at,
         'handbook' as source
@@ -97,6 +103,7 @@ models:
           url_column: url
           updated_at_column: updated_at
           metadata_columns: [source]
+          sections_column: sections
           namespace: handbook
     columns:
       - name: document_id
@@ -177,9 +184,13 @@ sources:
     assert SAMPLE in raw[index_url] and "Crème brûlée, déjà vu" in raw[menu_url]
     assert SAMPLE in documents[f"web:{index_url}"]
     assert "Crème brûlée, déjà vu" in documents[f"web:{menu_url}"]
-    chunk_text = {doc: text for doc, text in chunks}
+    chunk_text = {doc: text for doc, text in chunks if SAMPLE in text}
     assert "Überblick — 概要" in chunk_text[f"web:{index_url}"]  # the title, prepended
-    assert SAMPLE in chunk_text[f"web:{index_url}"]
+    # The page's sections reach the chunker through dbt: the h2 section is a chunk of its own
+    # under the page title and its heading path (the h1 equals the title: not repeated).
+    descaling = [text for _, text in chunks if "descaling program" in text]
+    assert descaling and all(t.startswith("Überblick — 概要 > Entkalken\n\n") for t in descaling)
+    assert any(t.startswith("Überblick — 概要 > Entkalken\n\nDescaling takes") for t in descaling)
 
     # The full-text index matches the accented and the CJK words as written.
     fulltext = FullTextSearch(warehouse, settings.search_fulltext_config)

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import lxml.html
 import pytest
 
+from tasks.embedders.openai import tiktoken_encoding
+from tasks.index.chunking import ChunkerConfig, chunk_pieces, sections_from_json
 from tests.sources.conftest import ingest, query, write_sources
 from tests.sources.debian_docs import (
     TREES,
@@ -71,6 +75,7 @@ sources:
         first = ingest(env, sources, "docs")
 
         rows = query(database_url, "select url, title, text from raw_data.pages")
+        sections = dict(query(database_url, "select url, sections from raw_data.pages"))
         assert first.rows_by_table.get("pages") == len(rows)
         assert {url for url, _, _ in rows} == set(expected.pages)
         # Links to files the package does not ship are dead letters, each with its 404.
@@ -93,6 +98,7 @@ sources:
             assert {c for c in stored if ord(c) > 127} <= characters_of(path), url
         # The trees do carry non-ASCII text (en dashes, curly quotes, no-break spaces...).
         assert any(any(ord(c) > 127 for c in (text or "")) for _, _, text in rows)
+        check_sections(rows, sections, expected.pages)
 
         # Second crawl: every page answers 304 to its If-Modified-Since; nothing is stored.
         server.log.clear()
@@ -102,3 +108,85 @@ sources:
         page_hits = [(path, status) for path, status in server.log if path in page_paths]
         assert {path for path, _ in page_hits} == page_paths
         assert all(status == 304 for _, status in page_hits), page_hits
+
+
+def squeeze(text: str) -> str:
+    """Letters and digits of ``text`` only: trafilatura re-flows whitespace and marks list
+    items with ``- ``, so the stored text and the file compare on these."""
+    return "".join(c for c in text if c.isalnum())
+
+
+def headings_on_disk(path: Path) -> list[tuple[int, str, int]]:
+    """``(level, heading, position in the squeezed page text)`` of every h1-h6 of the file,
+    read by lxml from the bytes (not the product's reading), permalink pilcrows dropped."""
+    tree = lxml.html.fromstring(path.read_bytes())
+    page = squeeze(tree.text_content())
+    out, cursor = [], 0
+    for element in tree.xpath("//h1|//h2|//h3|//h4|//h5|//h6"):
+        text = " ".join(element.text_content().split())
+        if not text:
+            continue
+        at = page.find(squeeze(text), cursor)
+        cursor = max(cursor, at)
+        out.append((int(element.tag[1]), text.rstrip("¶§# ").strip() or text, at))
+    return out
+
+
+def check_sections(
+    rows: list[tuple[str, str | None, str | None]],
+    stored: dict[str, Any],
+    files: dict[str, Path],
+) -> None:
+    """Every stored section path is a chain of real headings of the file, in the file's order
+    and nesting; sections follow the file's heading order; each section's text is the text
+    after its heading in the file; the chunker's prefixes name those headings."""
+    encoding = tiktoken_encoding()
+    assert encoding is not None
+
+    def count(texts: Any) -> list[int]:
+        return [len(encoding.encode_ordinary(t)) for t in texts]
+
+    config = ChunkerConfig(max_tokens=254, overlap_tokens=32, sections=True, heading_prefix=True)
+    pages_with_headings = pages_with_sections = checked = text_matches = 0
+    for url, title, text in rows:
+        text = text or ""
+        raw = stored[url]
+        sections = raw if isinstance(raw, list) else json.loads(raw or "[]")
+        disk = headings_on_disk(files[url])
+        names = [name for _, name, _ in disk]
+        pages_with_headings += bool(disk)
+        pages_with_sections += bool(sections)
+        cursor, page = 0, squeeze(lxml.html.fromstring(files[url].read_bytes()).text_content())
+        previous_end = 0
+        for section in sections:
+            assert 0 <= section["start"] <= section["text_start"] <= section["end"] <= len(text)
+            assert section["start"] >= previous_end, url  # in text order, no overlap
+            previous_end = section["end"]
+            path = section["path"]
+            assert path[-1] == section["heading"], url
+            # Its own heading: the next one of that name in the file. Its path: the file's chain
+            # of nearest headings of a higher level above it (the product drops headings before
+            # the first section, a site header: so the path may be the chain's tail).
+            own = next(i for i in range(cursor, len(names)) if names[i] == path[-1])
+            cursor, chain, index = own + 1, [names[own]], own
+            for i in range(own - 1, -1, -1):
+                if disk[i][0] < disk[index][0]:
+                    chain.insert(0, names[i])
+                    index = i
+            assert chain[-len(path) :] == path, (url, path, chain)
+            body = squeeze(text[section["text_start"] : section["end"]])[:30]
+            if body:  # a heading directly over its first sub-heading has no text of its own
+                checked += 1
+                text_matches += page.find(body, disk[own][2]) >= 0
+        for piece in chunk_pieces(text, title, config, count, sections_from_json(sections)):
+            prefix, _, _ = piece.text.partition("\n\n")
+            if piece.heading_path:
+                named = prefix.split(" > ")[1:] if title else prefix.split(" > ")
+                assert set(named) <= set(names), (url, prefix)
+    # Most pages with headings have sections, and nearly every section starts where the file's
+    # text after its heading does (trafilatura unescapes or drops a few text starts).
+    assert pages_with_sections >= 0.8 * pages_with_headings, (
+        pages_with_sections,
+        pages_with_headings,
+    )
+    assert checked and text_matches >= 0.95 * checked, (text_matches, checked)

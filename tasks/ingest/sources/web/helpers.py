@@ -9,6 +9,7 @@ goes on; only a seed that fails fails the load.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import hashlib
 import logging
@@ -35,7 +36,14 @@ from tasks.errors import SourceError
 from tasks.ingest.sources.config import WebSourceConfig
 from tasks.ingest.sources.contracts import mark_rejected, rejected_row
 from tasks.ingest.sources.http import HttpStatusError, SafeSession
-from tasks.ingest.sources.web.settings import GONE_STATUSES, HTML_TYPES, MAX_REDIRECTS
+from tasks.ingest.sources.web.settings import (
+    GONE_STATUSES,
+    HEADING_LINK_MARKS,
+    HTML_TYPES,
+    MAX_REDIRECTS,
+    PROBE_CHARS,
+    ROW_LAYOUT,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +170,8 @@ class Page:
     headings: list[dict[str, str]]
     links: list[str]
     language: str | None
+    #: Where each heading's section lies in ``text`` (see :func:`page_sections`).
+    sections: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def content_hash(self) -> str:
@@ -198,6 +208,7 @@ def parse_page(html: str, url: str) -> Page:
             seen.add(target)
             links.append(target)
     language = tree.get("lang") or tree.get("xml:lang")  # XHTML pages may carry only xml:lang
+    outline = heading_outline(tree)  # before the fallback below prunes the tree
     # trafilatura takes the parsed tree (it would otherwise guess the encoding again, and parse a
     # str with lxml too); it prunes what it is given, hence the copy.
     text = trafilatura.extract(
@@ -212,7 +223,170 @@ def parse_page(html: str, url: str) -> Page:
         for element in tree.xpath("//script|//style|//noscript|//nav|//footer|//header"):
             element.drop_tree()
         text = " ".join(tree.text_content().split())
-    return Page(title, canonical, text, headings, links, language)
+    return Page(title, canonical, text, headings, links, language, page_sections(outline, text))
+
+
+#: Elements whose text is never page text (their tails are).
+_NOT_TEXT = frozenset({"script", "style", "noscript", "template", "head", "title"})
+_HEADING_TAGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+
+
+@dataclass(frozen=True)
+class OutlineHeading:
+    """One heading of the HTML tree and the text that follows it, up to the next heading."""
+
+    level: int
+    text: str
+    following: str
+
+
+def heading_outline(tree: lxml.html.HtmlElement) -> list[OutlineHeading]:
+    """Every non-empty ``h1``-``h6`` in document order, with the page text after it.
+
+    One pass over the tree (``iterwalk``), not an XPath per heading: a long manual has hundreds
+    of headings.
+    """
+    outline: list[OutlineHeading] = []
+    current: tuple[int, str] | None = None
+    following: list[str] = []
+    skipping: Any = None  # the heading or script/style element whose text is being skipped
+
+    def close() -> None:
+        if current is not None:
+            outline.append(OutlineHeading(current[0], current[1], "".join(following)))
+
+    for event, element in lxml.etree.iterwalk(tree, events=("start", "end")):
+        tag = element.tag if isinstance(element.tag, str) else ""  # comments, PIs: no text
+        if event == "start":
+            if skipping is not None:
+                continue
+            if tag in _HEADING_TAGS:
+                heading = " ".join(element.text_content().split())
+                if heading:
+                    close()
+                    current, following = (int(tag[1]), heading), []
+                skipping = element
+            elif tag in _NOT_TEXT or not tag:
+                skipping = element
+            elif element.text and current is not None:
+                following.append(element.text)
+            continue
+        if skipping is element:
+            skipping = None
+        if skipping is None and element.tail and current is not None:
+            following.append(element.tail)
+    close()
+    return outline
+
+
+_NON_SPACE = re.compile(r"\S+")
+
+
+def _squeeze(text: str) -> tuple[str, list[int]]:
+    """``text`` without whitespace, and the index in ``text`` of each character kept.
+
+    trafilatura re-flows whitespace (a block boundary becomes a newline, runs collapse), so the
+    tree's text and the stored text are compared with all whitespace taken out. (``re``'s
+    ``\\s`` and ``str.split`` agree on what whitespace is.)
+    """
+    where: list[int] = []
+    for run in _NON_SPACE.finditer(text):
+        where.extend(range(run.start(), run.end()))
+    return "".join(text.split()), where
+
+
+def _probe(text: str) -> str:
+    """The first :data:`PROBE_CHARS` non-space characters of ``text``."""
+    head = "".join(text[: PROBE_CHARS * 8].split())
+    if len(head) < PROBE_CHARS and len(text) > PROBE_CHARS * 8:
+        head = "".join(text.split())
+    return head[:PROBE_CHARS]
+
+
+def heading_label(text: str) -> str:
+    """A heading as shown in a heading path: without the permalink mark Sphinx appends."""
+    return text.rstrip(HEADING_LINK_MARKS + " ").strip() or text
+
+
+def page_sections(outline: list[OutlineHeading], text: str) -> list[dict[str, Any]]:
+    """Where each heading's section lies in the stored ``text``, as JSON-ready dicts.
+
+    ``{"level": 2, "heading": "Creating a branch", "path": ["Branching", "Creating a branch"],
+    "start": 120, "text_start": 138, "end": 480}``: character offsets into ``text`` (a section
+    ends where the next one starts, the last at the end of the text; ``text_start`` is past the
+    heading's own line when the text has it), ``path`` the headings above it and itself.
+
+    The stored text is trafilatura's, which keeps some headings as lines and drops others
+    (DocBook's), so each heading is located by the heading followed by
+    the start of its text, else by the start of its text alone, else by the heading alone,
+    searching forward from the previous one. A heading found nowhere is not a section: before
+    the first section it is dropped (navigation, a site header that trafilatura removed), after
+    it, it stays in the paths of the headings under it (a chapter title over its table of
+    contents).
+    """
+    squeezed, where = _squeeze(text)
+
+    def own_line(at: int, length: int) -> bool:
+        """Whether the ``length`` squeezed characters at ``at`` are a whole line of ``text``."""
+        begin, end = where[at], where[at + length - 1] + 1
+        before = text[text.rfind("\n", 0, begin) + 1 : begin]
+        after = text[end : (text.find("\n", end) + 1 or len(text) + 1) - 1]
+        return not before.strip() and not after.strip()
+
+    def find(needle: str, start: int, whole_line: bool) -> int:
+        found = squeezed.find(needle, start)
+        while whole_line and found >= 0 and not own_line(found, len(needle)):
+            found = squeezed.find(needle, found + 1)
+        return found
+
+    # Per heading: (start, start of its text after the heading line) or None (not found).
+    spots: list[tuple[int, int] | None] = []
+    cursor = 0
+    for heading in outline:
+        head = "".join(heading.text.split())
+        probe = _probe(heading.following)
+        # (needle, characters of it that are the heading, must be a whole line): a heading
+        # alone is a short string that could occur anywhere, so it counts only as a line.
+        tries = [(head + probe, len(head), False), (probe, 0, False)] if probe else []
+        tries.append((head, len(head), True))
+        found, skip = -1, 0
+        for needle, heading_chars, whole_line in tries:
+            found, skip = find(needle, cursor, whole_line), heading_chars
+            if found >= 0:
+                break
+        if found < 0:
+            spots.append(None)
+            continue
+        body = where[found + skip - 1] + 1 if skip else where[found]
+        spots.append((where[found], body))
+        cursor = found + max(skip, 1)
+    starts = [spot[0] for spot in spots if spot is not None]
+    sections: list[dict[str, Any]] = []
+    stack: list[tuple[int, str]] = []
+    for heading, spot in zip(outline, spots, strict=True):
+        if spot is None and not sections:
+            continue  # before the main text: a site header, a sidebar
+        while stack and stack[-1][0] >= heading.level:
+            stack.pop()
+        label = heading_label(heading.text)
+        stack.append((heading.level, label))
+        if spot is None:
+            # Dropped from the text with the lines under it (a DocBook chapter title over its
+            # table of contents): still the parent of the sections that follow.
+            continue
+        start, body = spot
+        later = starts[bisect.bisect_right(starts, start) :]
+        sections.append(
+            {
+                "level": heading.level,
+                "heading": label,
+                "path": [name for _, name in stack],
+                "start": start,
+                "text_start": body,
+                "end": later[0] if later else len(text),
+            }
+        )
+    return sections
 
 
 class Crawler:
@@ -335,9 +509,11 @@ class Crawler:
         """
         known = self.pages.get(url) or {}
         headers = {}
-        if known.get("etag"):
+        # A page stored under an older row layout is fetched in full once, to store it anew.
+        current = known.get("layout", 1) == ROW_LAYOUT
+        if current and known.get("etag"):
             headers["If-None-Match"] = known["etag"]
-        if known.get("last_modified"):
+        if current and known.get("last_modified"):
             headers["If-Modified-Since"] = known["last_modified"]
         self._wait(url)
         self.fetched += 1
@@ -386,12 +562,16 @@ class Crawler:
             last_modified = response.headers.get("Last-Modified")
         page = parse_page(html, final_url)
         links = [link for link in page.links if self.rules.allows(link)]
-        unchanged = known.get("content_hash") == page.content_hash
+        # A row stored under an older layout (before ``sections``) is stored once again.
+        unchanged = (
+            known.get("content_hash") == page.content_hash and known.get("layout", 1) == ROW_LAYOUT
+        )
         self.pages[url] = {
             "etag": etag,
             "last_modified": last_modified,
             "content_hash": page.content_hash,
             "links": links,
+            "layout": ROW_LAYOUT,
         }
         if unchanged:
             return None, links
@@ -401,6 +581,7 @@ class Crawler:
             "title": page.title,
             "text": page.text,
             "headings": page.headings,
+            "sections": page.sections,
             "language": page.language,
             "last_modified": http_date(last_modified),
             "etag": etag,

@@ -17,6 +17,7 @@ PAGE_COLUMNS: TTableSchemaColumns = {
     "title": {"data_type": "text"},
     "text": {"data_type": "text"},
     "headings": {"data_type": "json"},
+    "sections": {"data_type": "json"},
     "language": {"data_type": "text"},
     "last_modified": {"data_type": "timestamp"},
     "etag": {"data_type": "text"},
@@ -30,3 +31,13 @@ PAGE_COLUMNS: TTableSchemaColumns = {
 
 #: Statuses that mean a page stored earlier is gone for good.
 GONE_STATUSES = frozenset({404, 410})
+
+#: Version of the row layout. A page remembered under an older one is fetched without
+#: conditional headers and stored again once, so a new column (2: ``sections``) gets filled.
+ROW_LAYOUT = 2
+
+#: Characters (whitespace removed) of a section's first text used to find it in the stored text.
+PROBE_CHARS = 40
+
+#: Permalink marks that documentation generators append to headings (Sphinx: the pilcrow).
+HEADING_LINK_MARKS = "¶§#"
