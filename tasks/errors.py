@@ -56,3 +56,7 @@ class MassDeleteRefused(PipelineError):
 
 class ValidationFailed(PipelineError):
     """The final validation found the index out of step with the documents."""
+
+
+class SwitchGateFailed(PipelineError):
+    """A rebuilt namespace scored below INDEX_SWITCH_MIN_NDCG: the serving one stays."""

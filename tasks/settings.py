@@ -290,6 +290,22 @@ class Settings(BaseSettings):
         description="After a rebuild switched over, drop the old physical namespace.",
     )
 
+    # --- the evaluation gate of a blue/green switch (tasks/index/switch_gate.py) ---
+    index_switch_gates: dict[str, Path] = Field(
+        default_factory=dict,
+        description='Labeled query files per logical namespace, as JSON (e.g. `{"products": '
+        '"data/demo/queries.jsonl"}`): a rebuilt namespace (new model, backend or chunking) '
+        "replaces the serving one only if it scores at least INDEX_SWITCH_MIN_NDCG on its "
+        "file; below, the serving one stays and the run fails saying both scores.",
+    )
+    index_switch_min_ndcg: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="nDCG@10 (in SEARCH_MODE) a rebuilt namespace needs on its "
+        "INDEX_SWITCH_GATES file to be switched in.",
+    )
+
     # --- OpenAI Batch API backfills (tasks/embedders/openai_batch.py, docs/indexing.md) ---
     openai_batch_min_tokens: int | None = Field(
         default=None,

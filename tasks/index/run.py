@@ -55,6 +55,7 @@ from tasks.index.documents import (
 from tasks.index.embedding_cache import EmbeddingCache
 from tasks.index.ledger import PENDING, WRITTEN, Ledger, LedgerEntry
 from tasks.index.namespaces import choose_target
+from tasks.index.switch_gate import check_switch_gate
 from tasks.ops.versions import collect_versions
 from tasks.progress import Phase, Progress, ProgressCallback
 from tasks.settings import Settings, get_settings
@@ -886,6 +887,9 @@ class IndexRun:
                 "rebuild."
             )
         if self.result.rebuilt:
+            check_switch_gate(
+                self.settings, store, self.embedder, self.logical, target, self.serving
+            )
             ledger.switch(self.logical, target)
             self.result.switched = True
             logger.info("Namespace %s now served by %s", self.logical, target)
