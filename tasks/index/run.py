@@ -886,10 +886,11 @@ class IndexRun:
                 + ". Re-run indexing; if it persists, delete the namespace's ledger rows to "
                 "rebuild."
             )
-        if self.result.rebuilt:
+        if self.result.rebuilt and self.serving is not None:  # a first build has no one to keep
             check_switch_gate(
                 self.settings, store, self.embedder, self.logical, target, self.serving
             )
+        if self.result.rebuilt:
             ledger.switch(self.logical, target)
             self.result.switched = True
             logger.info("Namespace %s now served by %s", self.logical, target)

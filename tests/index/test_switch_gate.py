@@ -109,13 +109,16 @@ def test_a_rebuild_below_the_gate_is_not_switched_in_then_is_once_it_passes(
     assert len(openai_server.requests) - calls <= len(queries) * 2
 
 
-def test_no_gate_for_the_namespace_switches_as_before(
+def test_first_builds_and_namespaces_without_a_gate_switch_as_before(
     setup: tuple[Settings, PgVectorStore], openai_server: FakeOpenAIServer, tmp_path: Path
 ) -> None:
     settings, store = setup
     embedder = fake_openai(openai_server.base_url)
     write_docs(get_warehouse(settings).conninfo, DOCS)
-    index(settings, store, embedder)
+    # A first build is not gated (nothing serves yet to keep), even by a gate it would fail.
+    hopeless = gate_file(tmp_path / "hopeless.jsonl", [("anything", "item:99")])
+    first = index(settings, store, embedder, index_switch_gates={"products": hopeless})
+    assert first.switched and serving(settings) == first.physical_namespace
     other = gate_file(tmp_path / "other.jsonl", [("anything", "item:01")])
     rebuilt = index(
         settings, store, embedder, chunk_tokens=20, index_switch_gates={"reviews": other}
