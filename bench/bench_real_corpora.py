@@ -69,7 +69,9 @@ def changed_settings(settings: Any) -> dict[str, Any]:
         value = getattr(settings, name)
         if "key" in name or "password" in name or name in ("database_url", "data_dir"):
             continue
-        if name in ALWAYS_SHOWN or (not info.is_required() and value != info.get_default()):
+        if name in ALWAYS_SHOWN or (
+            not info.is_required() and value != info.get_default(call_default_factory=True)
+        ):
             shown[name] = str(value)
     return shown
 
@@ -92,6 +94,7 @@ def run_corpus(
     from tasks.index.namespaces import serving_namespace
     from tasks.search.fulltext import chunk_text_table
     from tasks.settings import Settings
+    from tasks.warehouse import get_warehouse
     from tests.api.conftest import serve
     from tests.sources.debian_docs import StaticServer, fetch_tree
 
@@ -130,7 +133,7 @@ def run_corpus(
 
     physical = serving_namespace(settings, NAMESPACE)
     chunks = chunk_text_table(settings, physical)
-    with psycopg.connect(settings.database_url) as conn:
+    with psycopg.connect(get_warehouse(settings).conninfo) as conn:
         indexed = {
             row[0]
             for row in conn.execute(
