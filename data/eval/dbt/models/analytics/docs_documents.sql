@@ -1,0 +1,7 @@
+with
+
+pages as (select * from {{ ref('stg_docs__pages') }}),
+
+final as (select * from pages)
+
+select * from final
