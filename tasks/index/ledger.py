@@ -664,6 +664,15 @@ class Ledger:
         ).fetchall()
         return [str(r[0]) for r in rows]
 
+    def registered_at(self, physical: str) -> datetime | None:
+        """When physical namespace ``physical`` was registered (made again after a drop: the
+        latest time), ``None``: not registered."""
+        row = self.conn.execute(
+            sql.SQL("select created_at from {} where physical = %s").format(self._t("namespaces")),
+            (physical,),
+        ).fetchone()
+        return None if row is None else row[0]
+
     def serving(self, logical: str) -> str | None:
         """The physical namespace that answers queries for ``logical`` (None before the first
         switch-over)."""
@@ -785,16 +794,24 @@ class Ledger:
         # Documents in the namespace now: the previous run's count plus this run's changes (its
         # run_documents rows), so a run's bookkeeping follows what it changed. Counted in the
         # ledger instead when there is no previous count (the first run after an upgrade, a run
-        # after a killed one) and for a failed run (a page it left half-written recorded no
-        # changes): one pass over the namespace's chunks, then incremental again.
+        # after a killed one, the first run of a namespace dropped and made again: previous
+        # runs must have ended after it was registered) and for a failed run (a page it left
+        # half-written recorded no changes): one pass over the namespace's chunks.
         count = sql.SQL(
             """(select p.document_count from {runs} p
                 where p.namespace = {r}.namespace and p.run_id < {r}.run_id
+                  and p.finished_at >= (select n.created_at from {namespaces} n
+                                        where n.physical = {r}.namespace)
                 order by p.run_id desc limit 1)
                + (select count(*) filter (where change = 'added')
                          - count(*) filter (where change = 'deleted')
                   from {changes} x where x.run_id = {r}.run_id)"""
-        ).format(runs=self._t("runs"), r=sql.Identifier("runs"), changes=self._t("run_documents"))
+        ).format(
+            runs=self._t("runs"),
+            r=sql.Identifier("runs"),
+            changes=self._t("run_documents"),
+            namespaces=self._t("namespaces"),
+        )
         exact = sql.SQL(
             "(select count(distinct document_id) from {chunks} c "
             "where c.namespace = {r}.namespace and c.state = 'written')"

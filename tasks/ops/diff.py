@@ -224,7 +224,8 @@ def document_changes(ledger: Ledger, a: RunRecord, b: RunRecord) -> Changes | No
 
     The runs composed are those after the earlier one up to the later one that wrote the later
     one's physical namespace; with ``b`` before ``a`` the result is reversed (added and deleted
-    swap).
+    swap). The changes are relative to that namespace (:attr:`Changes.relative_to`) when the
+    runs wrote different ones, or it was made again after the earlier run.
     """
     if a.logical_namespace != b.logical_namespace:
         return None
@@ -237,7 +238,13 @@ def document_changes(ledger: Ledger, a: RunRecord, b: RunRecord) -> Changes | No
     added, deleted = net["added"], net["deleted"]
     if last is a:
         added, deleted = deleted, added
-    relative = last.namespace if a.namespace != b.namespace else None
+    # Relative, not a diff of the two runs' contents, when the runs wrote different physical
+    # namespaces or the later one's was dropped and made again after the earlier run ended
+    # (the drop recorded no deletions; the new one's first run added everything).
+    registered = ledger.registered_at(last.namespace)
+    ended = first.finished_at or first.started_at
+    remade = registered is not None and registered > ended
+    relative = last.namespace if a.namespace != b.namespace or remade else None
     return Changes(added, net["changed"], deleted, relative)
 
 

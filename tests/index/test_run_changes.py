@@ -208,3 +208,33 @@ def test_rows_from_before_run_documents_compare_their_snapshots() -> None:
     unknown = compare(record(1, None), old_b)
     assert not unknown.documents_known
     assert "documents: not recorded by one of the runs" in unknown.to_text()
+
+
+def test_across_rebuilds_the_delta_is_relative_to_the_new_namespace(runner: Runner) -> None:
+    default = runner.settings
+    smaller = default.model_copy(update={"chunk_tokens": 64})
+    first = runner.index(DOCS)
+    runner.settings = smaller
+    rebuilt = runner.index(DOCS)  # a new physical namespace; the first one is dropped
+    runner.settings = default
+    back = runner.index(DOCS)  # a third one, the second dropped
+    runner.settings = smaller
+    remade = runner.index(DOCS)  # the second one's name again: made anew
+    assert rebuilt.switched and back.switched and remade.switched
+    assert remade.physical_namespace == rebuilt.physical_namespace
+    assert len({first.physical_namespace, rebuilt.physical_namespace, back.physical_namespace}) == 3
+    for run in (first, rebuilt, back, remade):
+        assert runner.changes(run.run_id) == dict.fromkeys(DOCS, "added")
+
+    # Each first run of a namespace added every document to it: the diff says it is relative,
+    # also between two runs of one namespace name made again in between.
+    for a, b in ((first, rebuilt), (rebuilt, back), (first, back), (rebuilt, remade)):
+        diff = diff_runs(runner.ledger, a.run_id or 0, b.run_id or 0)
+        assert (diff.added, diff.changed, diff.deleted) == (sorted(DOCS), [], []), (a, b)
+        assert diff.relative_to == b.physical_namespace
+        # The namespace made anew counted its documents afresh, not on top of the dropped one's.
+        assert (diff.documents_a, diff.documents_b) == (len(DOCS), len(DOCS))
+    again = runner.index(DOCS)
+    diff = diff_runs(runner.ledger, remade.run_id or 0, again.run_id or 0)
+    assert diff.relative_to is None and (diff.added, diff.changed, diff.deleted) == ([], [], [])
+    assert (diff.documents_a, diff.documents_b) == (len(DOCS), len(DOCS))
