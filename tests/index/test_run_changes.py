@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from tasks.index.chunking import Chunk
 from tasks.index.ledger import Ledger, RunRecord
-from tasks.index.run import IndexResult, index_documents
+from tasks.index.run import IndexResult, PagePlan, Plan, document_changes, index_documents
 from tasks.ops.diff import compare, diff_runs
 from tasks.settings import Settings, get_settings
 from tasks.stores.pgvector import PgVectorStore
@@ -238,3 +239,50 @@ def test_across_rebuilds_the_delta_is_relative_to_the_new_namespace(runner: Runn
     diff = diff_runs(runner.ledger, remade.run_id or 0, again.run_id or 0)
     assert diff.relative_to is None and (diff.added, diff.changed, diff.deleted) == ([], [], [])
     assert (diff.documents_a, diff.documents_b) == (len(DOCS), len(DOCS))
+
+
+def chunk(cid: str) -> Chunk:
+    doc = cid.split("#")[0]
+    return Chunk(cid, doc, int(cid.split("#")[1]), "t", {}, "h", "m", 1)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "known", "upsert", "metadata", "delete", "rejected", "want"),
+    [
+        # a new document, a new one all rejected (never in the namespace)
+        (1, [], ["d#0"], [], [], [], "added"),
+        (1, [], ["d#0"], [], [], ["d#0"], None),
+        # planned again with nothing to write (hash missing), or a dead letter rejected again
+        (2, ["d#0", "d#1"], [], [], [], [], None),
+        (2, ["d#0"], ["d#1"], [], [], ["d#1"], None),
+        # text, metadata, a chunk fewer; a rejected new text deletes the old one from the store
+        (1, ["d#0"], ["d#0"], [], [], [], "changed"),
+        (1, ["d#0"], [], ["d#0"], [], [], "changed"),
+        (1, ["d#0", "d#1"], [], [], ["d#1"], [], "changed"),
+        (2, ["d#0", "d#1"], ["d#1"], [], [], ["d#1"], "changed"),
+        # no text any more, every new text rejected
+        (0, ["d#0"], [], [], ["d#0"], [], "deleted"),
+        (1, ["d#0"], ["d#0"], [], [], ["d#0"], "deleted"),
+    ],
+)
+def test_document_changes(
+    chunks: int,
+    known: list[str],
+    upsert: list[str],
+    metadata: list[str],
+    delete: list[str],
+    rejected: list[str],
+    want: str | None,
+) -> None:
+    page = PagePlan(
+        None,
+        "d",
+        changed={"d": ("hash", chunks)},
+        changes=Plan(
+            upsert=[chunk(c) for c in upsert],
+            update_metadata=[chunk(c) for c in metadata],
+            delete=delete,
+        ),
+        known=dict.fromkeys(known, "d"),
+    )
+    assert document_changes(page, rejected) == ({} if want is None else {"d": want})
