@@ -17,9 +17,17 @@ Tables in ``<INDEX_STATE_SCHEMA>`` (default ``index_state``); see docs/indexing.
 - ``runs``: one row per indexing run, with counts, tokens and estimated cost, the versions that
   made it (:mod:`tasks.ops.versions`: ``package_version, git_commit, sources_sha256,
   dbt_manifest_hash, dbt_project_version``; the index fingerprint is ``fingerprint``), its
-  ``index_config`` (embedder and chunker settings) and ``documents``: ``{document id: digest}``
-  of what the namespace held when the run ended (a digest of the document's written chunks'
-  content and metadata hashes), which ``semantic-index diff`` compares between two runs.
+  ``index_config`` (embedder and chunker settings), ``document_changes`` (true: the run records
+  its changes in ``run_documents``) and ``document_count`` (documents with chunks in the
+  namespace when the run ended, kept from the previous run's count plus this run's changes).
+  ``documents`` (jsonb ``{document id: digest}``) is the snapshot runs before ``run_documents``
+  wrote; it is kept for those rows (``semantic-index diff`` of two of them) and no longer
+  written: it was an aggregate over the whole namespace at every run.
+- ``run_documents``: what each run changed, one row per document it added, changed or deleted in
+  its physical namespace: ``run_id, document_id, change ('added' | 'changed' | 'deleted')``.
+  A document is *in* a namespace while it has chunks there (one whose chunks are all dead
+  letters is not); a run that changes nothing writes no row. ``semantic-index diff`` composes
+  the rows of the runs between two runs (:meth:`Ledger.net_changes`).
 - ``dead_letters``: chunks the embedding provider rejected (a retry cannot fix them; see
   docs/indexing.md "Dead letters"): ``namespace, chunk_id, logical_namespace, document_id,
   content_hash, error_class, message, run_id, first_seen, last_seen``. A row lives as long as its
@@ -113,6 +121,8 @@ RUN_VERSION_COLUMNS = (
     ("dbt_project_version", "text"),
     ("index_config", "jsonb"),
     ("documents", "jsonb"),
+    ("document_changes", "boolean"),
+    ("document_count", "int"),
 )
 
 #: The version columns of ``runs`` that :meth:`Ledger.start_run` fills from ``versions``.
@@ -140,8 +150,13 @@ class RunRecord:
     #: The :data:`VERSION_COLUMNS` by name (``None`` in rows written before they existed).
     versions: dict[str, str | None]
     index_config: dict[str, Any] | None
-    #: ``{document id: digest}`` when the run ended (``None``: written before it existed).
-    documents: dict[str, str] | None
+    #: ``{document id: digest}`` when the run ended: the snapshot of runs recorded before
+    #: ``run_documents`` existed (``None`` for newer runs, and for rows older than snapshots).
+    documents: dict[str, str] | None = None
+    #: The run records its document changes in ``run_documents``.
+    document_changes: bool = False
+    #: Documents with chunks in the namespace when the run ended (``None``: not known).
+    document_count: int | None = None
 
 
 def _ddl(schema: str) -> list[sql.Composed]:
@@ -245,6 +260,16 @@ def _ddl(schema: str) -> list[sql.Composed]:
                 first_seen timestamptz not null default now(),
                 last_seen timestamptz not null default now(),
                 primary key (namespace, chunk_id)
+            )
+            """
+        ).format(s),
+        sql.SQL(
+            """
+            create table if not exists {}.run_documents (
+                run_id bigint not null,
+                document_id text not null,
+                change text not null check (change in ('added', 'changed', 'deleted')),
+                primary key (run_id, document_id)
             )
             """
         ).format(s),
@@ -639,6 +664,15 @@ class Ledger:
         ).fetchall()
         return [str(r[0]) for r in rows]
 
+    def registered_at(self, physical: str) -> datetime | None:
+        """When physical namespace ``physical`` was registered (made again after a drop: the
+        latest time), ``None``: not registered."""
+        row = self.conn.execute(
+            sql.SQL("select created_at from {} where physical = %s").format(self._t("namespaces")),
+            (physical,),
+        ).fetchone()
+        return None if row is None else row[0]
+
     def serving(self, logical: str) -> str | None:
         """The physical namespace that answers queries for ``logical`` (None before the first
         switch-over)."""
@@ -711,13 +745,15 @@ class Ledger:
         index_config: Mapping[str, Any] | None = None,
     ) -> int:
         """Open a run row with the versions that made it (:data:`VERSION_COLUMNS`, others in
-        ``versions`` ignored) and its index configuration; returns its id."""
+        ``versions`` ignored) and its index configuration; returns its id. The run records its
+        document changes (:meth:`record_changes`, :meth:`record_absent_documents`)."""
         found = versions or {}
         row = self.conn.execute(
             sql.SQL(
                 "insert into {} (logical_namespace, namespace, provider, model, fingerprint, "
-                "dry_run, status, {}, index_config) "
-                "values (%s, %s, %s, %s, %s, %s, 'running', {}, %s::jsonb) returning run_id"
+                "dry_run, status, {}, index_config, document_changes) "
+                "values (%s, %s, %s, %s, %s, %s, 'running', {}, %s::jsonb, true) "
+                "returning run_id"
             ).format(
                 self._t("runs"),
                 sql.SQL(", ").join(map(sql.Identifier, VERSION_COLUMNS)),
@@ -755,19 +791,35 @@ class Ledger:
         values = {k: v for k, v in values.items() if k in allowed}
         sets: list[sql.Composable] = [sql.SQL("status = %s"), sql.SQL("finished_at = now()")]
         sets += [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in values]
-        # The documents digest: one aggregate over the namespace's written chunks, per document
-        # a hash of its chunks' content and metadata hashes (what `diff` compares).
+        # Documents in the namespace now: the previous run's count plus this run's changes (its
+        # run_documents rows), so a run's bookkeeping follows what it changed. Counted in the
+        # ledger instead when there is no previous count (the first run after an upgrade, a run
+        # after a killed one, the first run of a namespace dropped and made again: previous
+        # runs must have ended after it was registered) and for a failed run (a page it left
+        # half-written recorded no changes): one pass over the namespace's chunks.
+        count = sql.SQL(
+            """(select p.document_count from {runs} p
+                where p.namespace = {r}.namespace and p.run_id < {r}.run_id
+                  and p.finished_at >= (select n.created_at from {namespaces} n
+                                        where n.physical = {r}.namespace)
+                order by p.run_id desc limit 1)
+               + (select count(*) filter (where change = 'added')
+                         - count(*) filter (where change = 'deleted')
+                  from {changes} x where x.run_id = {r}.run_id)"""
+        ).format(
+            runs=self._t("runs"),
+            r=sql.Identifier("runs"),
+            changes=self._t("run_documents"),
+            namespaces=self._t("namespaces"),
+        )
+        exact = sql.SQL(
+            "(select count(distinct document_id) from {chunks} c "
+            "where c.namespace = {r}.namespace and c.state = 'written')"
+        ).format(chunks=self._t("chunks"), r=sql.Identifier("runs"))
         sets.append(
-            sql.SQL(
-                """documents = coalesce((
-                    select jsonb_object_agg(document_id, digest) from (
-                        select document_id, left(md5(string_agg(
-                            chunk_id || ':' || content_hash || ':' || metadata_hash, ','
-                            order by chunk_id)), 16) as digest
-                        from {} c where c.namespace = {}.namespace and c.state = 'written'
-                        group by document_id
-                    ) d), '{{}}'::jsonb)"""
-            ).format(self._t("chunks"), sql.Identifier("runs"))
+            sql.SQL("document_count = {}").format(
+                exact if status != "completed" else sql.SQL("coalesce({}, {})").format(count, exact)
+            )
         )
         self.conn.execute(
             sql.SQL("update {} set {} where run_id = %s").format(
@@ -782,14 +834,15 @@ class Ledger:
             sql.SQL(
                 "select run_id, logical_namespace, namespace, provider, model, fingerprint, "
                 "status, started_at, finished_at, chunks, embedded, deleted, input_tokens, "
-                "estimated_cost_usd, {}, index_config, documents from {} where run_id = %s"
+                "estimated_cost_usd, {}, index_config, documents, "
+                "coalesce(document_changes, false), document_count from {} where run_id = %s"
             ).format(sql.SQL(", ").join(map(sql.Identifier, VERSION_COLUMNS)), self._t("runs")),
             (run_id,),
         ).fetchone()
         if row is None:
             return None
         n = len(VERSION_COLUMNS)
-        config, documents = row[14 + n :]
+        config, documents, changes, count = row[14 + n :]
         return RunRecord(
             run_id=row[0],
             logical_namespace=row[1],
@@ -808,6 +861,8 @@ class Ledger:
             versions=dict(zip(VERSION_COLUMNS, row[14 : 14 + n], strict=True)),
             index_config=config,
             documents=documents,
+            document_changes=bool(changes),
+            document_count=count,
         )
 
     def usage_between(self, logical: str, after: int, upto: int) -> tuple[int, int, float]:
@@ -833,6 +888,94 @@ class Ledger:
             (namespace,),
         ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
+
+    # --- run changes ---
+
+    def record_changes(self, run_id: int, changes: Mapping[str, str]) -> None:
+        """Record ``{document id: 'added' | 'changed' | 'deleted'}`` as run ``run_id``'s changes
+        (:meth:`record_documents` and this go in one transaction when a page is written)."""
+        if not changes:
+            return
+        self.conn.execute(
+            sql.SQL(
+                """
+                insert into {} (run_id, document_id, change)
+                select %s, * from unnest(%s::text[], %s::text[])
+                on conflict (run_id, document_id) do update set change = excluded.change
+                """
+            ).format(self._t("run_documents")),
+            (run_id, list(changes), list(changes.values())),
+        )
+
+    def record_absent_documents(
+        self, run_id: int, namespace: str, relation: sql.Composable, id_column: str
+    ) -> int:
+        """Record as run ``run_id``'s ``deleted`` documents those with chunks in ``namespace``
+        that are no longer in ``relation`` (the documents model): one ``insert ... select``,
+        the ids never leave the database. Call it before their chunks are deleted (a run killed
+        meanwhile records them, the next one again); returns how many."""
+        cur = self.conn.execute(
+            sql.SQL(
+                "insert into {} (run_id, document_id, change) select %s, o.document_id, "
+                "'deleted' from ({}) o "
+                "on conflict (run_id, document_id) do update set change = excluded.change"
+            ).format(
+                self._t("run_documents"),
+                self._orphans("distinct c.document_id", relation, id_column),
+            ),
+            (run_id, namespace),
+        )
+        return cur.rowcount
+
+    def runs_without_changes(self, namespace: str, after: int, upto: int) -> int:
+        """How many runs that wrote physical ``namespace`` with ``after < run_id <= upto``
+        recorded no document changes (rows from before ``run_documents``)."""
+        row = self.conn.execute(
+            sql.SQL(
+                "select count(*) from {} where namespace = %s and run_id > %s and run_id <= %s "
+                "and not coalesce(document_changes, false)"
+            ).format(self._t("runs")),
+            (namespace, after, upto),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def net_changes(self, namespace: str, after: int, upto: int) -> dict[str, list[str]]:
+        """The net effect on physical ``namespace`` of the runs with ``after < run_id <= upto``:
+        ``{'added': [...], 'changed': [...], 'deleted': [...]}`` (ids sorted), composed in SQL.
+
+        Per document, its first change says whether it was in the namespace before (not if
+        ``added``) and its last whether it is after (not if ``deleted``): added then deleted is
+        nothing, added then changed is added, changed then deleted is deleted, deleted then
+        added is changed.
+        """
+        rows = self.conn.execute(
+            sql.SQL(
+                """
+                select net, document_id from (
+                    select document_id,
+                        case when first_change = 'added' and last_change = 'deleted' then null
+                             when first_change = 'added' then 'added'
+                             when last_change = 'deleted' then 'deleted'
+                             else 'changed' end as net
+                    from (
+                        select x.document_id,
+                            (array_agg(x.change order by x.run_id))[1] as first_change,
+                            (array_agg(x.change order by x.run_id desc))[1] as last_change
+                        from {changes} x join {runs} r on r.run_id = x.run_id
+                        where r.namespace = %s and x.run_id > %s and x.run_id <= %s
+                        group by x.document_id
+                    ) d
+                ) n
+                where net is not null
+                order by document_id
+                """
+            ).format(changes=self._t("run_documents"), runs=self._t("runs")),
+            (namespace, after, upto),
+        ).fetchall()
+        out: dict[str, list[str]] = {"added": [], "changed": [], "deleted": []}
+        for net, document_id in rows:
+            out[net].append(document_id)
+        return out
 
     # --- dead letters ---
 

@@ -277,6 +277,44 @@ def mass_delete_refusal(
     )
 
 
+def document_changes(page: PagePlan, rejected: Iterable[str] = ()) -> dict[str, str]:
+    """``{document id: 'added' | 'changed' | 'deleted'}``: what writing ``page`` did to its
+    changed documents (``rejected``: ids of its chunks the provider rejected), as the run
+    records it in the ledger's ``run_documents``.
+
+    A document is in the namespace while it has chunks there that were not rejected: one the
+    target held no chunk of is ``added``, one left without any (no text any more, every chunk
+    rejected) is ``deleted``, and one that stays is ``changed`` if anything of it was written
+    or deleted. A document planned again with nothing to write (its recorded hash was missing:
+    a ledger from before document hashes, a retried dead letter that is rejected again) gets
+    no row, so a no-change run records nothing.
+    """
+    dead = set(rejected)
+    before = set(page.known.values())
+    dead_per_doc: dict[str, int] = {}
+    touched: set[str] = set()
+    for chunk in page.changes.upsert:
+        if chunk.id not in dead:
+            touched.add(chunk.document_id)
+        else:
+            dead_per_doc[chunk.document_id] = dead_per_doc.get(chunk.document_id, 0) + 1
+            if chunk.id in page.known:  # an earlier text of it was deleted from the store
+                touched.add(chunk.document_id)
+    touched.update(c.document_id for c in page.changes.update_metadata)
+    touched.update(page.known[cid] for cid in page.changes.delete if cid in page.known)
+    out: dict[str, str] = {}
+    for doc_id, (_, chunks) in page.changed.items():
+        after = chunks - dead_per_doc.get(doc_id, 0) > 0
+        if doc_id not in before:
+            if after:
+                out[doc_id] = "added"
+        elif not after:
+            out[doc_id] = "deleted"
+        elif doc_id in touched:
+            out[doc_id] = "changed"
+    return out
+
+
 def document_hash(doc: Document, fingerprint: str) -> str:
     """Hash of everything a document's chunks are made of (every :class:`Document` field) and
     of the index ``fingerprint`` (embedder and chunker config): equal hashes, equal chunks."""
@@ -311,6 +349,10 @@ class PagePlan:
     held: bool = True
     #: Chunks of the namespace serving today this page would drop (the mass-delete guard).
     removed: int = 0
+    #: ``{chunk id: document id}`` of the changed documents' chunks the target held when the
+    #: page was planned (ledger rows, or records adopted from the store): which documents were
+    #: in the namespace before (:func:`document_changes`).
+    known: dict[str, str] = field(default_factory=dict)
 
     @property
     def held_chunks(self) -> int:
@@ -551,8 +593,10 @@ class IndexRun:
         if chunking is not None:
             chunking.advance(len(docs))
         entries = ledger.entries(target, list(changed)) if changed else {}
+        known = {cid: e.document_id for cid, e in entries.items()}
         for cid in desired.keys() & adopted.keys():
             entries.setdefault(cid, adopted[cid])
+            known.setdefault(cid, desired[cid].document_id)
         changes = plan_changes(desired, entries, self.fingerprint)
         hashes_up = [c.content_hash for c in changes.upsert]
         cached = self.cache.get(ledger.conn, self.embedder.fingerprint, hashes_up)
@@ -581,6 +625,7 @@ class IndexRun:
             removed = len(old.keys() - desired.keys())
         page = PagePlan(after, docs[-1].id, changed, changes, cached, to_embed, texts, token_counts)
         page.removed = removed
+        page.known = known
         return page
 
     def check(self, plan: RunPlan) -> None:
@@ -666,6 +711,10 @@ class IndexRun:
         embedding = self.progress.phase("embedding", result.embedded)
         rel = relation(spec)
         if plan.orphans:
+            if result.run_id is not None:
+                # Recorded before their chunks go: a run killed meanwhile has them, and the
+                # next one (which finds the rest) records them again.
+                ledger.record_absent_documents(result.run_id, target, rel, spec.id_column)
             for ids in slices(ledger.orphan_chunks(target, rel, spec.id_column), size):
                 store.delete(target, ids)
                 ledger.remove(target, ids)
@@ -846,10 +895,16 @@ class IndexRun:
         self.result.embedded -= rejected_hashes
         self.result.upserted -= len(rejected)
         dead_docs = {c.document_id for c in rejected}
-        ledger.record_documents(
-            target, {d: v for d, v in page.changed.items() if d not in dead_docs}
-        )
-        return [c.id for c in rejected]
+        rejected_ids = [c.id for c in rejected]
+        # The page's document hashes and its changes (run_documents) in one transaction: the
+        # changes of a page are recorded exactly when its documents count as written.
+        with ledger.conn.transaction():
+            ledger.record_documents(
+                target, {d: v for d, v in page.changed.items() if d not in dead_docs}
+            )
+            if self.result.run_id is not None:
+                ledger.record_changes(self.result.run_id, document_changes(page, rejected_ids))
+        return rejected_ids
 
     def validate_and_switch(self, plan: RunPlan) -> None:
         """Check ledger == store == desired; switch a rebuilt namespace over; drop old ones.

@@ -6,12 +6,17 @@ Both runs are rows of the ledger's ``runs`` table (:mod:`tasks.index.ledger`). T
   that differ;
 - **versions**: package version, git commit and sources file hash that differ;
 - **models**: the dbt manifest hash and project version, changed or not;
-- **documents**: added, changed (text or metadata) and deleted between the two runs, from each
-  run's ``documents`` digest (what the namespace held when the run ended);
+- **documents**: added, changed (text or metadata) and deleted between the two runs: the net
+  effect of the changes the runs after RUN_A up to RUN_B recorded (the ledger's
+  ``run_documents``, composed in SQL by :meth:`Ledger.net_changes`), so its cost follows what
+  changed, not the corpus. Across a rebuild (the runs write different physical namespaces) it is
+  the changes made to RUN_B's physical namespace (a rebuild's first run adds every document to
+  its new namespace), and says so. Two runs from before ``run_documents`` compare their
+  ``documents`` snapshots as they used to;
 - **cost**: each run's tokens and estimated cost and, for two runs of one logical namespace, the
   total of the runs after RUN_A up to RUN_B (what getting from one to the other cost).
 
-Pure once both rows are read (:func:`compare`); :func:`diff_runs` reads them.
+Pure once the rows and changes are read (:func:`compare`); :func:`diff_runs` reads them.
 """
 
 from __future__ import annotations
@@ -59,8 +64,15 @@ class RunDiff:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    #: Both runs recorded their documents (rows from before the digest existed did not).
+    #: The document changes are known (runs from before ``run_documents`` without both
+    #: snapshots, or runs of two logical namespaces, leave them unknown).
     documents_known: bool = True
+    #: Documents in the namespace after each run (``None``: not recorded).
+    documents_a: int | None = None
+    documents_b: int | None = None
+    #: The physical namespace the document changes are relative to, when the runs wrote
+    #: different ones (a rebuild); ``None``: the same namespace.
+    relative_to: str | None = None
     #: Runs after :attr:`a` up to :attr:`b` of the same logical namespace (``None``: other
     #: namespaces, or ``b`` is not after ``a``).
     between: Usage | None = None
@@ -87,8 +99,9 @@ class RunDiff:
                     "added": self.added,
                     "changed": self.changed,
                     "deleted": self.deleted,
-                    "a": len(self.a.documents or {}),
-                    "b": len(self.b.documents or {}),
+                    "a": self.documents_a,
+                    "b": self.documents_b,
+                    "relative_to": self.relative_to,
                 }
                 if self.documents_known
                 else None
@@ -123,9 +136,14 @@ class RunDiff:
         else:
             lines.append(
                 f"documents: {len(self.added)} added, {len(self.changed)} changed, "
-                f"{len(self.deleted)} deleted ({len(a.documents or {})} -> "
-                f"{len(b.documents or {})})"
+                f"{len(self.deleted)} deleted ({_show(self.documents_a, '?')} -> "
+                f"{_show(self.documents_b, '?')})"
             )
+            if self.relative_to is not None:
+                lines.append(
+                    f"  (the runs wrote different physical namespaces: these are the changes "
+                    f"made to {self.relative_to}; a rebuild's first run adds every document)"
+                )
             for kind, ids in (
                 ("added", self.added),
                 ("changed", self.changed),
@@ -151,38 +169,94 @@ class RunDiff:
         return "\n".join(lines)
 
 
-def compare(a: RunRecord, b: RunRecord, between: Usage | None = None) -> RunDiff:
-    """The diff of two ``runs`` rows (pure)."""
+@dataclass(frozen=True)
+class Changes:
+    """The net document changes between two runs (:meth:`Ledger.net_changes`), ids sorted."""
+
+    added: list[str]
+    changed: list[str]
+    deleted: list[str]
+    #: The physical namespace they apply to when the two runs wrote different ones.
+    relative_to: str | None = None
+
+
+def compare(
+    a: RunRecord, b: RunRecord, between: Usage | None = None, changes: Changes | None = None
+) -> RunDiff:
+    """The diff of two ``runs`` rows and the document ``changes`` from ``a`` to ``b`` (pure).
+
+    Without ``changes``, two rows that both hold a ``documents`` snapshot (runs from before
+    ``run_documents``) are compared by it; otherwise the documents are unknown.
+    """
     config = _differing(_config_fields(a), _config_fields(b))
     versions = _differing(
         {k: v for k, v in a.versions.items() if k not in MODEL_FIELDS},
         {k: v for k, v in b.versions.items() if k not in MODEL_FIELDS},
     )
     models = {k: (a.versions.get(k), b.versions.get(k)) for k in MODEL_FIELDS}
-    known = a.documents is not None and b.documents is not None
-    docs_a, docs_b = a.documents or {}, b.documents or {}
+    if changes is None and a.documents is not None and b.documents is not None:
+        docs_a, docs_b = a.documents, b.documents
+        changes = Changes(
+            added=sorted(docs_b.keys() - docs_a.keys()),
+            changed=sorted(d for d in docs_a.keys() & docs_b.keys() if docs_a[d] != docs_b[d]),
+            deleted=sorted(docs_a.keys() - docs_b.keys()),
+        )
     return RunDiff(
         a=a,
         b=b,
         config=config,
         versions=versions,
         models=models,
-        added=sorted(docs_b.keys() - docs_a.keys()),
-        changed=sorted(d for d in docs_a.keys() & docs_b.keys() if docs_a[d] != docs_b[d]),
-        deleted=sorted(docs_a.keys() - docs_b.keys()),
-        documents_known=known,
+        added=[] if changes is None else changes.added,
+        changed=[] if changes is None else changes.changed,
+        deleted=[] if changes is None else changes.deleted,
+        documents_known=changes is not None,
+        documents_a=_document_count(a),
+        documents_b=_document_count(b),
+        relative_to=None if changes is None else changes.relative_to,
         between=between,
     )
 
 
+def document_changes(ledger: Ledger, a: RunRecord, b: RunRecord) -> Changes | None:
+    """The net document changes from run ``a`` to run ``b`` of one logical namespace, from
+    the changes the runs between them recorded (``None``: not known, see :func:`compare`).
+
+    The runs composed are those after the earlier one up to the later one that wrote the later
+    one's physical namespace; with ``b`` before ``a`` the result is reversed (added and deleted
+    swap). The changes are relative to that namespace (:attr:`Changes.relative_to`) when the
+    runs wrote different ones, or it was made again after the earlier run.
+    """
+    if a.logical_namespace != b.logical_namespace:
+        return None
+    if a.run_id == b.run_id:
+        return Changes([], [], [])
+    first, last = (a, b) if a.run_id < b.run_id else (b, a)
+    if ledger.runs_without_changes(last.namespace, first.run_id, last.run_id):
+        return None  # some run in between is from before run_documents
+    net = ledger.net_changes(last.namespace, first.run_id, last.run_id)
+    added, deleted = net["added"], net["deleted"]
+    if last is a:
+        added, deleted = deleted, added
+    # Relative, not a diff of the two runs' contents, when the runs wrote different physical
+    # namespaces or the later one's was dropped and made again after the earlier run ended
+    # (the drop recorded no deletions; the new one's first run added everything).
+    registered = ledger.registered_at(last.namespace)
+    ended = first.finished_at or first.started_at
+    remade = registered is not None and registered > ended
+    relative = last.namespace if a.namespace != b.namespace or remade else None
+    return Changes(added, net["changed"], deleted, relative)
+
+
 def diff_runs(ledger: Ledger, run_a: int, run_b: int) -> RunDiff:
-    """Read runs ``run_a`` and ``run_b`` from the ledger and compare them.
+    """Read runs ``run_a`` and ``run_b`` and the changes between them from the ledger and
+    compare them.
 
     Raises:
         UnknownRun: either id is not in ``<INDEX_STATE_SCHEMA>.runs``.
     """
     try:
-        ledger.setup()  # adds the version columns to a ledger from before them
+        ledger.setup()  # adds the newer columns and tables to a ledger from before them
         a, b = ledger.run(run_a), ledger.run(run_b)
     except psycopg.errors.UndefinedTable:
         a = b = None
@@ -197,7 +271,13 @@ def diff_runs(ledger: Ledger, run_a: int, run_b: int) -> RunDiff:
     between = None
     if a.logical_namespace == b.logical_namespace and a.run_id < b.run_id:
         between = Usage(*ledger.usage_between(a.logical_namespace, a.run_id, b.run_id))
-    return compare(a, b, between)
+    return compare(a, b, between, document_changes(ledger, a, b))
+
+
+def _document_count(run: RunRecord) -> int | None:
+    if run.document_count is not None:
+        return run.document_count
+    return None if run.documents is None else len(run.documents)
 
 
 def _config_fields(run: RunRecord) -> dict[str, Any]:
@@ -238,5 +318,5 @@ def _run_summary(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def _show(value: Any) -> str:
-    return "-" if value is None else str(value)
+def _show(value: Any, missing: str = "-") -> str:
+    return missing if value is None else str(value)

@@ -1,8 +1,8 @@
 """Versions in every output, and ``semantic-index diff``, after real index runs on both stores:
 the versions each run records in ``index_state.runs``, the fingerprint and run id every stored
 vector carries (pgvector rows, the local Pinecone server's memory), that they neither make a
-no-change run rewrite anything nor look like drift to the doctor, and the diff of a run that added,
-changed and deleted documents."""
+no-change run rewrite anything (or record a document change) nor look like drift to the doctor,
+and the diff of a run that added, changed and deleted documents."""
 
 from __future__ import annotations
 
@@ -69,6 +69,15 @@ class Pieces:
     def index(self) -> IndexResult:
         warehouse = get_warehouse(self.settings)
         return index_documents(SPEC, warehouse, self.embedder, self.store, settings=self.settings)
+
+    def changes(self, run_id: int | None) -> dict[str, str]:
+        """``{document id: change}`` the run recorded in ``index_state.run_documents``."""
+        with psycopg.connect(get_warehouse(self.settings).conninfo) as conn:
+            rows = conn.execute(
+                "select document_id, change from index_state.run_documents where run_id = %s",
+                (run_id,),
+            ).fetchall()
+        return dict(rows)
 
     def runs_row(self, run_id: int | None) -> dict[str, Any]:
         with psycopg.connect(get_warehouse(self.settings).conninfo) as conn:
@@ -139,7 +148,10 @@ def test_runs_record_versions_and_vectors_carry_their_run(
     assert row["fingerprint"] == first.fingerprint
     assert row["index_config"]["chunker"]["max_tokens"] > 0
     assert row["index_config"]["embedder"]["dimension"] == DIMS
-    assert set(row["documents"]) == set(DOCS)
+    # Its document changes: every document added, counted, and no snapshot of the namespace.
+    assert row["document_changes"] is True and row["documents"] is None
+    assert pieces.changes(first.run_id) == dict.fromkeys(DOCS, "added")
+    assert row["document_count"] == len(DOCS)
 
     # Every stored vector carries the fingerprint and the run that wrote it.
     held = pieces.stored()
@@ -154,6 +166,8 @@ def test_runs_record_versions_and_vectors_carry_their_run(
     assert (again.upserted, again.embedded, again.metadata_updated) == (0, 0, 0)
     assert openai_server.requests == []
     assert {m["index_run_id"] for m in pieces.stored().values()} == {first.run_id}
+    assert pieces.changes(again.run_id) == {}  # ... and records no document change
+    assert pieces.runs_row(again.run_id)["document_count"] == len(DOCS)
     # ... and the doctor does not take the stamp for drift.
     report = diagnose(pieces.ledger, pieces.store, NS, DIMS)
     assert report.clean, report.to_text()
@@ -232,9 +246,14 @@ def test_diff_names_config_and_version_changes_across_a_rebuild(
     assert diff.config["namespace"] == (first.physical_namespace, rebuilt.physical_namespace)
     assert diff.config["chunker.max_tokens"][1] == 64
     assert set(diff.versions) == {"sources_sha256"}
-    # One chunk per document both times, same texts: the documents did not change.
-    assert (diff.added, diff.changed, diff.deleted) == ([], [], [])
-    assert "sources_sha256:" in diff.to_text() and "chunker.max_tokens:" in diff.to_text()
+    # The document delta is relative to the rebuild: its first run added every document to the
+    # new physical namespace, and the diff says so.
+    assert (diff.added, diff.changed, diff.deleted) == (sorted(DOCS), [], [])
+    assert diff.relative_to == rebuilt.physical_namespace
+    text = diff.to_text()
+    assert "sources_sha256:" in text and "chunker.max_tokens:" in text
+    assert f"documents: {len(DOCS)} added, 0 changed, 0 deleted (6 -> 6)" in text
+    assert f"changes made to {rebuilt.physical_namespace}; a rebuild's first run" in text
 
 
 def test_versions_need_no_checkout_and_no_manifest(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
