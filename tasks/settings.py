@@ -151,8 +151,8 @@ class Settings(BaseSettings):
         description="How the local model runs: `torch`, or `onnx-int8` (its transformer "
         "exported to ONNX at first use into `<DATA_DIR>/models/onnx/`, int8-quantized, run by "
         "ONNX Runtime; about 0.99 mean cosine to torch's vectors). Part of the index "
-        "fingerprint: switching builds a new index; gate it with `semantic-index evaluate` "
-        "(docs/indexing.md).",
+        "fingerprint: switching builds a new index beside the serving one; INDEX_SWITCH_GATES "
+        "lets the evaluation decide the switch (docs/indexing.md).",
     )
     openai_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint, e.g. `http://localhost:11434/v1`."
@@ -584,7 +584,7 @@ def settings_markdown() -> str:
     """The README's settings table, built from the field descriptions (``make settings-doc``)."""
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
-        default = field.default
+        default = field.get_default(call_default_factory=True)
         if isinstance(default, Path) and default.is_absolute():
             default = (
                 default.relative_to(PROJECT_ROOT)
