@@ -104,6 +104,7 @@ for image in pipeline search postgres; do
   step "building semantic-$image:0.1.0 (log: $STATE/build-$image.log)"
   DOCKER_BUILDKIT=1 "$DOCKER" build --progress=plain -f "deployments/Dockerfile.$image" \
     --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg PIP_OPTIONS="$PIP_OPTIONS" \
+    --build-arg PIPELINE_GIT_COMMIT="$(git rev-parse HEAD 2>/dev/null || true)" \
     -t "semantic-$image:0.1.0" . >"$STATE/build-$image.log" 2>&1 \
     || { tail -40 "$STATE/build-$image.log" >&2; fail "build of Dockerfile.$image"; }
 done

@@ -239,6 +239,16 @@ def test_variants_deploy_the_same_flows_as_prefect_yaml() -> None:
     ]
 
 
+@pytest.mark.parametrize("path", PREFECT_FILES[:3], ids=lambda p: p.name)
+def test_deployments_deployed_from_a_checkout_are_versioned_by_its_commit(path: Path) -> None:
+    """prefect.yaml and the docker/k8s variants (deployed from a checkout; the compose one is
+    deployed inside the image, whose runs carry PIPELINE_GIT_COMMIT instead)."""
+    spec = _load(path)
+    (step,) = spec["build"]
+    assert step["prefect.deployments.steps.run_shell_script"]["id"] == "get-commit"
+    assert {d["version"] for d in spec["deployments"]} == {"{{ get-commit.stdout }}"}
+
+
 def test_no_secret_settings_in_deployment_files() -> None:
     for path in PREFECT_FILES:
         text = path.read_text()
