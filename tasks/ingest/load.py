@@ -154,7 +154,11 @@ def _ingest_locked(
 ) -> IngestResult:
     pipeline = make_pipeline(config.name, settings, warehouse)
     result = IngestResult(source=config.name)
-    if pipeline.has_pending_data:
+    try:
+        pending = pipeline.has_pending_data
+    except FileNotFoundError:  # storage folders missing (see _finish_pending): repair there
+        pending = True
+    if pending:
         pipeline = _finish_pending(pipeline, config.name, settings, warehouse, result)
 
     try:
@@ -239,9 +243,20 @@ def _finish_pending(
     Returns the pipeline to go on with (a new one when the old working directory was beyond
     dlt's repair).
     """
-    packages = [*pipeline.list_normalized_load_packages(), *pipeline.list_extracted_load_packages()]
-    interrupted = _interrupted_loads(pipeline)
-    if interrupted:
+    try:
+        packages = [
+            *pipeline.list_normalized_load_packages(),
+            *pipeline.list_extracted_load_packages(),
+        ]
+        interrupted = _interrupted_loads(pipeline)
+        incomplete = None
+    except FileNotFoundError as exc:
+        # A kill while dlt was making its storage folders (found by the crash test: the
+        # normalized/ folder of a new pipeline missing): nothing there can be finished.
+        packages, interrupted, incomplete = [], [], exc
+    if incomplete is not None:
+        cause = f"its working directory is incomplete ({incomplete.filename} is missing)"
+    elif interrupted:
         # dlt records that a job's data committed with a marker file written just after the
         # commit; a kill between the two makes a resumed load run that job again and load its
         # rows twice (into a merge's staging table, which the load's `deduplicated` hint then
@@ -262,6 +277,8 @@ def _finish_pending(
             # the next attempt (WarehouseError is retryable).
             warehouse.connect().close()
     try:
+        if incomplete is not None:
+            raise incomplete  # no package to abort: straight to the remedy below
         # dlt's own discard: deletes the pending packages (an aborted partial load is recorded
         # as aborted) and rewinds local state and schemas to before the first of them, so the
         # incremental cursors and file fingerprints ask the source for that data again.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,5 +160,32 @@ def test_first_load_killed_after_extract_then_rerun(
     first = ingest(env, sources, "files")
     second = ingest(env, sources, "files")
     assert first.recovered_pending
+    assert second.rows_by_table == {}
+    assert completed_count(database_url, "items", "id") == (15, 15)
+
+
+def test_a_working_directory_missing_its_storage_folders_is_rebuilt_from_the_warehouse(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    """What the random-kill test found: a kill while dlt was making its storage folders leaves
+    a pipeline with pending data but no ``load/normalized`` folder; the next run must not die
+    listing it (FileNotFoundError), but start over from the warehouse's state, losing nothing."""
+    from tasks.settings import get_settings
+
+    data = tmp_path / "items.csv"
+    data.write_text(HEADER + rows(1, 12))
+    sources = write_sources(tmp_path, csv_sources("items.csv"))
+    env.setenv("SOURCES_FILE", str(sources))
+    kill_when_blocked(database_url, "create schema raw_data", "the child's first load to block")
+    working = get_settings().resolved_data_dir / "dlt" / "ingest_files"
+    normalized = working / "load" / "normalized"
+    assert normalized.is_dir()
+    shutil.rmtree(normalized)
+
+    data.write_text(HEADER + rows(1, 15))
+    os.utime(data, ns=(10**9, 10**9))
+    first = ingest(env, sources, "files")
+    second = ingest(env, sources, "files")
+    assert not first.recovered_pending
     assert second.rows_by_table == {}
     assert completed_count(database_url, "items", "id") == (15, 15)
