@@ -21,7 +21,6 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from tasks.errors import VectorStoreError
 from tasks.settings import check_identifier
@@ -169,16 +168,10 @@ class PgVectorStore(VectorStore):
             raise VectorStoreError(
                 f"{len(bad)} record(s) (e.g. {bad[0]!r}) do not have {expected} dimensions."
             )
-        # One binary COPY into a per-connection staging table, then one INSERT ... ON CONFLICT
-        # from it: a batch costs two statements instead of one per row (the per-row path ran
-        # at ~1k rows/s against ~100k for a raw binary COPY, bench/bench_scale.py). DISTINCT ON
-        # keeps the last record of an id given twice, as row-by-row upserts did.
-        stage = sql.Identifier(STAGE_TABLE)
         statement = sql.SQL(
             """
             insert into {table} (id, document_id, content_hash, text, metadata, embedding)
-            select distinct on (id) id, document_id, content_hash, text, metadata, embedding
-            from {stage} order by id, ord desc
+            values (%s, %s, %s, %s, %s::jsonb, %s)
             on conflict (id) do update set
                 document_id = excluded.document_id,
                 content_hash = excluded.content_hash,
@@ -187,34 +180,21 @@ class PgVectorStore(VectorStore):
                 embedding = excluded.embedding,
                 written_at = now()
             """
-        ).format(table=self._table(namespace), stage=stage)
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute(
-                sql.SQL(
-                    "create temp table if not exists {} (ord int, id text, document_id text, "
-                    "content_hash text, text text, metadata jsonb, embedding vector) "
-                    "on commit delete rows"
-                ).format(stage)
+        ).format(table=self._table(namespace))
+        rows = [
+            (
+                r.id,
+                r.document_id,
+                r.content_hash,
+                r.text,
+                json.dumps(r.metadata),
+                np.asarray(r.values, dtype=np.float32),
             )
-            columns = "ord, id, document_id, content_hash, text, metadata, embedding"
-            with cur.copy(
-                sql.SQL("copy {} ({}) from stdin (format binary)").format(stage, sql.SQL(columns))
-            ) as copy:
-                copy.set_types(["int4", "text", "text", "text", "text", "jsonb", "vector"])
-                for ord_, r in enumerate(records):
-                    copy.write_row(
-                        (
-                            ord_,
-                            r.id,
-                            r.document_id,
-                            r.content_hash,
-                            r.text,
-                            Jsonb(r.metadata),
-                            np.asarray(r.values, dtype=np.float32),
-                        )
-                    )
-            cur.execute(statement)
-        return len(records)
+            for r in records
+        ]
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(statement, rows)
+        return len(rows)
 
     def delete(self, namespace: str, ids: Sequence[str]) -> int:
         """Delete ``ids`` from the namespace."""
@@ -340,10 +320,6 @@ def _prepare(conn: psycopg.Connection) -> None:
     """Make sure the extension exists and psycopg knows the ``vector`` type."""
     conn.execute("create extension if not exists vector")
     register_vector(conn)
-
-
-#: Temporary (per-connection) table that :meth:`PgVectorStore.upsert` copies a batch into.
-STAGE_TABLE = "pgvector_upsert_stage"
 
 
 def where_clause(conditions: list[Condition]) -> tuple[sql.Composable, list[Any]]:
