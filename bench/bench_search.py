@@ -514,9 +514,14 @@ def real_recall(
             for depth in (10, 30):
                 args = (qvecs[0], *params, qvecs[0], depth)
                 entry: dict[str, Any] = {}
-                for name, scan in variants.items():
-                    found, times = [], []
-                    for q in qvecs:
+                found: dict[str, list[list[str]]] = {name: [] for name in variants}
+                times: dict[str, list[float]] = {name: [] for name in variants}
+                # Query by query, the variants in turn (rotating who goes first), so that a
+                # change of load or a warm cache favours none of them.
+                for n, q in enumerate(qvecs):
+                    names = list(variants)
+                    for name in names[n % len(names) :] + names[: n % len(names)]:
+                        scan = variants[name]
                         t0 = time.perf_counter()
                         if scan is None:
                             hits = store.query(namespace, q.tolist(), depth, filter_)
@@ -524,10 +529,11 @@ def real_recall(
                             hits = baseline_query(
                                 store, namespace, q.tolist(), depth, filter_, scan
                             )
-                        times.append((time.perf_counter() - t0) * 1000)
-                        found.append([h.id for h in hits][:10])
+                        times[name].append((time.perf_counter() - t0) * 1000)
+                        found[name].append([h.id for h in hits][:10])
+                for name, scan in variants.items():
                     hit_rates = []
-                    for f, (e, kth), q in zip(found, exact, unit_q, strict=True):
+                    for f, (e, kth), q in zip(found[name], exact, unit_q, strict=True):
                         good = sum(
                             1 for i in f if i in e or float(data[position[i]] @ q) >= kth - 1e-6
                         )
@@ -536,10 +542,12 @@ def real_recall(
                     entry[name] = {
                         "recall@10": round(statistics.mean(hit_rates), 4),
                         "short": sum(
-                            1 for f, (e, _) in zip(found, exact, strict=True) if len(f) < len(e)
+                            1
+                            for f, (e, _) in zip(found[name], exact, strict=True)
+                            if len(f) < len(e)
                         ),
                         "plan": plan,
-                        **_pcts(times),
+                        **_pcts(times[name]),
                     }
                 runs[path][f"depth{depth}"] = entry
         conn.execute("reset enable_seqscan")
