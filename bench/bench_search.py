@@ -344,6 +344,14 @@ BASELINES: dict[str, dict[str, str]] = {
     "ef40_plain": {"hnsw.ef_search": "40", "hnsw.iterative_scan": "off"},
 }
 
+#: Other settings measured with ``--scan-candidates`` (through the same baseline path), to see
+#: what a filtered chunk page of 10 needs to reach recall 0.98.
+CANDIDATES: dict[str, dict[str, str]] = {
+    "ef80_relaxed": {"hnsw.ef_search": "80", "hnsw.iterative_scan": "relaxed_order"},
+    "ef100_relaxed": {"hnsw.ef_search": "100", "hnsw.iterative_scan": "relaxed_order"},
+    "ef40_strict": {"hnsw.ef_search": "40", "hnsw.iterative_scan": "strict_order"},
+}
+
 #: The pre-issue-19 query statement (plain LIMIT, hits re-sorted in Python).
 BASELINE_SQL = """
     select id, document_id, text, metadata, 1 - (embedding <=> %s) as score
@@ -432,7 +440,11 @@ def plan_of(conn: Any, statement: Any, args: tuple[Any, ...], scan: dict[str, st
 
 
 def real_recall(
-    settings: Any, corpus: str, max_queries: int = 300, pages_per_tree: int = 80
+    settings: Any,
+    corpus: str,
+    max_queries: int = 300,
+    pages_per_tree: int = 80,
+    candidates: bool = False,
 ) -> dict[str, Any]:
     """Recall@10 against exact search on real embeddings: the store's settings against the
     baselines (:data:`BASELINES`), with and without a filter, in one run.
@@ -499,7 +511,7 @@ def real_recall(
         "embed_s": round(embed_s, 1),
         "filter": {"group": rare, "share": round(groups[rare] / len(chunks), 3)},
     }
-    variants = {**BASELINES, "store": None}
+    variants = {**BASELINES, **(CANDIDATES if candidates else {}), "store": None}
     for label, filter_ in (("unfiltered", None), ("filtered", {"group": rare})):
         keep = None if filter_ is None else np.array([c["group"] == rare for c in chunks])
         exact = [exact_top(data, ids, q, 10, keep) for q in unit_q]
@@ -685,6 +697,11 @@ def main() -> int:
         type=int,
         default=80,
         help="With --real-recall-only on debian: pages per documentation tree (0: all of them).",
+    )
+    parser.add_argument(
+        "--scan-candidates",
+        action="store_true",
+        help="With --real-recall-only: also measure the scan settings of CANDIDATES.",
     )
     parser.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")
     args = parser.parse_args()
