@@ -728,7 +728,10 @@ def main() -> int:
         report["real_recall"] = {}
         for corpus in args.corpora.split(","):
             report["real_recall"][corpus] = real_recall(
-                settings, corpus, pages_per_tree=args.pages_per_tree
+                settings,
+                corpus,
+                pages_per_tree=args.pages_per_tree,
+                candidates=args.scan_candidates,
             )
             print(corpus, json.dumps(report["real_recall"][corpus]), file=sys.stderr)
         report["machine"]["load_avg_end"] = os.getloadavg()
