@@ -169,6 +169,7 @@ def run_corpus(
             "p50_ms": round(run.latency(0.5), 1),
             "p95_ms": round(run.latency(0.95), 1),
             "misses": run.scores.misses,
+            "wrong_at_rank_1": run.wrong_at_rank_1(),
         }
         for mode, run in runs.items()
     }

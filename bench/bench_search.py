@@ -307,7 +307,7 @@ def debian_corpus(
     embedder: Any, pages_per_tree: int = 80
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Three real documentation trees Debian ships (git's manual, the Debian FAQ, Jinja's docs),
-    at most ``pages_per_tree`` pages each (in path order: embedding is the cost on 2 cores),
+    at most ``pages_per_tree`` pages each (0: all; in path order: embedding is the cost on 2 cores),
     each page's text chunked by the index's own chunker; queries: the page titles."""
     import lxml.html
 
@@ -319,7 +319,7 @@ def debian_corpus(
     titles: list[str] = []
     for name in ("git-doc", "debian-faq", "python-jinja2-doc"):
         root = fetch_tree(TREES[name])
-        for page in sorted(root.rglob("*.html"))[:pages_per_tree]:
+        for page in sorted(root.rglob("*.html"))[: pages_per_tree or None]:
             tree = lxml.html.fromstring(page.read_bytes())
             for bad in tree.xpath("//script|//style"):
                 bad.drop_tree()
@@ -335,32 +335,139 @@ def debian_corpus(
     return chunks, sorted(set(titles))
 
 
-#: pgvector's settings before issue 19: ef_search at its default (40) whatever the depth,
-#: iterative scans on (the store turned them on earlier), the LIMIT taken as the scan gives it.
-TODAY_SQL = """
-    select id from {table} where {where} order by embedding <=> %s limit %s
+#: The settings compared with the store's (:func:`tasks.stores.pgvector.scan_settings`):
+#: ``before_19`` is what ``PgVectorStore.query`` ran before issue 19 (commit 82da85d^):
+#: ef_search at pgvector's default (40) whatever the depth, iterative scans on; ``ef40_plain``
+#: is pgvector's defaults alone (no iterative scan), what a store without either would run.
+BASELINES: dict[str, dict[str, str]] = {
+    "before_19": {"hnsw.ef_search": "40", "hnsw.iterative_scan": "relaxed_order"},
+    "ef40_plain": {"hnsw.ef_search": "40", "hnsw.iterative_scan": "off"},
+}
+
+#: Other settings measured with ``--scan-candidates`` (through the same baseline path), to see
+#: what a filtered chunk page of 10 needs to reach recall 0.98.
+CANDIDATES: dict[str, dict[str, str]] = {
+    "ef80_relaxed": {"hnsw.ef_search": "80", "hnsw.iterative_scan": "relaxed_order"},
+    "ef100_relaxed": {"hnsw.ef_search": "100", "hnsw.iterative_scan": "relaxed_order"},
+    "ef40_strict": {"hnsw.ef_search": "40", "hnsw.iterative_scan": "strict_order"},
+}
+
+#: The pre-issue-19 query statement (plain LIMIT, hits re-sorted in Python).
+BASELINE_SQL = """
+    select id, document_id, text, metadata, 1 - (embedding <=> %s) as score
+    from {table}
+    where {where}
+    order by embedding <=> %s
+    limit %s
+"""
+
+#: The catalog lookup ``PgVectorStore.query`` makes before each query (same SQL), so that the
+#: baseline's path does the same round trips as the store's.
+DIMENSION_SQL = """
+    select format_type(a.atttypid, a.atttypmod)
+    from pg_attribute a
+    join pg_class c on c.oid = a.attrelid
+    join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = %s and c.relname = %s and a.attname = 'embedding'
 """
 
 
-def real_recall(settings: Any, corpus: str, max_queries: int = 300) -> dict[str, Any]:
-    """Recall@10 against exact search on real embeddings, today's settings against the store's
-    (:func:`tasks.stores.pgvector.scan_settings`), with and without a filter, in one run.
+def baseline_query(
+    store: Any,
+    namespace: str,
+    vector: list[float],
+    top_k: int,
+    filter_: dict[str, Any] | None,
+    scan: dict[str, str],
+) -> list[Any]:
+    """``PgVectorStore.query`` as it was before issue 19, with ``scan`` as its settings.
+
+    Reproduced here (rather than timing bare SQL) so its latency covers the same full path as
+    ``store.query``: filter parsing, the dimension lookup, the SET LOCALs, the statement and
+    the hits built in Python. Only the scan settings and the statement differ.
+    """
+    from psycopg import sql
+
+    from tasks.stores.base import SearchHit
+    from tasks.stores.filters import parse_filter
+    from tasks.stores.pgvector import where_clause
+
+    conditions = parse_filter(filter_)
+    conn = store.conn
+    if conn.execute(DIMENSION_SQL, (store.schema, namespace)).fetchone() is None:
+        return []
+    where, params = where_clause(conditions)
+    table = sql.SQL("{}.{}").format(sql.Identifier(store.schema), sql.Identifier(namespace))
+    statement = sql.SQL(BASELINE_SQL).format(table=table, where=where)
+    query_vector = np.asarray(vector, dtype=np.float32)
+    with conn.transaction():
+        conn.execute(
+            "select " + ", ".join(["set_config(%s, %s, true)"] * len(scan)),
+            [x for pair in scan.items() for x in pair],
+        )
+        rows = conn.execute(statement, (query_vector, *params, query_vector, top_k)).fetchall()
+    hits = [
+        SearchHit(id=r[0], document_id=r[1], text=r[2], metadata=r[3], score=float(r[4]))
+        for r in rows
+    ]
+    return sorted(hits, key=lambda h: h.score, reverse=True)
+
+
+def exact_top(
+    data: np.ndarray, ids: list[str], query: np.ndarray, k: int, keep: np.ndarray | None
+) -> tuple[list[str], float]:
+    """The ``k`` nearest ids by cosine, computed in numpy (independently of Postgres), and the
+    k-th best similarity (a found row at least that similar counts as a hit: ties)."""
+    sims = data @ query
+    if keep is not None:
+        sims = np.where(keep, sims, -np.inf)
+    order = np.argsort(-sims, kind="stable")[:k]
+    order = order[np.isfinite(sims[order])]
+    return [ids[i] for i in order], float(sims[order[-1]]) if len(order) else -np.inf
+
+
+def plan_of(conn: Any, statement: Any, args: tuple[Any, ...], scan: dict[str, str]) -> str:
+    """Which scan the planner picks for ``statement`` under ``scan``: hnsw, seq or other."""
+    with conn.transaction():
+        conn.execute(
+            "select " + ", ".join(["set_config(%s, %s, true)"] * len(scan)),
+            [x for pair in scan.items() for x in pair],
+        )
+        plan = " ".join(str(r[0]) for r in conn.execute(b"explain " + statement, args))
+    if "hnsw" in plan:
+        return "hnsw"
+    return "seq" if "Seq Scan" in plan else plan[:80]
+
+
+def real_recall(
+    settings: Any,
+    corpus: str,
+    max_queries: int = 300,
+    pages_per_tree: int = 80,
+    candidates: bool = False,
+) -> dict[str, Any]:
+    """Recall@10 against exact search on real embeddings: the store's settings against the
+    baselines (:data:`BASELINES`), with and without a filter, in one run.
 
     Depth 10 is a chunk-mode page of 10; depth 30 is the first fetch of a document-mode page of
     10 (``CANDIDATES_PER_DOCUMENT`` = 3), of which the first 10 are compared. The filter keeps
-    the smallest group (a category or a documentation tree). Latency: the SQL in-process
-    (psycopg, ``prepare_threshold=None``), p95 over the queries.
+    the smallest group (a category or a documentation tree). Exact answers come from numpy.
+    Latency: the full ``query`` call in-process (psycopg, ``prepare_threshold=None``), p50/p95
+    over the queries, the same path for every variant. Each is measured twice: with the plan
+    the planner picks (on a small table it may rightly read the filtered rows and sort them,
+    which is exact) and with the HNSW path forced (``enable_seqscan = off``, as
+    tests/stores/test_pgvector_recall.py does), which is what large namespaces take.
     """
     from psycopg import sql
 
     from tasks.embedders import get_embedder
     from tasks.stores.base import VectorRecord
     from tasks.stores.filters import parse_filter
-    from tasks.stores.pgvector import PgVectorStore, where_clause
+    from tasks.stores.pgvector import PgVectorStore, scan_settings, where_clause
     from tasks.warehouse import get_warehouse
 
     embedder = get_embedder(settings)
-    chunks, queries = demo_corpus() if corpus == "demo" else debian_corpus(embedder)
+    chunks, queries = demo_corpus() if corpus == "demo" else debian_corpus(embedder, pages_per_tree)
     queries = queries[:max_queries]
     started = time.perf_counter()
     vectors = embedder.embed([c["text"] for c in chunks])
@@ -387,45 +494,75 @@ def real_recall(settings: Any, corpus: str, max_queries: int = 300) -> dict[str,
     conn.prepare_threshold = None
     table = sql.SQL("{}.{}").format(sql.Identifier(store.schema), sql.Identifier(namespace))
     conn.execute(sql.SQL("analyze {}").format(table))
+    data = np.asarray(vectors, dtype=np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    unit_q = [q / np.linalg.norm(q) for q in qvecs]
+    ids = [r.id for r in records]
     groups: dict[str, int] = {}
     for c in chunks:
         groups[c["group"]] = groups.get(c["group"], 0) + 1
     rare = min(groups, key=lambda g: groups[g])
+    version = conn.execute("select extversion from pg_extension where extname = 'vector'")
     out: dict[str, Any] = {
+        "pgvector": (version.fetchone() or ("?",))[0],
         "chunks": len(chunks),
         "documents": len({c["document_id"] for c in chunks}),
         "queries": len(qvecs),
         "embed_s": round(embed_s, 1),
         "filter": {"group": rare, "share": round(groups[rare] / len(chunks), 3)},
     }
+    variants = {**BASELINES, **(CANDIDATES if candidates else {}), "store": None}
     for label, filter_ in (("unfiltered", None), ("filtered", {"group": rare})):
+        keep = None if filter_ is None else np.array([c["group"] == rare for c in chunks])
+        exact = [exact_top(data, ids, q, 10, keep) for q in unit_q]
+        position = {i: n for n, i in enumerate(ids)}
         where, params = where_clause(parse_filter(filter_))
-        today_sql = sql.SQL(TODAY_SQL).format(table=table, where=where)
-        with conn.transaction():
-            conn.execute("set local enable_indexscan = off")
-            exact = [
-                [r[0] for r in conn.execute(today_sql, (*params, q, 10)).fetchall()] for q in qvecs
-            ]
-        plan = conn.execute(sql.SQL("explain ") + today_sql, (*params, qvecs[0], 10)).fetchall()
-        runs: dict[str, Any] = {"plan_uses_hnsw": any("hnsw" in str(r[0]) for r in plan)}
-        for depth in (10, 30):
-            today_ids, today_ms, new_ids, new_ms = [], [], [], []
-            for q in qvecs:
-                with conn.transaction():
-                    conn.execute("set local hnsw.iterative_scan = relaxed_order")
-                    t0 = time.perf_counter()
-                    rows = conn.execute(today_sql, (*params, q, depth)).fetchall()
-                    today_ms.append((time.perf_counter() - t0) * 1000)
-                today_ids.append([r[0] for r in rows][:10])
-                t0 = time.perf_counter()
-                hits = store.query(namespace, q.tolist(), depth, filter_)
-                new_ms.append((time.perf_counter() - t0) * 1000)
-                new_ids.append([h.id for h in hits][:10])
-
-            runs[f"depth{depth}"] = {
-                "today": {"recall@10": overlap(today_ids, exact), **_pcts(today_ms)},
-                "store": {"recall@10": overlap(new_ids, exact), **_pcts(new_ms)},
-            }
+        probe = sql.SQL(BASELINE_SQL).format(table=table, where=where).as_bytes(conn)
+        runs: dict[str, Any] = {}
+        for forced in (False, True):
+            conn.execute(f"set enable_seqscan = {'off' if forced else 'on'}")
+            path = "forced_hnsw" if forced else "planner"
+            runs[path] = {}
+            for depth in (10, 30):
+                args = (qvecs[0], *params, qvecs[0], depth)
+                entry: dict[str, Any] = {}
+                found: dict[str, list[list[str]]] = {name: [] for name in variants}
+                times: dict[str, list[float]] = {name: [] for name in variants}
+                # Query by query, the variants in turn (rotating who goes first), so that a
+                # change of load or a warm cache favours none of them.
+                for n, q in enumerate(qvecs):
+                    names = list(variants)
+                    for name in names[n % len(names) :] + names[: n % len(names)]:
+                        scan = variants[name]
+                        t0 = time.perf_counter()
+                        if scan is None:
+                            hits = store.query(namespace, q.tolist(), depth, filter_)
+                        else:
+                            hits = baseline_query(
+                                store, namespace, q.tolist(), depth, filter_, scan
+                            )
+                        times[name].append((time.perf_counter() - t0) * 1000)
+                        found[name].append([h.id for h in hits][:10])
+                for name, scan in variants.items():
+                    hit_rates = []
+                    for f, (e, kth), q in zip(found[name], exact, unit_q, strict=True):
+                        good = sum(
+                            1 for i in f if i in e or float(data[position[i]] @ q) >= kth - 1e-6
+                        )
+                        hit_rates.append(min(good, len(e)) / max(1, len(e)))
+                    plan = plan_of(conn, probe, args, scan or scan_settings(depth))
+                    entry[name] = {
+                        "recall@10": round(statistics.mean(hit_rates), 4),
+                        "short": sum(
+                            1
+                            for f, (e, _) in zip(found[name], exact, strict=True)
+                            if len(f) < len(e)
+                        ),
+                        "plan": plan,
+                        **_pcts(times[name]),
+                    }
+                runs[path][f"depth{depth}"] = entry
+        conn.execute("reset enable_seqscan")
         out[label] = runs
     store.drop_namespace(namespace)
     store.close()
@@ -555,6 +692,17 @@ def main() -> int:
     parser.add_argument(
         "--corpora", default="demo,debian", help="With --real-recall-only: demo, debian or both."
     )
+    parser.add_argument(
+        "--pages-per-tree",
+        type=int,
+        default=80,
+        help="With --real-recall-only on debian: pages per documentation tree (0: all of them).",
+    )
+    parser.add_argument(
+        "--scan-candidates",
+        action="store_true",
+        help="With --real-recall-only: also measure the scan settings of CANDIDATES.",
+    )
     parser.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")
     args = parser.parse_args()
 
@@ -579,7 +727,12 @@ def main() -> int:
     if args.real_recall_only:
         report["real_recall"] = {}
         for corpus in args.corpora.split(","):
-            report["real_recall"][corpus] = real_recall(settings, corpus)
+            report["real_recall"][corpus] = real_recall(
+                settings,
+                corpus,
+                pages_per_tree=args.pages_per_tree,
+                candidates=args.scan_candidates,
+            )
             print(corpus, json.dumps(report["real_recall"][corpus]), file=sys.stderr)
         report["machine"]["load_avg_end"] = os.getloadavg()
         text = json.dumps(report, indent=2)

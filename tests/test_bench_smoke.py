@@ -30,6 +30,8 @@ RUNS = {
     "scale": (["bench_scale.py", "--docs", "300"], "index step / raw COPY"),
     "search": (["bench_search.py", "--rows", "500", "--seconds", "2", "--concurrency", "2",
                 "--skip-exact-http", "--skip-recall"], "req_per_s"),
+    "search_real_recall": (["bench_search.py", "--real-recall-only", "--corpora", "debian",
+                            "--pages-per-tree", "2"], '"forced_hnsw"'),
     "sections": (["bench_sections.py", "--max-pages", "1"], "sections + heading prefix"),
     "real_corpora": (["bench_real_corpora.py", "--corpus", "git-doc", "--modes", "vector",
                       "--slice", "3", "3"], "ndcg"),
@@ -46,7 +48,7 @@ def free_port() -> int:
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_benchmark_runs_at_a_tiny_size(name: str, tmp_path: Path) -> None:
     args, figure = RUNS[name]
-    if name == "search":
+    if name.startswith("search"):
         args = [*args, "--data-dir", str(tmp_path / "search"), "--port", str(free_port())]
     if name == "real_corpora":
         args = [*args, "--data-dir", str(tmp_path / "corpora")]

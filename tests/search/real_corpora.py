@@ -22,6 +22,7 @@ import json
 import shutil
 import statistics
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +176,15 @@ class ModeRun:
 
     scores: ModeScores
     latencies_ms: list[float] = field(default_factory=list)
+    #: Each query with the document ids it got, in rank order (to see what beats the answers).
+    rankings: list[tuple[LabeledQuery, Sequence[str]]] = field(default_factory=list)
+
+    def wrong_at_rank_1(self, most: int = 5) -> list[tuple[str, int]]:
+        """The documents that most often came first for a query they do not answer."""
+        wrong = Counter(
+            ranked[0] for q, ranked in self.rankings if ranked and ranked[0] not in q.relevant_ids
+        )
+        return wrong.most_common(most)
 
     def latency(self, quantile: float) -> float:
         """Client-side latency at ``quantile`` (0.5 = median), in ms."""
@@ -241,7 +251,7 @@ def evaluate_modes(
                     ranked = search_ids(client, q.query, mode, top_k, extra or {})
                 latencies.append((time.perf_counter() - started) * 1000)
                 rankings.append((q, ranked))
-            runs[mode] = ModeRun(score_rankings(mode, rankings), latencies)
+            runs[mode] = ModeRun(score_rankings(mode, rankings), latencies, rankings)
     return runs
 
 
