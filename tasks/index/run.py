@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, astuple, dataclass, field
 from dataclasses import fields as dataclass_fields
@@ -358,6 +358,13 @@ class PagePlan:
     def held_chunks(self) -> int:
         """Chunks this page keeps in memory."""
         return len(self.changes.upsert) + len(self.changes.update_metadata)
+
+    def drop_to_embed(self, hashes: Collection[str]) -> None:
+        """Take ``hashes`` out of what this page still has to embed (texts and counts too)."""
+        keep = [i for i, h in enumerate(self.to_embed) if h not in hashes]
+        self.to_embed = [self.to_embed[i] for i in keep]
+        self.texts = [self.texts[i] for i in keep]
+        self.token_counts = [self.token_counts[i] for i in keep]
 
     def bounds(self) -> PagePlan:
         """This page without its contents (to be planned again when written)."""
@@ -816,10 +823,7 @@ class IndexRun:
         # cache now: take them from there instead of paying for them twice.
         again = self.cache.get(ledger.conn, embedder.fingerprint, page.to_embed)
         if again:
-            keep = [i for i, h in enumerate(page.to_embed) if h not in again]
-            page.to_embed = [page.to_embed[i] for i in keep]
-            page.texts = [page.texts[i] for i in keep]
-            page.token_counts = [page.token_counts[i] for i in keep]
+            page.drop_to_embed(again)
             vectors.update(again)
             reused = sum(1 for h in again if h not in batched)
             self.result.embedded -= reused
@@ -869,10 +873,7 @@ class IndexRun:
             reject(refused)
             rejected_hashes += len(refused)
             embedding.advance(len(refused))
-            keep = [i for i, h in enumerate(page.to_embed) if h not in refused]
-            page.to_embed = [page.to_embed[i] for i in keep]
-            page.texts = [page.texts[i] for i in keep]
-            page.token_counts = [page.token_counts[i] for i in keep]
+            page.drop_to_embed(refused)
         for start, end in embedder.windows(page.token_counts):
             # The plan counted these tokens already: embed does not count them again.
             window, rejections = embedder.embed_partial(
