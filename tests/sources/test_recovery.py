@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -189,3 +190,56 @@ def test_a_working_directory_missing_its_storage_folders_is_rebuilt_from_the_war
     assert not first.recovered_pending
     assert second.rows_by_table == {}
     assert completed_count(database_url, "items", "id") == (15, 15)
+
+
+EXTRACT_ONLY = """
+from tasks.ingest.load import make_pipeline
+from tasks.ingest.sources import build_source, load_sources_file
+from tasks.settings import get_settings
+from tasks.warehouse import get_warehouse
+
+settings = get_settings()
+parsed = load_sources_file(settings.sources_file)
+(config,) = parsed.get(["files"])
+make_pipeline("files", settings, get_warehouse(settings)).extract(
+    build_source(config, parsed.base_dir, frozenset({"items"}))
+)
+"""
+
+
+def test_a_first_package_extracted_without_its_schema_is_discarded_not_loaded_twice(
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    """What the random-kill test found: a first run killed after dlt committed its extracted
+    package but before it saved the source's schema. dlt's ``normalize()`` then does nothing
+    (no schema), so the package stayed pending, the next run took the table for empty and
+    both packages were appended: every row twice. The package must be discarded instead."""
+    from tasks.settings import get_settings
+
+    data = tmp_path / "items.csv"
+    data.write_text(HEADER + rows(1, 12))
+    sources = write_sources(tmp_path, csv_sources("items.csv"))
+    env.setenv("SOURCES_FILE", str(sources))
+    child = subprocess.run(
+        [sys.executable, "-c", EXTRACT_ONLY],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr.decode()[-2000:]
+    # Undo what dlt saves after committing the package: the schema file and its name in the
+    # local state (the killed run's state.json had "default_schema_name": null).
+    working = get_settings().resolved_data_dir / "dlt" / "ingest_files"
+    saved = list((working / "schemas").glob("*.schema.json"))
+    assert saved, "the child saved no schema to remove"
+    for path in saved:
+        path.unlink()
+    state = json.loads((working / "state.json").read_text())
+    state.update(default_schema_name=None, schema_names=[])
+    (working / "state.json").write_text(json.dumps(state))
+
+    first = ingest(env, sources, "files")
+    second = ingest(env, sources, "files")
+    assert not first.recovered_pending and first.discarded_packages
+    assert second.rows_by_table == {}
+    assert completed_count(database_url, "items", "id") == (12, 12)
