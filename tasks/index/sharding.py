@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from prefect import get_run_logger, task
-from prefect_dask import DaskTaskRunner
+from prefect_dask.task_runners import DaskTaskRunner
 
 from tasks.embedders import get_embedder
 from tasks.embedders.base import Embedder, Usage
@@ -50,7 +50,7 @@ from tasks.index.documents import EmbeddingSpec, fetch_documents
 from tasks.index.embedding_cache import EmbeddingCache
 from tasks.index.ledger import Ledger
 from tasks.index.run import IndexRun, PagePlan, PagesWritten
-from tasks.progress import Phase, PhaseUpdate, Progress
+from tasks.progress import Phase, Progress
 from tasks.retry import NETWORK_RETRIES
 from tasks.settings import Settings, get_settings
 from tasks.stores import get_store
@@ -115,9 +115,10 @@ def write_shard(
     embedder: Embedder,
     store: VectorStore,
     settings: Settings,
-    progress: Progress | None = None,
+    on_page: Callable[[int, ShardResult], None] | None = None,
 ) -> ShardResult:
-    """Write shard ``job.shard``'s documents of ``job.pages`` (see the module doc).
+    """Write shard ``job.shard``'s documents of ``job.pages`` (see the module doc);
+    ``on_page(pages done, result so far)`` after each page.
 
     Raises:
         IndexBusy: another copy of this shard kept its lock for ``INDEX_LOCK_WAIT_S``.
@@ -130,7 +131,9 @@ def write_shard(
     try:
         # No ledger.setup(): the coordinator created the tables (DDL from many shards at once
         # would only contend).
-        with ledger.lock(shard_lock_name(logical, job.shard, job.shards), settings.index_lock_wait_s):
+        with ledger.lock(
+            shard_lock_name(logical, job.shard, job.shards), settings.index_lock_wait_s
+        ):
             run = IndexRun.open(
                 job.spec,
                 warehouse,
@@ -139,7 +142,8 @@ def write_shard(
                 ledger=ledger,
                 cache=cache,
                 settings=settings,
-                progress=progress,
+                # The shard's totals are known only page by page: progress goes to on_page.
+                progress=Progress(logical, None),
             )
             if (run.target, run.fingerprint) != (job.target, job.fingerprint):
                 raise ShardMismatch(
@@ -152,7 +156,20 @@ def write_shard(
             writing = run.progress.phase("writing", 0)
             embedding = run.progress.phase("embedding", 0)
             rejected: list[str] = []
-            for after, through in job.pages:
+
+            def so_far() -> ShardResult:
+                return ShardResult(
+                    shard=job.shard,
+                    rejected_ids=rejected,
+                    usage=embedder.usage.minus(before),
+                    written=writing.done,
+                    embedded_done=embedding.done,
+                    embedded=run.result.embedded,
+                    cache_hits=run.result.cache_hits,
+                    upserted=run.result.upserted,
+                )
+
+            for done, (after, through) in enumerate(job.pages, start=1):
                 docs = [
                     d
                     for d in fetch_documents(warehouse, job.spec, after=after, through=through)
@@ -160,18 +177,11 @@ def write_shard(
                 ]
                 if docs:
                     rejected += run.apply_documents(docs, after, writing, embedding)
+                if on_page is not None:
+                    on_page(done, so_far())
+            return so_far()
     finally:
         ledger.close()
-    return ShardResult(
-        shard=job.shard,
-        rejected_ids=rejected,
-        usage=embedder.usage.minus(before),
-        written=writing.done,
-        embedded_done=embedding.done,
-        embedded=run.result.embedded,
-        cache_hits=run.result.cache_hits,
-        upserted=run.result.upserted,
-    )
 
 
 @task(name="index-shard", timeout_seconds=3600, **NETWORK_RETRIES)
@@ -184,8 +194,12 @@ def index_shard_task(job: ShardJob) -> ShardResult:
     settings = get_settings()
     run_logger = get_run_logger()
 
-    def log(update: PhaseUpdate) -> None:
-        run_logger.info("shard %d/%d: %s", job.shard, job.shards, update.to_text())
+    def log(done: int, so_far: ShardResult) -> None:
+        run_logger.info(
+            "shard %d/%d of %s: page %d/%d, %d chunks written, %d texts embedded",
+            job.shard, job.shards, job.spec.namespace, done, len(job.pages), so_far.written,
+            so_far.usage.inputs,
+        )  # fmt: skip
 
     store = get_store(settings)
     try:
@@ -195,7 +209,7 @@ def index_shard_task(job: ShardJob) -> ShardResult:
             get_embedder(settings),
             store,
             settings,
-            Progress(job.spec.namespace, log),
+            log,
         )
     finally:
         store.close()

@@ -35,7 +35,7 @@ from tasks.settings import get_settings
 from tasks.stores import get_store
 from tasks.warehouse import get_warehouse
 from tests.conftest import create_database, reset_caches
-from tests.fakes.openai_server import Fault, FakeOpenAIServer
+from tests.fakes.openai_server import FakeOpenAIServer, Fault
 from tests.index.helpers import SPEC, Doc, expected, ledger_rows, store_rows, write_docs
 
 #: The ledger tables a run writes, with the columns that must match between two runs.
@@ -121,9 +121,7 @@ def log_store_writes(url: str) -> None:
     finally:
         store.close()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "create table public.write_log (chunk_id text, document_id text, backend int)"
-        )
+        conn.execute("create table public.write_log (chunk_id text, document_id text, backend int)")
         conn.execute(
             "create function public.log_write() returns trigger language plpgsql as $$ begin "
             "insert into public.write_log values (new.id, new.document_id, pg_backend_pid()); "
@@ -233,7 +231,8 @@ class HoldingServer(FakeOpenAIServer):
 
 @pytest.fixture
 def holding_server() -> Iterator[HoldingServer]:
-    server = HoldingServer().start()
+    server = HoldingServer()
+    server.start()
     yield server
     server.release.set()
     server.stop()
@@ -309,3 +308,6 @@ def test_worker_killed_mid_shard_then_nothing_acknowledged_is_embedded_again(
     assert not set(after) & acknowledged, "acknowledged chunks were embedded again"
     assert not set(after) & cached, "cached texts were embedded again"
     assert len(after) == len(set(after))
+    # Informational: whether Dask ran the lost shard again or the coordinator failed.
+    how = f"re-run after {type(seen['error']).__name__}" if "error" in seen else "Dask retried"
+    print(f"killed worker {seen['victim'].pid}; {how}; {len(after)} texts embedded after")
