@@ -311,3 +311,24 @@ def test_worker_killed_mid_shard_then_nothing_acknowledged_is_embedded_again(
     # Informational: whether Dask ran the lost shard again or the coordinator failed.
     how = f"re-run after {type(seen['error']).__name__}" if "error" in seen else "Dask retried"
     print(f"killed worker {seen['victim'].pid}; {how}; {len(after)} texts embedded after")
+
+
+def test_index_task_in_a_flow_runs_its_shards_on_dask(
+    sharded_env: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """As the index flow runs it: the coordinator is the ``index-namespace`` task of a flow
+    run, its shards are task runs of their own."""
+    from prefect import flow
+
+    from tasks.index.tasks import index_task
+
+    @flow(name="index-sharded-test")
+    def index_one() -> IndexResult:
+        return index_task(SPEC)
+
+    docs = corpus(count=8)
+    write_docs(database_url, docs)
+    result = index_one()
+    want = expected(docs, get_settings(), get_embedder())
+    assert {i: r[0] for i, r in store_rows(database_url, "products").items()} == want
+    assert result.vectors_in_store == len(want) and result.embedded == len(want)
