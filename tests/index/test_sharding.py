@@ -154,6 +154,36 @@ def test_shard_of_is_a_stable_partition() -> None:
     assert shard_of("doc:0", 1) == 0
 
 
+def test_a_worker_with_other_settings_is_refused_before_writing(
+    sharded_env: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """A shard whose worker would build another index (here: another chunk size) than its
+    coordinator planned stops with a message naming the fix, and writes nothing."""
+    from tasks.index.ledger import Ledger
+    from tasks.index.sharding import ShardJob, ShardMismatch, write_shard
+
+    write_docs(database_url, corpus(count=4))
+    run_index(sharded_env, 1, database_url)  # the coordinator's index, 24-token chunks
+    before = snapshot(database_url)
+    sharded_env.setenv("CHUNK_TOKENS", "40")
+    reset_caches()
+    settings = get_settings()
+    warehouse = get_warehouse(settings)
+    ledger = Ledger(warehouse, settings.index_state_schema)
+    try:
+        (entry,) = ledger.namespaces(SPEC.namespace)
+    finally:
+        ledger.close()
+    job = ShardJob(SPEC, entry.physical, entry.fingerprint, None, 0, 2, [(None, "doc:003")])
+    store = get_store(settings)
+    try:
+        with pytest.raises(ShardMismatch, match="same image and environment"):
+            write_shard(job, warehouse, get_embedder(settings), store, settings)
+    finally:
+        store.close()
+    assert snapshot(database_url) == before
+
+
 def test_sharded_run_equals_single_process_and_shards_are_disjoint(
     sharded_env: pytest.MonkeyPatch, database_url: str, pg_server: str
 ) -> None:
