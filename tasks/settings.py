@@ -341,6 +341,27 @@ class Settings(BaseSettings):
         description="Batch API price as a fraction of the synchronous price (OpenAI: 0.5).",
     )
 
+    # --- sharded indexing on Dask (tasks/index/sharding.py, docs/operations.md) ---
+    index_shards: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Shards an index run's writing is split into (by a hash of the document "
+        "id), each a Prefect task on a Dask cluster; 1: one process, no Dask.",
+    )
+    dask_scheduler_address: str = Field(
+        default="",
+        description="Dask scheduler the shards run on (e.g. `tcp://dask-scheduler:8786`); "
+        "empty: a local cluster of DASK_WORKERS processes is started for each run.",
+    )
+    dask_workers: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Worker processes of the local Dask cluster (when DASK_SCHEDULER_ADDRESS "
+        "is empty), one thread each.",
+    )
+
     # --- pinecone (VECTOR_STORE=pinecone) ---
     pinecone_api_key: SecretStr | None = Field(
         default=None, description="Pinecone API key (required with VECTOR_STORE=pinecone)."

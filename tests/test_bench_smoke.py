@@ -33,6 +33,8 @@ RUNS = {
     "search_real_recall": (["bench_search.py", "--real-recall-only", "--corpora", "debian",
                             "--pages-per-tree", "2"], '"forced_hnsw"'),
     "sections": (["bench_sections.py", "--max-pages", "1"], "sections + heading prefix"),
+    "sharding": (["bench_sharding.py", "--docs", "20", "--embedder", "openai", "--latency",
+                  "0"], "2 workers vs 1 worker"),
     "real_corpora": (["bench_real_corpora.py", "--corpus", "git-doc", "--modes", "vector",
                       "--slice", "3", "3"], "ndcg"),
 }  # fmt: skip

@@ -104,6 +104,15 @@ class Usage:
             self.batch_input_tokens - other.batch_input_tokens,
         )
 
+    def plus(self, other: Usage) -> Usage:
+        """This usage and ``other`` together (e.g. what shards in other processes spent)."""
+        return Usage(
+            self.requests + other.requests,
+            self.inputs + other.inputs,
+            self.input_tokens + other.input_tokens,
+            self.batch_input_tokens + other.batch_input_tokens,
+        )
+
     def cost_usd(self, price_per_million: float, batch_price_factor: float = 1.0) -> float:
         """What these tokens cost: batch tokens at ``batch_price_factor`` of the price."""
         full = self.input_tokens - self.batch_input_tokens

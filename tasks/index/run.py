@@ -14,7 +14,8 @@ One run for one documents model (``EmbeddingSpec``):
    namespace over to the freshly built physical one, then drop the old one.
 
 :func:`index_documents` runs these steps of an :class:`IndexRun` (``plan``, ``check``,
-``apply``, ``validate_and_switch``) under the namespace's lock.
+``apply``, ``validate_and_switch``) under the namespace's lock. With ``INDEX_SHARDS`` > 1 the
+pages of ``apply`` are written by shards on Dask instead (:mod:`tasks.index.sharding`).
 
 The index fingerprint (embedder fingerprint + chunker settings) picks the physical namespace, so a
 new model or chunk size is built next to the serving one (see :mod:`tasks.index.namespaces`).
@@ -31,9 +32,9 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import asdict, astuple, dataclass, field
 from dataclasses import fields as dataclass_fields
-from typing import Any
+from typing import Any, Protocol
 
-from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded, Rejection
+from tasks.embedders.base import Embedder, EmbeddingBudgetExceeded, Rejection, Usage
 from tasks.embedders.openai import OpenAIEmbedder
 from tasks.errors import MassDeleteRefused, ValidationFailed
 from tasks.index.batch_backfill import backfill_through_batch_api
@@ -409,6 +410,31 @@ class RunPlan:
         return [n for p in self.pages for n in p.token_counts]
 
 
+@dataclass(frozen=True)
+class PagesWritten:
+    """What a :class:`PageWriter` did: the ids of the chunks the provider rejected, and what
+    embedders in other processes spent (``Usage()`` when all ran in this one)."""
+
+    rejected_ids: list[str]
+    usage: Usage
+
+
+class PageWriter(Protocol):
+    """Writes the pages of a plan somewhere else than the run's own process (the shards of
+    :mod:`tasks.index.sharding`), as :meth:`IndexRun.apply` would write them one by one.
+
+    Called by :meth:`IndexRun.apply` after the run registered its target and deleted the
+    chunks of documents gone from the model; it must advance ``writing`` and ``embedding``
+    and add what its pages changed to ``run.result`` (as :meth:`IndexRun._apply_page` does).
+    """
+
+    def __call__(
+        self, run: IndexRun, pages: Sequence[PagePlan], writing: Phase, embedding: Phase
+    ) -> PagesWritten:
+        """Write ``pages`` of ``run``'s plan."""
+        ...
+
+
 @dataclass
 class IndexRun:
     """One run of one documents model into the physical namespace its fingerprint picks.
@@ -436,6 +462,8 @@ class IndexRun:
     serving: str | None
     dry_run: bool
     result: IndexResult
+    #: Writes the plan's pages elsewhere (``INDEX_SHARDS`` > 1); ``None``: in this process.
+    write_pages: PageWriter | None = None
 
     @classmethod
     def open(
@@ -729,6 +757,7 @@ class IndexRun:
         ledger.forget_absent_documents(target, rel, spec.id_column)
 
         pages = plan.pages
+        by_batch = False
         batched: set[str] = set()
         batch_rejections: dict[str, Rejection] = {}
         if isinstance(embedder, OpenAIEmbedder) and self.settings.openai_batch_min_tokens:
@@ -743,15 +772,25 @@ class IndexRun:
                 batched.update(fresh)
                 batch_rejections.update(bad)
 
-            backfill_through_batch_api(
+            by_batch = backfill_through_batch_api(
                 embedder, ledger.conn, self.cache, self.settings,
                 [h for p in pages for h in p.to_embed], [t for p in pages for t in p.texts],
                 [n for p in pages for n in p.token_counts], collect, namespace=self.logical,
             )  # fmt: skip
         rejected_ids: list[str] = []
-        for planned in pages:
-            page = planned if planned.held else self._replan(planned, plan.adopted)
-            rejected_ids += self._apply_page(page, writing, embedding, batched, batch_rejections)
+        remote = Usage()
+        # Shards re-plan their documents from the pages' bounds; a Batch API backfill (vectors
+        # and rejections held here) and records adopted from the store (a lost ledger: a rare
+        # recovery run) are written in this process.
+        if self.write_pages is not None and not by_batch and not plan.adopted:
+            written = self.write_pages(self, pages, writing, embedding)
+            rejected_ids, remote = list(written.rejected_ids), written.usage
+        else:
+            for planned in pages:
+                page = planned if planned.held else self._replan(planned, plan.adopted)
+                rejected_ids += self._apply_page(
+                    page, writing, embedding, batched, batch_rejections
+                )
         if plan.adopted:
             leftover = sorted(plan.adopted.keys() - ledger.known(target, list(plan.adopted)))
             for ids in slices(leftover, size):
@@ -772,12 +811,24 @@ class IndexRun:
                 ledger.schema,
             )
         writing.finish()
-        used = embedder.usage.minus(before)
+        used = embedder.usage.minus(before).plus(remote)
         self.result.requests = used.requests
         self.result.input_tokens = used.input_tokens
         self.result.estimated_cost_usd = used.cost_usd(
             self.price, self.settings.openai_batch_price_factor
         )
+
+    def apply_documents(
+        self, docs: Sequence[Document], after: str | None, writing: Phase, embedding: Phase
+    ) -> list[str]:
+        """Plan and write ``docs`` (one keyset page's documents, or a shard's share of them,
+        ``after``: the page's lower bound) as :meth:`apply` writes a page; returns the ids of
+        the chunks rejected. For runs whose plan another process made (:mod:`tasks.index.
+        sharding`): what the page changes is added to :attr:`result`, not what was planned."""
+        page = self._plan_page(docs, after, {}, count=False)
+        if not page.changed:
+            return []
+        return self._apply_page(page, writing, embedding)
 
     def _replan(self, bounds: PagePlan, adopted: Mapping[str, LedgerEntry]) -> PagePlan:
         """Plan a page again that the plan did not keep in memory (its counts are in
@@ -1013,6 +1064,11 @@ def index_documents(
                 logger.info("Dry run: %s", run.result.to_text())
                 return run.result
             run.check(plan)
+            if settings.index_shards > 1:
+                # Imported here: tasks.index.sharding imports this module (its shards are runs).
+                from tasks.index.sharding import DaskShards
+
+                run.write_pages = DaskShards(settings)
             with run.recorded():
                 run.apply(plan)
                 run.validate_and_switch(plan)
