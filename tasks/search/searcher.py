@@ -32,13 +32,7 @@ from tasks.errors import ConfigError, PipelineError, VectorStoreError
 from tasks.index.documents import EmbeddingSpec, load_specs
 from tasks.index.namespaces import serving_namespace
 from tasks.search.fulltext import FullTextSearch, chunk_text_table
-from tasks.search.grouping import (
-    SCORE_RULES,
-    DocumentGroup,
-    ScoreRule,
-    fuse_groups,
-    group_hits,
-)
+from tasks.search.grouping import SCORE_RULES, DocumentGroup, ScoreRule, fuse_groups, group_hits
 from tasks.search.query_batching import QueryBatcher
 from tasks.settings import Settings, get_settings
 from tasks.stores import get_store
