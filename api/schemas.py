@@ -67,6 +67,13 @@ class SearchRequest(BaseModel):
         "returned with its best passages (`top_k` and `offset` count documents). `chunk`: "
         "the ranked chunks themselves (the response shape before grouping existed).",
     )
+    group_rule: Literal["max", "max_bonus", "sum_top"] | None = Field(
+        default=None,
+        description="`group_by: document`: how a document is scored from its chunks. `max`: "
+        "its best chunk's score; `max_bonus`: the best plus 0.1 times the next two; `sum_top`: "
+        "the sum of the best three (the last two favour long documents with many matching "
+        "chunks). Default: SEARCH_GROUP_RULE. Ignored for chunks.",
+    )
 
 
 class SearchResultOut(BaseModel):
@@ -102,9 +109,10 @@ class DocumentResultOut(BaseModel):
 
     document_id: str
     score: float = Field(
-        description="vector: the best chunk's cosine similarity plus 0.1 times the next two's; "
-        "hybrid: reciprocal-rank fusion of the document's rank on each side. Higher is better; "
-        "compare scores only within one response."
+        description="vector: the document's score from its chunks' cosine similarities under "
+        "`group_rule` (`max`: the best one's); hybrid: reciprocal-rank fusion of the document's "
+        "rank on each side (each side ranked by `group_rule`). Higher is better; compare scores "
+        "only within one response."
     )
     title: str | None
     url: str | None
@@ -119,6 +127,9 @@ class SearchResponseOut(BaseModel):
         description="Documents (`group_by: document`) or chunks (`group_by: chunk`), best first."
     )
     group_by: Literal["document", "chunk"]
+    group_rule: Literal["max", "max_bonus", "sum_top"] | None = Field(
+        default=None, description="The rule that scored the documents (null for chunks)."
+    )
     took_ms: float = Field(description="Time spent in the service for this search.")
     model: str = Field(description="Embedding model that embedded the query.")
     mode: Literal["vector", "hybrid"]

@@ -15,16 +15,23 @@ Every knob comes from the environment like a user's run (``CHUNK_TOKENS``,
 ``CHUNK_OVERLAP_TOKENS``, ``SEARCH_HYBRID_CANDIDATES``, ``EMBEDDING_*``..., whatever
 :class:`tasks.settings.Settings` declares), and the settings that differ from their defaults
 are printed with the table. ``--request`` adds fields to every search body (e.g. a grouping
-option of the service). ``--reuse`` keeps the index of the last run (``--data-dir``) and only
-searches again: to compare search-side settings without re-embedding. ``--slice Q P`` indexes
-only P labelled pages and asks Q queries (as the suite's slice does, larger), for a loaded machine
-where embedding a whole corpus takes too long (~7,000 chunks per corpus).
+option of the service). ``--variants`` compares several request bodies in one run on one index
+and one service (e.g. the document score rules against chunk results), one table row per
+variant and mode; full text (mode text) does not depend on them and is scored once.
+``--reuse`` keeps the index of the last run (``--data-dir``) and only searches again: to compare
+search-side settings without re-embedding. ``--slice Q P`` indexes only P labelled pages and
+asks Q queries (as the suite's slice does, larger), for a loaded machine where embedding a whole
+corpus takes too long (~7,000 chunks per corpus); the slice is kept with the index, so
+``--reuse`` asks the same queries without repeating it (one run can then mix a full corpus and
+a sliced one).
 
     PYTHONPATH=$PWD .venv/bin/python bench/bench_real_corpora.py
     PYTHONPATH=$PWD .venv/bin/python bench/bench_real_corpora.py --slice 60 100
     PYTHONPATH=$PWD .venv/bin/python bench/bench_real_corpora.py --corpus git-doc --reuse \\
         --request '{"top_k": 10}'
     CHUNK_TOKENS=128 PYTHONPATH=$PWD .venv/bin/python bench/bench_real_corpora.py --json out.json
+    PYTHONPATH=$PWD .venv/bin/python bench/bench_real_corpora.py --reuse --variants \
+        '{"max": {"group_rule": "max"}, "chunks": {"group_by": "chunk"}}'
 """
 
 from __future__ import annotations
@@ -59,7 +66,18 @@ from tests.search.real_corpora import (  # noqa: E402
 
 API_KEY = "bench-real-corpora-key"
 #: Settings whose values are printed with the results even when left at their defaults.
-ALWAYS_SHOWN = ("embedding_model", "chunk_tokens", "chunk_overlap_tokens", "chunk_prepend_title")
+ALWAYS_SHOWN = (
+    "embedding_model",
+    "chunk_tokens",
+    "chunk_overlap_tokens",
+    "chunk_prepend_title",
+    "chunk_sections",
+    "chunk_heading_prefix",
+    "search_group_rule",
+)
+#: Searches sent before any is timed: the service's first requests load the model and warm
+#: its pools, which used to land in the first mode's p95.
+WARM_UP_QUERIES = 5
 
 
 def changed_settings(settings: Any) -> dict[str, Any]:
@@ -102,7 +120,16 @@ def run_corpus(
     database = "eval_" + corpus.name.replace("-", "_")
     url = f"postgresql://postgres:bench@localhost/{database}?host={pg_host}"
     origin_file = work / "origin.txt"
-    figures: dict[str, Any] = {"corpus": corpus.name, "slice": args.slice}
+    slice_file = work / "slice.json"
+    if args.reuse and origin_file.is_file():
+        # The index's own slice: its queries are the ones its pages answer.
+        kept = json.loads(slice_file.read_text()) if slice_file.is_file() else None
+        if args.slice and kept != list(args.slice):
+            raise SystemExit(f"{corpus.name}: the kept index is slice {kept}, not {args.slice}")
+        args_slice = kept
+    else:
+        args_slice = list(args.slice) if args.slice else None
+    figures: dict[str, Any] = {"corpus": corpus.name, "slice": args_slice}
     if not args.reuse or not origin_file.is_file():
         with psycopg.connect(
             host=pg_host, user="postgres", dbname="postgres", autocommit=True
@@ -112,9 +139,9 @@ def run_corpus(
         root = fetch_tree(corpus.tree)
         with StaticServer(root) as server:
             pages = None
-            if args.slice:
+            if args_slice:
                 every = labelled_queries(corpus, server.url, work / "labels")
-                pages = slice_of(every, server.url, *args.slice).pages
+                pages = slice_of(every, server.url, *args_slice).pages
             env = pipeline_env(corpus, server.url, work, pages)
             settings = reset_settings({"DATABASE_URL": url, "DATA_DIR": str(work / "data"), **env})
             started = time.perf_counter()
@@ -123,11 +150,12 @@ def run_corpus(
         [index] = summary.index
         figures |= {"documents": index.documents, "chunks": index.chunks}
         origin_file.write_text(server.url, encoding="utf-8")
+        slice_file.write_text(json.dumps(args_slice), encoding="utf-8")
     origin = origin_file.read_text(encoding="utf-8").strip()
     settings = reset_settings({"DATABASE_URL": url, "DATA_DIR": str(work / "data")})
     queries = labelled_queries(corpus, origin, work / "labels")
-    if args.slice:
-        queries = slice_of(queries, origin, *args.slice).queries
+    if args_slice:
+        queries = slice_of(queries, origin, *args_slice).queries
     if args.limit_queries:
         queries = queries[: args.limit_queries]
 
@@ -150,19 +178,45 @@ def run_corpus(
         data_dir=settings.data_dir,
         search_api_keys=API_KEY,
         search_timeout_s=120.0,
+        # Every timed search embeds its query, as distinct users' queries do: with the query
+        # cache the first variant paid every embedding and the later ones none.
+        search_query_cache_size=0,
     )
     service = serve(api_settings)
     api_url = next(service)
     text = TextSearch(settings, physical)
+    request = json.loads(args.request)
+    variants: dict[str, dict[str, Any]] = json.loads(args.variants) if args.variants else {"": {}}
+    by_variant: dict[str, dict[str, ModeRun]] = {}
     try:
-        runs: dict[str, ModeRun] = evaluate_modes(
-            api_url, API_KEY, queries, args.modes, text, args.top_k, json.loads(args.request)
-        )
+        service_modes = [m for m in args.modes if m != "text"]
+        if service_modes:
+            evaluate_modes(  # not scored: see WARM_UP_QUERIES
+                api_url, API_KEY, queries[:WARM_UP_QUERIES], service_modes, None, args.top_k
+            )
+        for n, (name, extra) in enumerate(variants.items()):
+            modes = args.modes if n == 0 else service_modes  # text ignores the request body
+            by_variant[name] = evaluate_modes(
+                api_url, API_KEY, queries, modes, text, args.top_k, {**request, **extra}
+            )
     finally:
         text.close()
         service.close()
-    figures["table"] = table(corpus.name, runs)
-    figures["modes"] = {
+    first = next(iter(by_variant.values()))
+    figures["table"] = table(corpus.name, first)
+    figures["modes"] = mode_figures(first)
+    if args.variants:
+        figures["variants_table"] = variants_table(corpus.name, by_variant)
+        figures["variants"] = {
+            name: {"request": {**request, **variants[name]}, "modes": mode_figures(runs)}
+            for name, runs in by_variant.items()
+        }
+    return figures
+
+
+def mode_figures(runs: dict[str, ModeRun]) -> dict[str, Any]:
+    """Per mode: the metrics, latency quantiles, misses and the most frequent wrong rank-1s."""
+    return {
         mode: {
             **run.scores.metrics,
             "queries": run.scores.queries,
@@ -173,7 +227,20 @@ def run_corpus(
         }
         for mode, run in runs.items()
     }
-    return figures
+
+
+def variants_table(corpus: str, by_variant: dict[str, dict[str, ModeRun]]) -> str:
+    """A Markdown table: one row per variant and mode (text once, under the first variant)."""
+    metrics = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10")
+    head = ["corpus", "variant", "mode", "queries", *metrics, "p50 ms", "p95 ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, runs in by_variant.items():
+        for mode, run in runs.items():
+            values = [f"{run.scores.metrics[m]:.3f}" for m in metrics]
+            latency = [f"{run.latency(0.5):.0f}", f"{run.latency(0.95):.0f}"]
+            row = [corpus, name, mode, str(run.scores.queries), *values, *latency]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -196,6 +263,12 @@ def main() -> int:
         help="Index only PAGES labelled pages (the answers of QUERIES queries spread over the "
         "set, and distractors) and ask those queries, as the suite does; default: everything.",
     )
+    parser.add_argument(
+        "--variants",
+        default="",
+        help="JSON object {name: fields}: each name is scored with its fields merged into every "
+        "search body (after --request), in this order, on the same index and service.",
+    )
     parser.add_argument("--limit-queries", type=int, default=0, help="First N queries only.")
     parser.add_argument("--data-dir", type=Path, default=Path(".data/bench-real-corpora"))
     parser.add_argument("--reuse", action="store_true", help="Keep the last run's index.")
@@ -215,7 +288,7 @@ def main() -> int:
         with prefect_test_harness(server_startup_timeout=180):
             for name in args.corpus:
                 results.append(run_corpus(corpora[name], args, pg_host, data_dir))
-                print(results[-1]["table"].splitlines()[-1], flush=True)
+                print(results[-1].get("variants_table", results[-1]["table"]), flush=True)
     finally:
         server.cleanup()
 
@@ -229,7 +302,7 @@ def main() -> int:
     for figures in results:
         extra = {k: v for k, v in figures.items() if k in ("pipeline_s", "documents", "chunks")}
         print(f"\n{figures['corpus']}: {extra} indexed={figures['indexed_documents']}")
-        print(figures["table"])
+        print(figures.get("variants_table", figures["table"]))
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -41,6 +41,7 @@ from pathlib import Path
 from flows.console import EXAMPLE_QUERY, ProgressBars, plain_snippet, print_results
 from tasks.errors import ConfigError, PipelineError
 from tasks.runtime import stop_cleanly_on_sigterm
+from tasks.search.grouping import SCORE_RULES
 from tasks.search.searcher import GROUP_BYS, MODES, DocumentResult
 from tasks.settings import get_settings
 
@@ -251,6 +252,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 namespace=args.namespace,
                 mode=args.mode,
                 group_by="document",
+                group_rule=args.group_rule,
             )
         else:
             results = search(
@@ -524,6 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="document",
         help="document (distinct documents with their best passages, the default) or chunk "
         "(the ranked chunks).",
+    )
+    p.add_argument(
+        "--group-rule",
+        choices=SCORE_RULES,
+        default=None,
+        help="How a document is scored from its chunks: max (its best chunk), max_bonus (best + "
+        "0.1 x the next two), sum_top (sum of the best three); default: SEARCH_GROUP_RULE.",
     )
     p.add_argument("--json", action="store_true", help="Print results as JSON lines.")
 

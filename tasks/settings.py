@@ -491,6 +491,16 @@ class Settings(BaseSettings):
         default=4, ge=1, le=64, description="Database connections held by the search service."
     )
 
+    # --- document score rule (issue 19, tasks/search/grouping.py) ---
+    # The names are tasks.search.grouping's ScoreRule (this module cannot import it: grouping
+    # imports the stores, which import this module); a test checks that the two agree.
+    search_group_rule: Literal["max", "max_bonus", "sum_top"] = Field(
+        default="max",
+        description="Document results: how a document is scored from its chunks. `max`: its "
+        "best chunk; `max_bonus`: best + 0.1 x the next two; `sum_top`: sum of the best three "
+        "(the last two favour long pages). Per request: `group_rule`.",
+    )
+
     # --- versions (issue 17 item 5) ---
     pipeline_git_commit: str | None = Field(
         default=None,

@@ -153,6 +153,16 @@ def test_search_prints_ranked_results(demo_index: dict[str, object]) -> None:
     first = json.loads(chunks.stdout.splitlines()[0])
     assert {"chunk_id", "document_id", "title", "snippet", "metadata"} <= set(first)
 
+    by_rule = semantic_index(
+        "search",
+        "tent for backpacking",
+        *("-k", "3", "--mode", "vector", "--group-rule", "sum_top", "--json"),
+        env=env,
+    )
+    assert by_rule.returncode == 0, by_rule.stderr
+    docs = [json.loads(line) for line in by_rule.stdout.splitlines()]
+    assert docs[0]["score"] == pytest.approx(sum(p["score"] for p in docs[0]["passages"]), abs=1e-3)
+
     filtered = semantic_index(
         "search", "gift", "--filter", '{"category": "books"}', "--json", env=env
     )
@@ -169,3 +179,12 @@ def test_search_rejects_bad_input(demo_index: dict[str, object]) -> None:
     assert bad_json.returncode == 2 and "not valid JSON" in bad_json.stderr
     bad_key = semantic_index("search", "tent", "--filter", '{"price": {"$regex": "x"}}', env=env)
     assert bad_key.returncode == 1 and "Unknown filter operator" in bad_key.stderr
+
+
+def test_search_group_rule_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["search", "tent", "--group-rule", "max"]).group_rule == "max"
+    assert parser.parse_args(["search", "tent"]).group_rule is None  # SEARCH_GROUP_RULE
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["search", "tent", "--group-rule", "mean"])
+    assert exit_.value.code == 2 and "max_bonus" in capsys.readouterr().err

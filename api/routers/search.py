@@ -52,6 +52,7 @@ async def search(
             body.mode,
             body.offset,
             group_by=body.group_by,
+            group_rule=body.group_rule,
         )
 
     result = await with_deadline(settings.search_timeout_s, service.run, run)
@@ -67,6 +68,7 @@ async def search(
     return SearchResponseOut(
         results=results,
         group_by=body.group_by,
+        group_rule=result.group_rule,
         took_ms=round(result.total_ms, 2),
         model=result.model,
         mode=result.mode,

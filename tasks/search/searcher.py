@@ -3,8 +3,9 @@ fuse the rankings, shape the results with highlighted snippets.
 
 Results are chunks (``group_by="chunk"``, the ranking as retrieved) or documents
 (``group_by="document"``, the default of the HTTP API and the CLI): enough chunk candidates are
-fetched to fill ``top_k`` distinct documents, each document is scored from its chunks
-(:mod:`tasks.search.grouping`) and comes with its best passages.
+fetched to fill ``top_k`` distinct documents, each document is scored from its chunks by a rule
+(:mod:`tasks.search.grouping`; ``group_rule`` per call, ``SEARCH_GROUP_RULE`` by default) and
+comes with its best passages.
 
 Two entry points share one path:
 
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, get_args, overload
+from typing import Any, Literal, cast, get_args, overload
 
 from tasks.embedders import get_embedder
 from tasks.embedders.base import Embedder
@@ -31,7 +32,7 @@ from tasks.errors import ConfigError, PipelineError, VectorStoreError
 from tasks.index.documents import EmbeddingSpec, load_specs
 from tasks.index.namespaces import serving_namespace
 from tasks.search.fulltext import FullTextSearch, chunk_text_table
-from tasks.search.grouping import DEFAULT_RULE, DocumentGroup, ScoreRule, fuse_groups, group_hits
+from tasks.search.grouping import SCORE_RULES, DocumentGroup, ScoreRule, fuse_groups, group_hits
 from tasks.search.query_batching import QueryBatcher
 from tasks.settings import Settings, get_settings
 from tasks.stores import get_store
@@ -66,9 +67,9 @@ MAX_CANDIDATES = 1000
 PASSAGES_PER_DOCUMENT = 3
 #: Where hybrid mode fuses in document mode: "chunks" (fuse the chunk rankings, then group) or
 #: "documents" (group each mode's ranking, then fuse the document rankings). Documents measured
-#: better with the default ``max_bonus`` rule on the demo set split into small chunks (MRR
-#: 0.938 against 0.902): each side's bonus is computed on its own score scale, not on RRF
-#: scores whose gaps are tiny (BENCHMARKS.md, "Grouping by document").
+#: better with the ``max_bonus`` rule on the demo set split into small chunks (MRR 0.938 against
+#: 0.902): each side's bonus is computed on its own score scale, not on RRF scores whose gaps
+#: are tiny (BENCHMARKS.md, "Grouping by document").
 HybridFusion = Literal["chunks", "documents"]
 HYBRID_FUSION: HybridFusion = "documents"
 
@@ -142,7 +143,8 @@ class SearchResponse:
     """Results of one search and what it cost.
 
     ``group_by="chunk"``: ``results`` holds the chunks and ``documents`` is empty;
-    ``group_by="document"``: ``documents`` holds the documents and ``results`` is empty.
+    ``group_by="document"``: ``documents`` holds the documents and ``results`` is empty, and
+    ``group_rule`` says how they were scored (``None`` for chunks).
     """
 
     results: list[SearchResult]
@@ -155,6 +157,7 @@ class SearchResponse:
     candidates: dict[str, int] = field(default_factory=dict)
     group_by: str = "chunk"
     documents: list[DocumentResult] = field(default_factory=list)
+    group_rule: ScoreRule | None = None
 
 
 @dataclass(frozen=True)
@@ -353,6 +356,20 @@ def count_query_tokens(embedder: Embedder, text: str) -> int:
 # --- the search path --------------------------------------------------------------------------
 
 
+def check_group_rule(rule: str) -> ScoreRule:
+    """``rule`` as a document score rule of :mod:`tasks.search.grouping`.
+
+    Raises:
+        SearchRequestError: not one of ``SCORE_RULES``.
+    """
+    if rule not in SCORE_RULES:
+        raise SearchRequestError(
+            f"Unknown group_rule {rule!r}: use one of {list(SCORE_RULES)} "
+            "(or leave it out for SEARCH_GROUP_RULE)."
+        )
+    return cast(ScoreRule, rule)  # checked against the Literal's values above
+
+
 def check_query_tokens(embedder: Embedder, query: str, limit: int) -> int:
     """The length of ``query`` in model tokens; :class:`InvalidQuery` if over ``limit``
     (``SEARCH_MAX_QUERY_TOKENS``). Pass the count on to ``embed`` so it is not counted again."""
@@ -452,17 +469,19 @@ class Searcher:
         mode: str | None = None,
         offset: int = 0,
         group_by: str = "chunk",
+        group_rule: str | None = None,
     ) -> SearchResponse:
         """The ``top_k`` best chunks (or documents) for ``query`` after skipping ``offset``.
 
         ``group_by="chunk"``: chunks as retrieved, in ``results``. ``group_by="document"``:
-        distinct documents scored from their chunks, each with its best passages, in
-        ``documents``; ``offset`` and ``top_k`` then count documents. ``offset`` pages through
-        one ranking: ``offset + top_k`` may not exceed ``MAX_DEPTH``.
+        distinct documents scored from their chunks by ``group_rule`` (default:
+        ``SEARCH_GROUP_RULE``), each with its best passages, in ``documents``; ``offset`` and
+        ``top_k`` then count documents. ``offset`` pages through one ranking: ``offset + top_k``
+        may not exceed ``MAX_DEPTH``. Chunk results ignore ``group_rule`` (it is still checked).
 
         Raises:
-            SearchRequestError: bad query, filter, namespace, mode, group_by or top_k (nothing
-                was run).
+            SearchRequestError: bad query, filter, namespace, mode, group_by, group_rule or
+                top_k (nothing was run).
         """
         started = time.perf_counter()
         settings = self.settings
@@ -480,6 +499,7 @@ class Searcher:
             raise SearchRequestError(
                 f"Unknown group_by {group_by!r}: use one of {list(GROUP_BYS)}."
             )
+        rule = check_group_rule(settings.search_group_rule if group_rule is None else group_rule)
         top_k = settings.search_top_k if top_k is None else top_k
         if not 1 <= top_k <= MAX_TOP_K:
             raise SearchRequestError(f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}.")
@@ -502,7 +522,7 @@ class Searcher:
         results: list[SearchResult] = []
         if group_by == "document":
             groups, counts = self._documents(
-                physical, query, vector, filter, conditions, mode, depth
+                physical, query, vector, filter, conditions, mode, depth, rule
             )
             documents = self._document_results(groups[offset:depth], query, digits)
         else:
@@ -534,11 +554,11 @@ class Searcher:
             candidates=counts,
             group_by=group_by,
             documents=documents,
+            group_rule=rule if group_by == "document" else None,
         )
 
-    #: How documents are scored from their chunks and where hybrid mode fuses (document mode).
-    #: Attributes so the evaluation and the benchmark can measure the alternatives.
-    document_rule: ScoreRule = DEFAULT_RULE
+    #: Where hybrid mode fuses (document mode). An attribute so the evaluation and the
+    #: benchmark can measure the alternative.
     hybrid_fusion: HybridFusion = HYBRID_FUSION
 
     def _retrieve(
@@ -567,8 +587,10 @@ class Searcher:
         conditions: list[Condition],
         mode: str,
         want: int,
+        rule: ScoreRule,
     ) -> tuple[list[DocumentGroup], dict[str, int]]:
-        """At least ``want`` distinct documents when the index holds them, best first.
+        """At least ``want`` distinct documents when the index holds them, best first, each
+        scored by ``rule``.
 
         The first fetch asks for ``CANDIDATES_PER_DOCUMENT`` chunks per document wanted; when
         that does not fill ``want`` documents (a few long documents took every slot) and the
@@ -583,7 +605,7 @@ class Searcher:
             vector_hits, text_hits = self._retrieve(
                 physical, query, vector, filter, conditions, mode, candidates
             )
-            groups = self._rank_documents(vector_hits, text_hits, mode)
+            groups = self._rank_documents(vector_hits, text_hits, mode, rule)
             exhausted = len(vector_hits) < candidates and len(text_hits) < candidates
             if len(groups) >= want or exhausted or candidates >= MAX_CANDIDATES or fetches > 1:
                 break
@@ -594,10 +616,13 @@ class Searcher:
         return groups, counts
 
     def _rank_documents(
-        self, vector_hits: list[SearchHit], text_hits: list[SearchHit], mode: str
+        self,
+        vector_hits: list[SearchHit],
+        text_hits: list[SearchHit],
+        mode: str,
+        rule: ScoreRule,
     ) -> list[DocumentGroup]:
         """Documents ranked from the retrieved chunks (fused first or after, in hybrid mode)."""
-        rule = self.document_rule
         if mode != "hybrid":
             return group_hits(vector_hits, rule)
         k = self.settings.search_rrf_k
@@ -691,6 +716,7 @@ def search(
     store: VectorStore | None = None,
     mode: str | None = None,
     group_by: Literal["chunk"] = "chunk",
+    group_rule: str | None = None,
 ) -> list[SearchResult]: ...
 
 
@@ -705,6 +731,7 @@ def search(
     mode: str | None = None,
     *,
     group_by: Literal["document"],
+    group_rule: str | None = None,
 ) -> list[DocumentResult]: ...
 
 
@@ -717,10 +744,17 @@ def search(
     store: VectorStore | None = None,
     mode: str | None = None,
     group_by: str = "chunk",
+    group_rule: str | None = None,
 ) -> list[SearchResult] | list[DocumentResult]:
     """The ``top_k`` chunks (``group_by="chunk"``) or distinct documents with their best
-    passages (``group_by="document"``) best matching ``query``, best first (``mode``: vector
-    or hybrid)."""
+    passages (``group_by="document"``, scored by ``group_rule``, default ``SEARCH_GROUP_RULE``)
+    best matching ``query``, best first (``mode``: vector or hybrid).
+
+    Raises:
+        SearchRequestError: bad query, filter, namespace, mode, group_by or group_rule.
+    """
     with Searcher(settings, store=store) as searcher:
-        response = searcher.search(query, top_k, filter, namespace, mode, group_by=group_by)
+        response = searcher.search(
+            query, top_k, filter, namespace, mode, group_by=group_by, group_rule=group_rule
+        )
     return response.documents if group_by == "document" else response.results

@@ -75,6 +75,31 @@ def test_bad_group_by_is_422(client: httpx.Client) -> None:
     assert response.status_code == 422, response.text
 
 
+@pytest.mark.parametrize("rule", ["max", "max_bonus", "sum_top"])
+def test_group_rule_is_chosen_per_request(client: httpx.Client, rule: str) -> None:
+    body = search(
+        client, query="waterproof gear for hiking", top_k=5, mode="vector", group_rule=rule
+    )
+    assert body["group_rule"] == rule
+    top = body["results"][0]
+    best = top["passages"][0]["score"]
+    if rule == "max":
+        assert top["score"] == pytest.approx(best, abs=1e-3)
+    else:
+        assert top["score"] >= best
+
+
+def test_default_group_rule_and_chunks(client: httpx.Client, api_settings: Any) -> None:
+    assert search(client, query="tent", top_k=2)["group_rule"] == api_settings.search_group_rule
+    assert search(client, query="tent", top_k=2, group_by="chunk")["group_rule"] is None
+
+
+def test_unknown_group_rule_is_422_naming_the_rules(client: httpx.Client) -> None:
+    response = client.post("/search", json={"query": "tent", "group_rule": "mean"})
+    assert response.status_code == 422, response.text
+    assert "max_bonus" in response.text
+
+
 def test_hybrid_mode_finds_an_exact_product_name(client: httpx.Client) -> None:
     body = search(client, query="Clearcall", top_k=3, mode="hybrid")
     assert "Clearcall" in body["results"][0]["title"]

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
-from tasks.search.grouping import fuse_groups, group_hits, score_document
+from tasks.search.grouping import (
+    DEFAULT_RULE,
+    SCORE_RULES,
+    fuse_groups,
+    group_hits,
+    score_document,
+)
+from tasks.settings import Settings
 from tasks.stores.base import SearchHit
 
 
@@ -31,6 +40,13 @@ def test_score_rules(rule: str, scores: list[float], expected: float) -> None:
 def test_unknown_rule_is_refused() -> None:
     with pytest.raises(ValueError, match="max_bonus"):
         score_document([1.0], "mean")  # type: ignore[arg-type]
+
+
+def test_the_setting_names_the_rules_and_defaults_to_the_default_rule() -> None:
+    # settings.py cannot import grouping (a cycle through the stores): its Literal is a copy.
+    field = Settings.model_fields["search_group_rule"]
+    assert get_args(field.annotation) == SCORE_RULES
+    assert field.default == DEFAULT_RULE
 
 
 LONG_PAGE = [hit("long#0", 0.80), hit("long#3", 0.79), hit("long#1", 0.78), hit("long#2", 0.77)]

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tasks.search.grouping import SCORE_RULES, score_document
 from tasks.search.searcher import (
     DocumentResult,
     Searcher,
@@ -95,7 +96,9 @@ def test_chunk_mode_is_taken_over_by_the_long_page(searcher: Searcher) -> None:
 
 @pytest.mark.parametrize("mode", ["vector", "hybrid"])
 def test_document_mode_fills_top_k_distinct_documents(searcher: Searcher, mode: str) -> None:
-    response = searcher.search(QUERY, top_k=4, mode=mode, group_by="document")
+    response = searcher.search(
+        QUERY, top_k=4, mode=mode, group_by="document", group_rule="max_bonus"
+    )
     assert not response.results
     docs = response.documents
     ids = [d.document_id for d in docs]
@@ -155,3 +158,42 @@ def test_python_function_and_bad_group_by(pages: Settings) -> None:
     assert [d.document_id for d in docs][0] == "guide" and len(docs) == 2
     with Searcher(pages) as s, pytest.raises(SearchRequestError, match="group_by"):
         s.search(QUERY, group_by="page")
+
+
+@pytest.mark.parametrize("rule", SCORE_RULES)
+def test_each_rule_scores_documents_from_their_passages(searcher: Searcher, rule: str) -> None:
+    response = searcher.search(QUERY, top_k=5, mode="vector", group_by="document", group_rule=rule)
+    assert response.group_rule == rule
+    for d in response.documents:  # passages are a document's best 3 chunks, all a rule reads
+        expected = score_document([p.score for p in d.passages], rule)  # type: ignore[arg-type]
+        assert d.score == pytest.approx(expected, abs=1e-3)
+    assert [d.score for d in response.documents] == sorted(
+        (d.score for d in response.documents), reverse=True
+    )
+
+
+def test_sum_top_puts_the_long_page_first_and_max_only_its_best_chunk(searcher: Searcher) -> None:
+    by_sum = searcher.search(QUERY, top_k=3, group_by="document", group_rule="sum_top")
+    guide = by_sum.documents[0]
+    assert guide.document_id == "guide"
+    assert guide.score == pytest.approx(sum(p.score for p in guide.passages), abs=1e-3)
+    by_max = searcher.search(QUERY, top_k=3, group_by="document", group_rule="max")
+    assert {d.document_id: d.score for d in by_max.documents}["guide"] == pytest.approx(
+        guide.passages[0].score, abs=1e-4
+    )
+
+
+def test_the_setting_is_the_default_rule_and_a_request_overrides_it(pages: Settings) -> None:
+    with Searcher(pages.model_copy(update={"search_group_rule": "sum_top"})) as s:
+        assert s.search(QUERY, top_k=2, group_by="document").group_rule == "sum_top"
+        assert s.search(QUERY, top_k=2, group_by="document", group_rule="max").group_rule == "max"
+        assert s.search(QUERY, top_k=2).group_rule is None  # chunks: no rule applies
+
+
+def test_python_function_takes_a_rule_and_refuses_an_unknown_one(pages: Settings) -> None:
+    docs = search(QUERY, 2, None, "pages", pages, group_by="document", group_rule="sum_top")
+    assert [d.document_id for d in docs][0] == "guide"
+    with Searcher(pages) as s, pytest.raises(SearchRequestError, match="group_rule 'mean'"):
+        s.search(QUERY, group_by="document", group_rule="mean")
+    with Searcher(pages) as s, pytest.raises(SearchRequestError, match="group_rule"):
+        s.search(QUERY, group_rule="mean")  # checked in chunk mode too: a typo is not ignored

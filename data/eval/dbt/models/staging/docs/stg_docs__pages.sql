@@ -11,6 +11,7 @@ final as (
         'web:' || pages.url as document_id,
         coalesce(nullif(trim(pages.title), ''), pages.url) as title,
         pages.text as body,
+        pages.sections,
         coalesce(pages.canonical_url, pages.url) as url,
         coalesce(pages.last_modified, pages.fetched_at) as updated_at,
         'docs' as source
