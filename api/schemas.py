@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.search.grouping import ScoreRule
+
 #: Hard ceiling on the query field; the configured limit (SEARCH_MAX_QUERY_CHARS) is checked too.
 QUERY_MAX_CHARS = 100_000
 
@@ -67,7 +69,7 @@ class SearchRequest(BaseModel):
         "returned with its best passages (`top_k` and `offset` count documents). `chunk`: "
         "the ranked chunks themselves (the response shape before grouping existed).",
     )
-    group_rule: Literal["max", "max_bonus", "sum_top"] | None = Field(
+    group_rule: ScoreRule | None = Field(
         default=None,
         description="`group_by: document`: how a document is scored from its chunks. `max`: "
         "its best chunk's score; `max_bonus`: the best plus 0.1 times the next two; `sum_top`: "
@@ -127,7 +129,7 @@ class SearchResponseOut(BaseModel):
         description="Documents (`group_by: document`) or chunks (`group_by: chunk`), best first."
     )
     group_by: Literal["document", "chunk"]
-    group_rule: Literal["max", "max_bonus", "sum_top"] | None = Field(
+    group_rule: ScoreRule | None = Field(
         default=None, description="The rule that scored the documents (null for chunks)."
     )
     took_ms: float = Field(description="Time spent in the service for this search.")
