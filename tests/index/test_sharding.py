@@ -362,3 +362,44 @@ def test_index_task_in_a_flow_runs_its_shards_on_dask(
     want = expected(docs, get_settings(), get_embedder())
     assert {i: r[0] for i, r in store_rows(database_url, "products").items()} == want
     assert result.vectors_in_store == len(want) and result.embedded == len(want)
+
+
+def test_sharded_run_of_a_real_doc_tree_equals_single_process(
+    sharded_env: pytest.MonkeyPatch, database_url: str, pg_server: str
+) -> None:
+    """Pages nobody here wrote: the HTML of Debian's debian-faq package (DocBook output, ids
+    that are real file paths, non-ASCII text), read by lxml. A sharded first build equals a
+    single-process one exactly, and every chunk is written once, by one shard's session."""
+    import lxml.html
+
+    from tests.sources.debian_docs import TREES, fetch_tree, title_of
+
+    try:
+        root = fetch_tree(TREES["debian-faq"])
+    except RuntimeError as exc:
+        pytest.fail(f"Could not get the Debian documentation package: {exc}")
+    pages = sorted(root.rglob("*.html"))[:10]
+    docs = {
+        str(page.relative_to(root)): Doc(
+            title_of(page), lxml.html.fromstring(page.read_bytes()).text_content(), "faq"
+        )
+        for page in pages
+    }
+    assert len(docs) == 10 and all(d.body.strip() for d in docs.values())
+    sharded_env.setenv("CHUNK_TOKENS", "128")
+    sharded_env.setenv("INDEX_BATCH_SIZE", "16")
+    single_url = create_database(pg_server)
+    write_docs(database_url, docs)
+    write_docs(single_url, docs)
+    log_store_writes(database_url)
+
+    run_index(sharded_env, 2, database_url)
+    run_index(sharded_env, 1, single_url)
+    assert snapshot(database_url) == snapshot(single_url)
+    writes = store_writes(database_url)
+    assert (
+        len(writes) == len({chunk for chunk, _, _ in writes}) == len(snapshot(single_url)["store"])
+    )
+    for backend in {b for _, _, b in writes}:
+        shards = {shard_of(doc, 2) for _, doc, b in writes if b == backend}
+        assert len(shards) == 1, f"session {backend} wrote documents of shards {shards}"
