@@ -46,6 +46,7 @@ from prefect_dask.task_runners import DaskTaskRunner
 
 from tasks.embedders import get_embedder
 from tasks.embedders.base import Embedder, Usage
+from tasks.errors import ConfigError
 from tasks.index.documents import EmbeddingSpec, fetch_documents
 from tasks.index.embedding_cache import EmbeddingCache
 from tasks.index.ledger import Ledger
@@ -259,6 +260,23 @@ class DaskShards:
             for k in range(shards)
         ]
 
+    def unreachable(self, exc: OSError) -> ConfigError:
+        """The error for a Dask cluster the shards cannot reach (retryable: a scheduler may
+        be restarting); it names the setting, not just distributed's message."""
+        address = self.settings.dask_scheduler_address
+        where = (
+            f"reach the Dask scheduler at {address}"
+            if address
+            else f"start a local Dask cluster of {self.settings.dask_workers} workers"
+        )
+        error = ConfigError(
+            f"Sharded indexing (INDEX_SHARDS={self.settings.index_shards}) could not {where}: "
+            f"{exc}. Start the scheduler or fix DASK_SCHEDULER_ADDRESS, or set INDEX_SHARDS=1 "
+            "to index in this process. Nothing was written by the shards; the next run resumes."
+        )
+        error.retryable = True
+        return error
+
     def __call__(
         self, run: IndexRun, pages: Sequence[PagePlan], writing: Phase, embedding: Phase
     ) -> PagesWritten:
@@ -278,7 +296,10 @@ class DaskShards:
             self.settings.dask_scheduler_address or f"local, {self.settings.dask_workers} workers",
         )
         with task_runner(self.settings) as runner:
-            futures = [runner.submit(index_shard_task, {"job": job}) for job in jobs]
+            try:  # prefect-dask connects to the scheduler (or starts the cluster) at a submit
+                futures = [runner.submit(index_shard_task, {"job": job}) for job in jobs]
+            except OSError as exc:
+                raise self.unreachable(exc) from None
             for future in futures:
                 future.wait()
             results: list[ShardResult] = [future.result() for future in futures]

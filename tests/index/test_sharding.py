@@ -403,3 +403,29 @@ def test_sharded_run_of_a_real_doc_tree_equals_single_process(
     for backend in {b for _, _, b in writes}:
         shards = {shard_of(doc, 2) for _, doc, b in writes if b == backend}
         assert len(shards) == 1, f"session {backend} wrote documents of shards {shards}"
+
+
+def test_an_unreachable_dask_scheduler_is_a_clear_error_and_the_next_run_completes(
+    sharded_env: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """A wrong DASK_SCHEDULER_ADDRESS: the run stops with a message naming the setting (not
+    distributed's bare connection error), writes nothing, and a run without shards then
+    completes the index."""
+    import dask
+
+    from tasks.errors import ConfigError
+
+    docs = corpus(count=6)
+    write_docs(database_url, docs)
+    sharded_env.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:1")
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "2s"}),
+        pytest.raises(ConfigError, match="DASK_SCHEDULER_ADDRESS") as caught,
+    ):
+        run_index(sharded_env, 2, database_url)
+    assert "tcp://127.0.0.1:1" in str(caught.value) and caught.value.retryable
+    assert store_rows(database_url, "products") == {}
+
+    run_index(sharded_env, 1, database_url)
+    want = expected(docs, get_settings(), get_embedder())
+    assert {i: r[0] for i, r in store_rows(database_url, "products").items()} == want
