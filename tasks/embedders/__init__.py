@@ -44,6 +44,7 @@ def make_embedder(config: EmbedderConfig, settings: Settings | None = None) -> E
                 max_attempts=settings.openai_max_attempts,
                 max_retry_wait_s=settings.openai_max_retry_wait_s,
                 max_concurrency=settings.openai_max_concurrency,
+                encoding_format=settings.openai_encoding_format,
             )
         return OpenAIEmbedder(config, options)
     from tasks.embedders.local import LocalEmbedder

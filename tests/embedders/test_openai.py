@@ -3,6 +3,7 @@ request packing, over-long inputs, the single retry layer and its scripted fault
 
 from __future__ import annotations
 
+import base64
 import math
 from typing import Any
 
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 from tasks.embedders import EmbeddingQuotaExceeded, make_embedder
-from tasks.embedders.openai import OpenAIEmbedder, OpenAIOptions
+from tasks.embedders.base import MalformedResponse
+from tasks.embedders.openai import OpenAIEmbedder, OpenAIOptions, decode_embedding
 from tasks.errors import EmbeddingError
 from tasks.settings import OpenAIEmbedderConfig, Settings
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, count_tokens, fake_vector, serve
@@ -100,12 +102,38 @@ def test_settings_reach_the_embedder() -> None:
         openai_oversize_policy="split",
         openai_max_attempts=3,
         openai_max_concurrency=2,
+        openai_encoding_format="float",
     )
     embedder = make_embedder(settings.embedder_config(), settings)
     assert isinstance(embedder, OpenAIEmbedder)
     assert embedder.options.oversize_policy == "split"
     assert embedder.options.max_attempts == 3 and embedder.options.max_concurrency == 2
+    assert embedder.options.encoding_format == "float"
     assert embedder._client.max_retries == 0  # the SDK's own retries are off
+
+
+# --- the response's encoding ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding_format", ["base64", "float"])
+def test_vectors_are_the_same_in_either_encoding(
+    openai_server: FakeOpenAIServer, encoding_format: str
+) -> None:
+    """base64 (the default) is asked for and decoded to exactly the server's float32s."""
+    texts = ["hello world", "semantic search", "a third text"]
+    options = {} if encoding_format == "base64" else {"encoding_format": encoding_format}
+    vectors = make(openai_server, **options).embed(texts)
+    assert [r.encoding_format for r in openai_server.requests] == [encoding_format]
+    assert vectors == [fake_vector(t, DIMS) for t in texts]
+
+
+def test_an_undecodable_base64_embedding_is_a_malformed_response() -> None:
+    good = np.asarray([0.5, -0.25], dtype="<f4").tobytes()
+    assert decode_embedding(base64.b64encode(good).decode()) == [0.5, -0.25]
+    assert decode_embedding([0.5, -0.25]) == [0.5, -0.25]  # a server that sent floats anyway
+    for bad in ("not base64!", base64.b64encode(good[:-1]).decode(), None, 3):
+        with pytest.raises(MalformedResponse):
+            decode_embedding(bad)
 
 
 # --- retries and faults ------------------------------------------------------------------------

@@ -28,6 +28,7 @@ are error lines with ``batch_expired``/``batch_cancelled``. Calls are recorded i
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -60,6 +61,14 @@ def fake_vector(text: str, dimensions: int) -> list[float]:
     return vector
 
 
+def encode_embedding(vector: list[float], encoding_format: str) -> list[float] | str:
+    """``vector`` as the API sends it: a JSON list of floats, or with ``encoding_format``
+    ``base64`` the base64 of its little-endian float32 bytes."""
+    if encoding_format == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return vector
+
+
 def count_tokens(text: str) -> int:
     """cl100k_base token count (what OpenAI bills)."""
     encoding = tiktoken_encoding()
@@ -89,6 +98,8 @@ class Request:
     dimensions: int | None
     outcome: str
     headers: dict[str, str] = field(default_factory=dict)
+    #: ``float`` (the API's default) or ``base64``.
+    encoding_format: str = "float"
 
 
 #: The Batch API's limits on one input file / one embeddings batch.
@@ -287,6 +298,7 @@ class FakeOpenAIServer:
         inputs = [raw] if isinstance(raw, str) else [str(x) for x in raw or []]
         model = str(body.get("model", ""))
         dimensions = body.get("dimensions")
+        encoding_format = str(body.get("encoding_format") or "float")
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
             record = Request(
@@ -295,6 +307,7 @@ class FakeOpenAIServer:
                 dimensions,
                 "pending",
                 {k.lower(): v for k, v in handler.headers.items()},
+                encoding_format,
             )
             self.requests.append(record)
         if handler.path.rstrip("/") not in ("/v1/embeddings", "/embeddings"):
@@ -379,9 +392,23 @@ class FakeOpenAIServer:
                     400,
                     {"error": {"message": problem, "type": "invalid_request_error", "code": None}},
                 )
+        encoding_format = record.encoding_format
+        if encoding_format not in ("float", "base64"):
+            record.outcome = "400"
+            message = f"{encoding_format!r} is not one of ['float', 'base64'] - "
+            message += "'encoding_format'"
+            return self._send(
+                handler,
+                400,
+                {"error": {"message": message, "type": "invalid_request_error", "code": None}},
+            )
         dims = int(dimensions or DEFAULT_DIMENSIONS.get(model, 8))
         data = [
-            {"object": "embedding", "index": i, "embedding": fake_vector(text, dims)}
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": encode_embedding(fake_vector(text, dims), encoding_format),
+            }
             for i, text in enumerate(inputs)
         ]
         if fault and fault.wrong_count:
@@ -622,8 +649,13 @@ class FakeOpenAIServer:
         tokens = sum(count_tokens(t) for t in inputs)
         batch.usage_tokens += tokens
         self.batch_embedded.extend(inputs)
+        encoding_format = str(body.get("encoding_format") or "float")
         data = [
-            {"object": "embedding", "index": i, "embedding": fake_vector(t, dims)}
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": encode_embedding(fake_vector(t, dims), encoding_format),
+            }
             for i, t in enumerate(inputs)
         ]
         return 200, {
