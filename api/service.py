@@ -67,6 +67,18 @@ class SearchConnection(psycopg.Connection[tuple[Any, ...]]):
         super().close()
 
 
+def limit_model_threads(threads: int) -> None:
+    """Run the local model on ``threads`` CPU threads per call (0: leave torch's default).
+
+    Process-wide, which is what a service process wants: its model only embeds queries. Done
+    before the model loads, so an ONNX Runtime session created then follows it too.
+    """
+    if threads > 0:
+        import torch  # the local embedder's own dependency
+
+        torch.set_num_threads(threads)
+
+
 class SearchService:
     """The query embedder and a pool of ``SEARCH_API_POOL_SIZE`` connections."""
 
@@ -82,6 +94,8 @@ class SearchService:
         thread that embeds concurrent queries together (:mod:`tasks.search.query_batching`) and
         open the connection pool (connections are made in the background)."""
         embedder = get_embedder(self.settings)
+        if embedder.provider == "local":
+            limit_model_threads(self.settings.search_embed_threads)
         _ = embedder.dimension  # loads a local model / probes a remote one once
         self.embedder = embedder
         limit = self.settings.search_max_query_tokens

@@ -598,7 +598,12 @@ def start_service(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 
 
 def _load_worker(
-    url: str, mode: str, seconds: float, concurrency: int, words: list[str], out: Any
+    url: str,
+    body: dict[str, Any],
+    seconds: float,
+    concurrency: int,
+    words: list[str],
+    out: Any,
 ) -> None:
     """Load generator (its own process): ``concurrency`` threads sending searches."""
     import httpx
@@ -613,7 +618,7 @@ def _load_worker(
             while time.monotonic() < stop:
                 query = " ".join(rng.choice(words, 2))
                 started = time.perf_counter()
-                r = http.post(url, json={"query": query, "top_k": 10, "mode": mode})
+                r = http.post(url, json={"query": query, "top_k": 10, **body})
                 total = (time.perf_counter() - started) * 1000
                 timing = dict(
                     p.strip().split(";dur=")
@@ -631,29 +636,99 @@ def _load_worker(
                     )
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
-    begun = time.perf_counter()
+    begun, cpu = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    out.put({"samples": samples, "elapsed": time.perf_counter() - begun})
+    out.put(
+        {
+            "samples": samples,
+            "elapsed": time.perf_counter() - begun,
+            "cpu_s": time.process_time() - cpu,
+        }
+    )
 
 
-def load_test(port: int, mode: str, seconds: float, concurrency: int) -> dict[str, Any]:
-    """One scenario; the generator runs in a second process."""
+def _cpu_seconds(procs: list[Any]) -> float:
+    """User + system CPU seconds of ``procs`` (psutil processes); gone ones count 0."""
+    import psutil
+
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _postgres_cpu_seconds() -> float:
+    """CPU seconds PostgreSQL has used so far: its live processes plus the backends it reaped.
+
+    Backends come and go with the service's pool, so counting the processes seen at one moment
+    would miss them: the postmaster's ``children_*`` times hold the ones that exited.
+    """
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if (proc.info["name"] or "") != "postgres":
+            continue
+        try:
+            parent = proc.parent()
+            if parent is not None and parent.name() == "postgres":
+                continue  # a backend: counted with its postmaster below
+            family = [proc, *proc.children(recursive=True)]
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += _cpu_seconds(family) + times.children_user + times.children_system
+    return total
+
+
+def load_test(
+    port: int,
+    mode: str,
+    seconds: float,
+    concurrency: int,
+    service_pid: int | None = None,
+    group_by: str | None = None,
+) -> dict[str, Any]:
+    """One scenario; the generator runs in a second process.
+
+    With ``service_pid``, also the CPU each request cost in the service, in PostgreSQL and in
+    the load generator (milliseconds of CPU per answered request): on two cores these three
+    share the machine, so this is where a throughput limit comes from.
+    """
+    import psutil
+
+    service = [psutil.Process(service_pid)] if service_pid else []
+    before = (_cpu_seconds(service), _postgres_cpu_seconds())
     words = vocabulary(np.random.default_rng(1))  # same vocabulary as the data (seed 1)
     queue: Any = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(
         target=_load_worker,
-        args=(f"http://127.0.0.1:{port}/search", mode, seconds, concurrency, words, queue),
+        args=(
+            f"http://127.0.0.1:{port}/search",
+            {"mode": mode, **({"group_by": group_by} if group_by else {})},
+            seconds,
+            concurrency,
+            words,
+            queue,
+        ),
     )
     proc.start()
     result = queue.get()
+    after = (_cpu_seconds(service), _postgres_cpu_seconds())
     proc.join()
     samples = result["samples"]
     ok = [s for s in samples if s[3] == 200]
-    return {
+    answered = max(len(ok), 1)
+    report = {
         "mode": mode,
+        "group_by": group_by or "the API's default",
         "requests": len(samples),
         "errors": len(samples) - len(ok),
         "req_per_s": round(len(ok) / result["elapsed"], 1),
@@ -661,6 +736,13 @@ def load_test(port: int, mode: str, seconds: float, concurrency: int) -> dict[st
         "retrieve_ms": _pcts([s[2] for s in ok]),
         "embed_ms": _pcts([s[1] for s in ok]),
     }
+    if service_pid:
+        report["cpu_ms_per_request"] = {
+            "service": round((after[0] - before[0]) * 1000 / answered, 2),
+            "postgres": round((after[1] - before[1]) * 1000 / answered, 2),
+            "load_generator": round(result["cpu_s"] * 1000 / answered, 2),
+        }
+    return report
 
 
 def main() -> int:
@@ -687,7 +769,8 @@ def main() -> int:
         "--batching-only",
         action="store_true",
         help="Only the query-batching comparison: vector search, HNSW, one query per model "
-        "call (SEARCH_BATCH_MAX=1, no cache) against the service's defaults, same run.",
+        "call (SEARCH_BATCH_MAX=1, no cache; on torch's default threads, then on one) against "
+        "the service's defaults, same run.",
     )
     parser.add_argument(
         "--corpora", default="demo,debian", help="With --real-recall-only: demo, debian or both."
@@ -702,6 +785,12 @@ def main() -> int:
         "--scan-candidates",
         action="store_true",
         help="With --real-recall-only: also measure the scan settings of CANDIDATES.",
+    )
+    parser.add_argument(
+        "--group-by",
+        choices=("document", "chunk"),
+        default=None,
+        help="The requests' group_by (default: none sent, so the API's default, document).",
     )
     parser.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")
     args = parser.parse_args()
@@ -758,26 +847,45 @@ def main() -> int:
     report["http"] = {}
     dbname = warehouse.params.get("dbname", "postgres")
     # Query batching (tasks/search/query_batching.py) against the unbatched path: one query per
-    # model call, no cache. Vector mode, HNSW; the same clients, data and queries.
+    # model call, no cache. Vector mode, HNSW; the same clients, data and queries. The unbatched
+    # path runs twice: as it was before batching (the model on torch's default threads, one per
+    # core) and on the one thread the service now gives its model (SEARCH_EMBED_THREADS), so
+    # the gain of each change shows apart.
     unbatched = {**env, "SEARCH_BATCH_MAX": "1", "SEARCH_QUERY_CACHE_SIZE": "0"}
-    for label, service_env in (("unbatched", unbatched), ("batched", env)):
+    paths = (
+        ("unbatched", {**unbatched, "SEARCH_EMBED_THREADS": "0"}),
+        ("unbatched_one_thread", {**unbatched, "SEARCH_EMBED_THREADS": "1"}),
+        ("batched", env),
+    )
+    for label, service_env in paths:
         service = start_service(service_env, args.port)
         try:
             key = f"vector_hnsw_{label}"
-            report["http"][key] = load_test(args.port, "vector", args.seconds, args.concurrency)
+            report["http"][key] = load_test(
+                args.port, "vector", args.seconds, args.concurrency, service.pid, args.group_by
+            )
             print(key, json.dumps(report["http"][key]), file=sys.stderr)
         finally:
             service.terminate()
             service.wait(timeout=30)
-    before, after = report["http"]["vector_hnsw_unbatched"], report["http"]["vector_hnsw_batched"]
+    http = report["http"]
+    before, after = http["vector_hnsw_unbatched"], http["vector_hnsw_batched"]
+    one_thread = http["vector_hnsw_unbatched_one_thread"]
     report["batching"] = {
         "throughput_ratio": round(after["req_per_s"] / max(before["req_per_s"], 1e-9), 2),
+        "throughput_ratio_vs_one_thread_unbatched": round(
+            after["req_per_s"] / max(one_thread["req_per_s"], 1e-9), 2
+        ),
         "p95_ms_unbatched": before["total_ms"]["p95"],
         "p95_ms_batched": after["total_ms"]["p95"],
     }
     print("batching", json.dumps(report["batching"]), file=sys.stderr)
     if args.batching_only:
-        print(json.dumps(report, indent=2))
+        report["machine"]["load_avg_end"] = os.getloadavg()
+        text = json.dumps(report, indent=2)
+        print(text)
+        if args.out:
+            args.out.write_text(text)
         return 0
     scenarios = [("hnsw", False)] + ([] if args.skip_exact_http else [("exact", True)])
     for label, exact in scenarios:
@@ -789,7 +897,9 @@ def main() -> int:
             try:
                 for mode in ("vector", "hybrid"):
                     key = f"{mode}_{label}"
-                    report["http"][key] = load_test(args.port, mode, args.seconds, args.concurrency)
+                    report["http"][key] = load_test(
+                        args.port, mode, args.seconds, args.concurrency, service.pid, args.group_by
+                    )
                     print(key, json.dumps(report["http"][key]), file=sys.stderr)
             finally:
                 service.terminate()

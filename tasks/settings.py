@@ -285,6 +285,12 @@ class Settings(BaseSettings):
         description="Inputs over 8192 tokens: `truncate` to the limit, or `split` and average "
         "the pieces' vectors.",
     )
+    openai_encoding_format: Literal["base64", "float"] = Field(
+        default="base64",
+        description="How embeddings come back: `base64` (float32 bytes; a third of the body "
+        "and far less client CPU than a JSON list of floats) or `float`, for an "
+        "OpenAI-compatible server that rejects base64. Same vectors either way.",
+    )
     drop_retired_namespaces: bool = Field(
         default=True,
         description="After a rebuild switched over, drop the old physical namespace.",
@@ -486,6 +492,15 @@ class Settings(BaseSettings):
         default=1024,
         ge=0,
         description="Search service: query vectors kept in an LRU cache (0: no cache).",
+    )
+    search_embed_threads: int = Field(
+        default=1,
+        ge=0,
+        le=256,
+        description="Search service: CPU threads the local query model uses per call (torch's "
+        "intra-op threads, which the onnx-int8 backend follows); 0: torch's default, one per "
+        "core. One by default: concurrent queries are already batched, and a second thread per "
+        "call spins on the cores PostgreSQL and the request handling need (BENCHMARKS.md).",
     )
     search_api_pool_size: int = Field(
         default=4, ge=1, le=64, description="Database connections held by the search service."

@@ -62,6 +62,9 @@ def demo_settings(demo_index: dict[str, Any], **overrides: Any) -> Settings:
         "search_mode": "vector",
         # Generous: the suite shares 2 cores with others; a 504 under load is not what's tested.
         "search_timeout_s": 60.0,
+        # These servers run inside the test process: leave its torch threads as they are (the
+        # service's default, one, is tested in test_api_service.py).
+        "search_embed_threads": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

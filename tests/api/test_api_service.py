@@ -147,3 +147,27 @@ def test_create_app_refuses_to_run_open_without_keys(api_settings) -> None:  # t
     create_app(
         api_settings.model_copy(update={"search_api_keys": None, "search_api_auth_disabled": True})
     )
+
+
+def test_the_service_runs_its_local_model_on_the_threads_configured(
+    demo_index: dict[str, object],
+) -> None:
+    """SEARCH_EMBED_THREADS (default 1) is applied when the service loads its local model."""
+    import torch
+
+    from api.service import SearchService
+    from tasks.settings import Settings
+    from tests.api.conftest import demo_settings
+
+    assert Settings.model_fields["search_embed_threads"].default == 1
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    service = SearchService(demo_settings(demo_index, search_embed_threads=wanted))
+    try:
+        service.start()
+        assert torch.get_num_threads() == wanted
+        assert service.batcher is not None
+        assert len(service.batcher.embedder.embed(["tent for two"])[0]) > 0
+    finally:
+        service.close()
+        torch.set_num_threads(before)
