@@ -121,7 +121,9 @@ def test_vectors_are_the_same_in_either_encoding(
 ) -> None:
     """base64 (the default) is asked for and decoded to exactly the server's float32s."""
     texts = ["hello world", "semantic search", "a third text"]
-    options = {} if encoding_format == "base64" else {"encoding_format": encoding_format}
+    options: dict[str, Any] = (
+        {} if encoding_format == "base64" else {"encoding_format": encoding_format}
+    )
     vectors = make(openai_server, **options).embed(texts)
     assert [r.encoding_format for r in openai_server.requests] == [encoding_format]
     assert vectors == [fake_vector(t, DIMS) for t in texts]
