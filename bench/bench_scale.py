@@ -82,7 +82,7 @@ def settings_for(url: str) -> Any:
     )
 
 
-def run_phase(url: str, base_url: str, dims: int) -> None:
+def run_phase(url: str, base_url: str, dims: int, encoding_format: str = "base64") -> None:
     """One index run in this process; prints its figures as one JSON line."""
     from tasks.embedders.openai import OpenAIEmbedder, OpenAIOptions
     from tasks.index.documents import EmbeddingSpec
@@ -95,7 +95,9 @@ def run_phase(url: str, base_url: str, dims: int) -> None:
     warehouse = Warehouse(conninfo=psycopg.conninfo.make_conninfo(url), embedded=False)
     embedder = OpenAIEmbedder(
         OpenAIEmbedderConfig(api_key="bench", base_url=base_url, dimensions=dims, timeout_s=120),
-        OpenAIOptions(max_concurrency=2),
+        OpenAIOptions(
+            max_concurrency=2, encoding_format="float" if encoding_format == "float" else "base64"
+        ),
     )
     spec = EmbeddingSpec(
         model="model.bench.scale",
@@ -121,17 +123,18 @@ def run_phase(url: str, base_url: str, dims: int) -> None:
         "unchanged": result.unchanged,
         "deleted": result.deleted,
         "physical": result.physical_namespace,
+        "encoding_format": encoding_format,
     }
     store.close()
     print(json.dumps(figures))
 
 
-def child_run(url: str, base_url: str, dims: int) -> dict[str, Any]:
+def child_run(url: str, base_url: str, dims: int, encoding_format: str) -> dict[str, Any]:
     """:func:`run_phase` in a child process (this worktree's code first on the path)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(
         [sys.executable, __file__, "--phase", "run", "--url", url, "--base-url", base_url,
-         "--dims", str(dims)],
+         "--dims", str(dims), "--encoding-format", encoding_format],
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -191,9 +194,15 @@ def main() -> None:
         help="create the namespace's table without its HNSW index before the first run (the "
         "store keeps an existing table as it is), to measure the pipeline without HNSW inserts",
     )
+    parser.add_argument(
+        "--encoding-format",
+        choices=["base64", "float"],
+        default="base64",
+        help="how the embedder asks for vectors (OPENAI_ENCODING_FORMAT; base64 by default)",
+    )
     args = parser.parse_args()
     if args.phase == "run":
-        run_phase(args.url, args.base_url, args.dims)
+        run_phase(args.url, args.base_url, args.dims, args.encoding_format)
         return
 
     server = None
@@ -230,11 +239,11 @@ def main() -> None:
                 )
 
         say(f"documents made in {model_s:.1f} s; first index")
-        first = child_run(url, base_url, args.dims)
+        first = child_run(url, base_url, args.dims, args.encoding_format)
         say(f"first index: {first}; raw COPY")
         copy = raw_copy(conninfo, first["physical"])
         say(f"raw COPY: {copy}; no-change rerun")
-        again = child_run(url, base_url, args.dims)
+        again = child_run(url, base_url, args.dims, args.encoding_format)
         say(f"no-change rerun: {again}; changing documents")
         every = max(1, round(1 / args.changed))
         with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -243,7 +252,7 @@ def main() -> None:
                 "where substr(document_id, 5)::int %% %s = 0",
                 (every,),
             ).rowcount
-        changed = child_run(url, base_url, args.dims)
+        changed = child_run(url, base_url, args.dims, args.encoding_format)
         say(f"changed rerun: {changed}")
     finally:
         fake.terminate()
@@ -256,6 +265,7 @@ def main() -> None:
         "documents": args.docs,
         "dims": args.dims,
         "hnsw": not args.without_hnsw,
+        "encoding_format": args.encoding_format,
         "load_avg_1_5_15": [round(x, 1) for x in load],
         "model_sql_s": round(model_s, 1),
         "first": first,
@@ -275,8 +285,9 @@ def main() -> None:
         f"| documents / chunks | {args.docs:,} / {first['chunks']:,} ({args.dims} dims, {hnsw}) |"
     )
     print(
-        f"| first index | {first['wall_s']:.0f} s, {rate:,.0f} chunks/s, peak RSS "
-        f"{first['peak_rss_mb']:.0f} MB |"
+        f"| first index ({args.encoding_format} vectors) | {first['wall_s']:.0f} s, "
+        f"{rate:,.0f} chunks/s, client CPU {first['cpu_s']:.0f} s, "
+        f"peak RSS {first['peak_rss_mb']:.0f} MB |"
     )
     print(f"| raw binary COPY, same rows and table | {copy['rows_per_s']:,.0f} rows/s |")
     print(f"| index step / raw COPY | {rate / copy['rows_per_s']:.2f}x |")
