@@ -69,6 +69,18 @@ def encode_embedding(vector: list[float], encoding_format: str) -> list[float] |
     return vector
 
 
+def embedding_data(inputs: list[str], dims: int, encoding_format: str) -> list[dict[str, Any]]:
+    """The ``data`` of an embeddings response to ``inputs`` (the live API's and a batch line's)."""
+    return [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": encode_embedding(fake_vector(text, dims), encoding_format),
+        }
+        for i, text in enumerate(inputs)
+    ]
+
+
 def count_tokens(text: str) -> int:
     """cl100k_base token count (what OpenAI bills)."""
     encoding = tiktoken_encoding()
@@ -395,22 +407,14 @@ class FakeOpenAIServer:
         encoding_format = record.encoding_format
         if encoding_format not in ("float", "base64"):
             record.outcome = "400"
-            message = f"{encoding_format!r} is not one of ['float', 'base64'] - "
-            message += "'encoding_format'"
+            message = f"{encoding_format!r} is not one of ['float', 'base64'] - 'encoding_format'"
             return self._send(
                 handler,
                 400,
                 {"error": {"message": message, "type": "invalid_request_error", "code": None}},
             )
         dims = int(dimensions or DEFAULT_DIMENSIONS.get(model, 8))
-        data = [
-            {
-                "object": "embedding",
-                "index": i,
-                "embedding": encode_embedding(fake_vector(text, dims), encoding_format),
-            }
-            for i, text in enumerate(inputs)
-        ]
+        data = embedding_data(inputs, dims, encoding_format)
         if fault and fault.wrong_count:
             data = data[:-1]
             record.outcome = "wrong_count"
@@ -649,15 +653,7 @@ class FakeOpenAIServer:
         tokens = sum(count_tokens(t) for t in inputs)
         batch.usage_tokens += tokens
         self.batch_embedded.extend(inputs)
-        encoding_format = str(body.get("encoding_format") or "float")
-        data = [
-            {
-                "object": "embedding",
-                "index": i,
-                "embedding": encode_embedding(fake_vector(t, dims), encoding_format),
-            }
-            for i, t in enumerate(inputs)
-        ]
+        data = embedding_data(inputs, dims, str(body.get("encoding_format") or "float"))
         return 200, {
             "object": "list",
             "data": data,
